@@ -1,0 +1,7 @@
+"""`ehl research-dataset`: being built (see the matching issue)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

@@ -1,0 +1,87 @@
+"""Runtime settings: where Spark runs, which Prefect API to use, which linkage backend.
+
+Settings are data (YAML validated by pydantic), separate from the signed IG policy: the policy
+says what is *allowed*; settings say *how* and *where* it runs. An error names the file and key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SETTINGS_ENV = "EHL_SETTINGS"
+
+
+class SettingsError(ValueError):
+    """A settings file is unreadable or invalid; the message names the file and key."""
+
+
+class SparkSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    master: str = Field("local[2]", description="Spark master URL: local[N], spark://host:7077, ...")
+    app_name: str = "ehl-linkage"
+    driver_memory: str = "4g"
+    executor_memory: str = "4g"
+    shuffle_partitions: int = Field(8, ge=1)
+    adaptive: bool = True
+    config: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings")
+
+
+class PrefectSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api_url: str | None = Field(None, description="a Prefect server; empty = ephemeral local API")
+
+
+class LinkageSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["auto", "spark", "duckdb"] = "auto"
+    duckdb_max_comparisons_records: int = Field(
+        3_000_000,
+        ge=0,
+        description="'auto' uses DuckDB while left + right records stay at or below this number",
+    )
+    duckdb_memory_limit: str = "8GB"
+    seed: int = 42
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    prefect: PrefectSettings = Field(default_factory=PrefectSettings)
+    linkage: LinkageSettings = Field(default_factory=LinkageSettings)
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid settings"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  - {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Settings from ``path``, ``$EHL_SETTINGS``, or the defaults (local Spark, ephemeral Prefect)."""
+    chosen = path or os.environ.get(SETTINGS_ENV)
+    if not chosen:
+        return Settings()
+    p = Path(chosen)
+    try:
+        raw: Any = yaml.safe_load(p.read_text()) or {}
+    except OSError as exc:
+        raise SettingsError(f"{p}: cannot read settings file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{p}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{p}: settings must be a mapping of keys to values")
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise SettingsError(_format_errors(str(p), exc)) from None
