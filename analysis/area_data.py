@@ -1,0 +1,370 @@
+"""Loaders for the published area data in ``reference/``, in their published column layouts.
+
+Each loader accepts the file as it is downloaded (ONS/Nomis census tables, NHS Digital QOF and
+GP-registration files) and the synthetic test bed's copies of them, and returns one small
+canonical table. Column names are matched after normalising case, spaces and punctuation,
+because the publishers change them slightly between releases. A file that cannot be read says
+which file and which column is the problem.
+
+Canonical tables:
+
+* census economic activity: ``lsoa21cd, residents_16_plus, economically_active, unemployed,
+  inactive, inactive_sick``;
+* QOF prevalence: ``practice_code, condition, register, list_size``;
+* GP registrations: ``practice_code, lsoa21cd, patients``;
+* LSOA lookup: ``lsoa21cd, lad22cd, lad22nm, imd_decile``;
+* census population by group: long, ``lad22cd, status, characteristic columns..., people``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from ig_policies.errors import InputError
+
+#: QOF register group codes -> the project's condition codes (ARCHITECTURE.md).
+QOF_GROUPS: dict[str, str] = {
+    "DEP": "depression",
+    "MH": "smi",
+    "EP": "epilepsy",
+    "COPD": "copd",
+    "DM": "diabetes",
+    "CHD": "chd",
+    "HYP": "hypertension",
+    "LD": "learning_disability",
+    "OST": "osteoporosis",
+    "AST": "asthma",
+}
+CONDITIONS: tuple[str, ...] = tuple(QOF_GROUPS.values())
+
+CENSUS_MEASURES: tuple[str, ...] = (
+    "residents_16_plus",
+    "economically_active",
+    "unemployed",
+    "inactive",
+    "inactive_sick",
+)
+
+
+def _norm(name: object) -> str:
+    """Lower case, without punctuation or spaces: 'Economic activity status: Total' -> 'economicactivitystatustotal'."""
+    text = re.sub(r";\s*measures:\s*value$", "", str(name).strip(), flags=re.I)
+    return re.sub(r"[^a-z0-9+]", "", text.lower())
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(
+            str(path),
+            "the file does not exist",
+            hint="put the published file in the workspace's reference/ folder (ehl synth writes synthetic ones).",
+        )
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return pd.read_csv(path, dtype=str, encoding=encoding, keep_default_na=False, na_values=[""])
+        except UnicodeDecodeError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InputError(
+                str(path), f"not a readable CSV file ({exc})", hint="check the file is the CSV download"
+            ) from None
+    raise InputError(
+        str(path), "the text encoding is neither UTF-8 nor Windows-1252", hint="re-save it as UTF-8"
+    )
+
+
+def _find(df: pd.DataFrame, candidates: Iterable[str]) -> str | None:
+    """The first column whose normalised name equals one of ``candidates`` (normalised)."""
+    by_norm = {_norm(c): c for c in df.columns}
+    for cand in candidates:
+        if _norm(cand) in by_norm:
+            return by_norm[_norm(cand)]
+    return None
+
+
+def _require(df: pd.DataFrame, path: Path, what: str, candidates: Iterable[str]) -> str:
+    candidates = list(candidates)
+    col = _find(df, candidates)
+    if col is None:
+        raise InputError(
+            str(path),
+            f"no column for {what} (looked for {', '.join(repr(c) for c in candidates[:3])})",
+            hint="use the published file unchanged, or rename the column to one of those names.",
+            column=candidates[0],
+        )
+    return col
+
+
+def _numbers(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
+    raw = df[col].astype("string").str.replace(",", "", regex=False).str.strip()
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna() & raw.notna()
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0]) + 2  # header is row 1
+        raise InputError(
+            str(path), "a count is not a number", hint="check the file is not damaged", row=row, column=col
+        )
+    return values.fillna(0)
+
+
+# --------------------------------------------------------------------------------------------
+# Census 2021 economic activity by LSOA (TS066)
+
+_LSOA_CODE = (
+    "lsoa21cd",
+    "geography code",
+    "Lower layer Super Output Areas Code",
+    "Lower Layer Super Output Areas Code",
+    "LSOA code",
+    "lsoa_code",
+    "LSOA_CODE",
+    "lsoa21",
+)
+
+#: wide TS066 (Nomis bulk download) column suffixes -> canonical measure; the first match wins.
+_TS066_WIDE: dict[str, tuple[str, ...]] = {
+    "residents_16_plus": (
+        "residents_16_plus",
+        "Economic activity status: Total: All usual residents aged 16 years and over",
+        "Total: All usual residents aged 16 years and over",
+    ),
+    "active_non_students": (
+        "Economic activity status: Economically active (excluding full-time students)",
+        "economically_active_excluding_students",
+    ),
+    "active_students": (
+        "Economic activity status: Economically active and a full-time student",
+        "economically_active_full_time_students",
+    ),
+    "economically_active": ("economically_active",),
+    "unemployed_non_students": (
+        "Economic activity status: Economically active (excluding full-time students): Unemployed",
+        "Economic activity status: Economically active (excluding full-time students):Unemployed",
+    ),
+    "unemployed_students": (
+        "Economic activity status: Economically active and a full-time student: Unemployed",
+        "Economic activity status: Economically active and a full-time student:Unemployed",
+    ),
+    "unemployed": ("unemployed",),
+    "inactive": ("Economic activity status: Economically inactive", "inactive", "economically_inactive"),
+    "inactive_sick": (
+        "Economic activity status: Economically inactive: Long-term sick or disabled",
+        "inactive_sick",
+        "long_term_sick_or_disabled",
+        "inactive_long_term_sick",
+    ),
+}
+
+#: long (ONS custom dataset) category labels, normalised prefix -> measure contributions
+_TS066_LONG_CODE_COLUMNS = (
+    "Economic activity status (20 categories) Code",
+    "Economic activity status (20 categories)",
+)
+
+
+def load_census_economic_activity(path: str | Path) -> pd.DataFrame:
+    """Census 2021 economic activity by LSOA (TS066) as the canonical table.
+
+    Reads the wide Nomis bulk layout ("geography code" plus one column per status), the long
+    ONS custom-dataset layout (one row per LSOA and status with an ``Observation``), and files
+    that already use the canonical column names. Unemployed includes unemployed full-time
+    students and economically active includes active students, as in ONS's own rates.
+    """
+    p = Path(path)
+    df = _read_csv(p)
+    lsoa = _require(df, p, "the LSOA code", _LSOA_CODE)
+    if _find(df, ("Observation", "observation", "count")) and _find(df, _TS066_LONG_CODE_COLUMNS):
+        return _census_long(df, p, lsoa)
+    cols = {k: _find(df, v) for k, v in _TS066_WIDE.items()}
+    out = pd.DataFrame({"lsoa21cd": df[lsoa].str.strip()})
+
+    def measure(name: str) -> pd.Series | None:
+        return _numbers(df, cols[name], p) if cols[name] else None
+
+    out["residents_16_plus"] = _must(measure("residents_16_plus"), p, "all usual residents aged 16 and over")
+    active = measure("economically_active")
+    if active is None:
+        parts = [s for s in (measure("active_non_students"), measure("active_students")) if s is not None]
+        active = sum(parts) if parts else None  # type: ignore[assignment]
+    out["economically_active"] = _must(active, p, "economically active residents")
+    unemployed = measure("unemployed")
+    if unemployed is None:
+        parts = [
+            s for s in (measure("unemployed_non_students"), measure("unemployed_students")) if s is not None
+        ]
+        unemployed = sum(parts) if parts else None  # type: ignore[assignment]
+    out["unemployed"] = _must(unemployed, p, "unemployed residents")
+    inactive = measure("inactive")
+    out["inactive"] = (
+        inactive if inactive is not None else out["residents_16_plus"] - out["economically_active"]
+    )
+    out["inactive_sick"] = _must(
+        measure("inactive_sick"), p, "residents inactive through long-term sickness or disability"
+    )
+    return _valid_lsoas(out, p)
+
+
+def _must(series: pd.Series | None, path: Path, what: str) -> pd.Series:
+    if series is None:
+        raise InputError(
+            str(path),
+            f"no column for {what}",
+            hint="use the census TS066 economic activity table by LSOA as downloaded.",
+        )
+    return series
+
+
+def _census_long(df: pd.DataFrame, p: Path, lsoa: str) -> pd.DataFrame:
+    label_col = _require(
+        df, p, "the economic activity category", ("Economic activity status (20 categories)",)
+    )
+    obs = _numbers(df, _require(df, p, "the count", ("Observation", "count")), p)
+    labels = df[label_col].astype(str).str.lower()
+    tidy = pd.DataFrame({"lsoa21cd": df[lsoa].str.strip(), "label": labels, "n": obs})
+    applicable = ~tidy["label"].str.contains("does not apply")
+    active = tidy["label"].str.startswith("economically active")
+    unemployed = active & tidy["label"].str.contains("unemployed")
+    inactive = tidy["label"].str.startswith("economically inactive")
+    sick = inactive & tidy["label"].str.contains("long-term sick or disabled")
+    g = tidy.assign(
+        residents_16_plus=tidy["n"].where(applicable, 0),
+        economically_active=tidy["n"].where(active, 0),
+        unemployed=tidy["n"].where(unemployed, 0),
+        inactive=tidy["n"].where(inactive, 0),
+        inactive_sick=tidy["n"].where(sick, 0),
+    )
+    out = g.groupby("lsoa21cd", as_index=False)[list(CENSUS_MEASURES)].sum()
+    return _valid_lsoas(out, p)
+
+
+def _valid_lsoas(df: pd.DataFrame, p: Path) -> pd.DataFrame:
+    ok = df["lsoa21cd"].astype(str).str.match(r"^[EW]01\d{6}$")
+    if not ok.any():
+        raise InputError(str(p), "no row has an LSOA code like E01006512", hint="use the LSOA-level download")
+    return df[ok].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# QOF prevalence by practice (NHS Digital)
+
+
+def load_qof_prevalence(path: str | Path) -> pd.DataFrame:
+    """QOF register sizes and list sizes per practice and condition.
+
+    The published ``PREVALENCE_yyyy.csv`` has ``PRACTICE_CODE, GROUP_CODE, REGISTER,
+    PATIENT_LIST_TYPE, PRACTICE_LIST_SIZE``; ``PRACTICE_LIST_SIZE`` is the list size for that
+    register's age group, which is the right denominator. Registers outside the project's ten
+    conditions are ignored. A file with a ``condition`` column (project codes) is read as is.
+    """
+    p = Path(path)
+    df = _read_csv(p)
+    practice = _require(df, p, "the practice code", ("PRACTICE_CODE", "practice_code", "Practice code"))
+    group = _find(df, ("GROUP_CODE", "Group code", "INDICATOR_GROUP_CODE"))
+    condition = _find(df, ("condition",))
+    register = _require(df, p, "the register size", ("REGISTER", "register", "Register"))
+    size = _require(
+        df, p, "the list size", ("PRACTICE_LIST_SIZE", "list_size", "LIST_SIZE", "Practice list size")
+    )
+    if group is not None:
+        codes = df[group].astype(str).str.strip().str.upper().map(QOF_GROUPS)
+    elif condition is not None:
+        codes = df[condition].astype(str).str.strip().str.lower()
+        codes = codes.where(codes.isin(CONDITIONS))
+    else:
+        raise InputError(
+            str(p), "no column saying which register each row is (GROUP_CODE)", column="GROUP_CODE"
+        )
+    out = pd.DataFrame(
+        {
+            "practice_code": df[practice].astype(str).str.strip().str.upper(),
+            "condition": codes,
+            "register": _numbers(df, register, p),
+            "list_size": _numbers(df, size, p),
+        }
+    ).dropna(subset=["condition"])
+    if out.empty:
+        raise InputError(
+            str(p),
+            "no row is for one of the project's conditions",
+            hint=f"expected QOF groups {', '.join(QOF_GROUPS)}",
+        )
+    return out.groupby(["practice_code", "condition"], as_index=False)[["register", "list_size"]].sum()
+
+
+# --------------------------------------------------------------------------------------------
+# Patients registered at a GP practice, by LSOA (NHS Digital)
+
+
+def load_gp_registrations(path: str | Path) -> pd.DataFrame:
+    """Registered patients per practice and LSOA.
+
+    The published ``gp-reg-pat-prac-lsoa-all.csv`` has ``PUBLICATION, EXTRACT_DATE,
+    PRACTICE_CODE, PRACTICE_NAME, LSOA_CODE, SEX, NUMBER_OF_PATIENTS``. When a file has both
+    per-sex rows and ``ALL`` rows only ``ALL`` rows are used, so nobody is counted twice; rows
+    whose LSOA is not an English or Welsh LSOA code (e.g. "NO2011") are dropped.
+    """
+    p = Path(path)
+    df = _read_csv(p)
+    practice = _require(df, p, "the practice code", ("PRACTICE_CODE", "practice_code", "ORG_CODE"))
+    lsoa = _require(
+        df, p, "the LSOA code", ("LSOA_CODE", "lsoa21cd", "LSOA_CODE_2021", "LSOA21CD", "lsoa_code")
+    )
+    count = _require(
+        df, p, "the number of patients", ("NUMBER_OF_PATIENTS", "patients", "number_of_patients")
+    )
+    out = pd.DataFrame(
+        {
+            "practice_code": df[practice].astype(str).str.strip().str.upper(),
+            "lsoa21cd": df[lsoa].astype(str).str.strip(),
+            "patients": _numbers(df, count, p),
+        }
+    )
+    sex = _find(df, ("SEX", "sex"))
+    if sex is not None:
+        s = df[sex].astype(str).str.strip().str.upper()
+        if s.isin(["ALL", "PERSONS"]).any():
+            out = out[s.isin(["ALL", "PERSONS"]).to_numpy()]
+    out = out[out["lsoa21cd"].str.match(r"^[EW]01\d{6}$")]
+    return out.groupby(["practice_code", "lsoa21cd"], as_index=False)["patients"].sum()
+
+
+# --------------------------------------------------------------------------------------------
+# LSOA lookup
+
+
+def load_lsoa_lookup(path: str | Path) -> pd.DataFrame:
+    """LSOA -> local authority (and IMD decile when present)."""
+    p = Path(path)
+    df = _read_csv(p)
+    out = pd.DataFrame(
+        {
+            "lsoa21cd": df[
+                _require(df, p, "the LSOA code", ("lsoa21cd", "LSOA21CD", "LSOA code"))
+            ].str.strip(),
+            "lad22cd": df[
+                _require(
+                    df, p, "the local authority code", ("lad22cd", "LAD22CD", "lad23cd", "LAD23CD", "lad21cd")
+                )
+            ].str.strip(),
+        }
+    )
+    name = _find(df, ("lad22nm", "LAD22NM", "lad23nm", "lad21nm"))
+    out["lad22nm"] = df[name].str.strip() if name else out["lad22cd"]
+    imd = _find(df, ("imd_decile", "IMD decile", "Index of Multiple Deprivation (IMD) Decile"))
+    out["imd_decile"] = pd.to_numeric(df[imd], errors="coerce") if imd else pd.NA
+    return out.drop_duplicates("lsoa21cd").reset_index(drop=True)
+
+
+__all__ = [
+    "CENSUS_MEASURES",
+    "CONDITIONS",
+    "QOF_GROUPS",
+    "load_census_economic_activity",
+    "load_gp_registrations",
+    "load_lsoa_lookup",
+    "load_qof_prevalence",
+]

@@ -1,0 +1,185 @@
+"""Small-area profiles: where more people have a condition, are more people out of work?
+
+QOF prevalence is published per GP practice, and census economic activity per LSOA. Practices'
+patients live in many LSOAs, so each LSOA's prevalence is the average of its residents'
+practices' prevalences, weighted by how many of its residents each practice has registered
+(NHS Digital's "patients registered at a GP practice" by LSOA). Then, across LSOAs,
+
+    log(rate) = sum_c beta_c * log(prevalence_c) + local-authority fixed effect + error
+
+for two rates (economic inactivity through long-term sickness or disability, and
+unemployment). beta_c is an elasticity: a 1% higher prevalence of condition c goes with roughly a
+beta_c% higher rate, holding the other conditions and the local authority fixed. Errors are
+heteroskedasticity-robust (HC3) because small LSOAs have noisier rates. This is ecological: it
+describes areas, not people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+AreaOutcome = Literal["inactive_sick_rate", "unemployment_rate"]
+OUTCOME_WORDS: dict[str, str] = {
+    "inactive_sick_rate": "rate of economic inactivity through long-term sickness or disability",
+    "unemployment_rate": "unemployment rate",
+}
+
+
+def apportion_prevalence(qof: pd.DataFrame, registrations: pd.DataFrame) -> pd.DataFrame:
+    """LSOA-level prevalence of each condition from practice-level QOF prevalence.
+
+    ``qof``: ``practice_code``, ``condition``, ``register``, ``list_size`` (practice rows).
+    ``registrations``: ``practice_code``, ``lsoa21cd``, ``patients``.
+    Returns one row per LSOA: ``lsoa21cd``, ``registered_patients`` and one prevalence column
+    per condition (a proportion). Practices missing from QOF are left out of the weights of the
+    conditions they lack, so a missing practice does not pull an LSOA's prevalence towards zero.
+    """
+    prev = qof.assign(prevalence=qof["register"] / qof["list_size"].where(qof["list_size"] > 0))
+    prev = prev.dropna(subset=["prevalence"])
+    wide = prev.pivot_table(index="practice_code", columns="condition", values="prevalence", aggfunc="mean")
+    reg = registrations.groupby(["lsoa21cd", "practice_code"], as_index=False)["patients"].sum()
+    reg = reg[reg["patients"] > 0]
+    out = reg.groupby("lsoa21cd")["patients"].sum().rename("registered_patients").to_frame()
+    joined = reg.merge(wide, left_on="practice_code", right_index=True, how="left")
+    for cond in wide.columns:
+        known = joined[cond].notna()
+        num = (
+            (joined.loc[known, cond] * joined.loc[known, "patients"])
+            .groupby(joined.loc[known, "lsoa21cd"])
+            .sum()
+        )
+        den = joined.loc[known, "patients"].groupby(joined.loc[known, "lsoa21cd"]).sum()
+        out[cond] = num / den
+    out.columns.name = None
+    return out.reset_index()
+
+
+def area_rates(census: pd.DataFrame) -> pd.DataFrame:
+    """The two census rates per LSOA.
+
+    ``inactive_sick_rate`` = long-term sick or disabled / usual residents aged 16+;
+    ``unemployment_rate`` = unemployed / economically active (the ONS definition).
+    """
+    out = census[["lsoa21cd"]].copy()
+    residents = census["residents_16_plus"].astype(float)
+    active = census["economically_active"].astype(float)
+    out["inactive_sick_rate"] = census["inactive_sick"].astype(float) / residents.where(residents > 0)
+    out["unemployment_rate"] = census["unemployed"].astype(float) / active.where(active > 0)
+    out["residents_16_plus"] = residents
+    return out
+
+
+def build_area_profile(
+    census: pd.DataFrame, prevalence: pd.DataFrame, lsoa_lookup: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per LSOA with its local authority, both rates and every condition's prevalence."""
+    rates = area_rates(census)
+    lad = lsoa_lookup[["lsoa21cd", "lad22cd"]].drop_duplicates("lsoa21cd")
+    return rates.merge(prevalence, on="lsoa21cd", how="inner").merge(lad, on="lsoa21cd", how="inner")
+
+
+@dataclass(frozen=True)
+class ElasticityModel:
+    """The fitted area model for one rate."""
+
+    outcome: str
+    elasticities: pd.DataFrame  # condition, elasticity, std_error, ci_low, ci_high, p_value, significant
+    fit: dict[str, float] = field(default_factory=dict)
+    sentences: tuple[str, ...] = ()
+
+    def significant_conditions(self) -> list[str]:
+        return self.elasticities.loc[self.elasticities["significant"], "condition"].tolist()
+
+
+def fit_elasticities(
+    profile: pd.DataFrame,
+    outcome: AreaOutcome,
+    conditions: Sequence[str],
+    alpha: float = 0.05,
+    cov_type: str = "HC3",
+) -> ElasticityModel:
+    """Regress log(rate) on log(prevalences) with local-authority fixed effects and robust errors.
+
+    LSOAs with a zero rate or a zero prevalence are left out (their log is undefined); the
+    number left out is reported in ``fit``. "Significant" means p < ``alpha`` (robust errors).
+    """
+    import statsmodels.formula.api as smf
+
+    cols = [outcome, *conditions, "lad22cd"]
+    df = profile[cols].dropna()
+    positive = (df[[outcome, *conditions]] > 0).all(axis=1)
+    dropped = int((~positive).sum()) + (len(profile) - len(df))
+    df = df[positive]
+    data = pd.DataFrame({"y": np.log(df[outcome].astype(float)), "lad22cd": df["lad22cd"].astype(str)})
+    names = {}
+    for i, c in enumerate(conditions):
+        names[c] = f"x{i}"
+        data[f"x{i}"] = np.log(df[c].astype(float))
+    fe = " + C(lad22cd)" if data["lad22cd"].nunique() > 1 else ""
+    formula = "y ~ " + " + ".join(names.values()) + fe
+    fit = smf.ols(formula, data=data).fit(cov_type=cov_type)
+    ci = fit.conf_int(alpha=alpha)
+    rows = []
+    for c, x in names.items():
+        rows.append(
+            {
+                "condition": c,
+                "elasticity": float(fit.params[x]),
+                "std_error": float(fit.bse[x]),
+                "ci_low": float(ci.loc[x, 0]),
+                "ci_high": float(ci.loc[x, 1]),
+                "p_value": float(fit.pvalues[x]),
+                "significant": bool(fit.pvalues[x] < alpha),
+                "percent_change_per_1pct": (1.01 ** float(fit.params[x]) - 1) * 100,
+            }
+        )
+    table = pd.DataFrame(rows)
+    stats = {
+        "lsoas": float(len(data)),
+        "lsoas_left_out": float(dropped),
+        "local_authorities": float(data["lad22cd"].nunique()),
+        "parameters": float(len(fit.params)),
+        "residual_df": float(fit.df_resid),
+        "r_squared": float(fit.rsquared),
+        "adj_r_squared": float(fit.rsquared_adj),
+    }
+    sentences = tuple(_describe(r, outcome) for r in table.itertuples())
+    return ElasticityModel(outcome, table, stats, sentences)
+
+
+def _describe(row: object, outcome: str) -> str:
+    name = str(row.condition).replace("_", " ")  # type: ignore[attr-defined]
+    pct = row.percent_change_per_1pct  # type: ignore[attr-defined]
+    lo = (1.01**row.ci_low - 1) * 100  # type: ignore[attr-defined]
+    hi = (1.01**row.ci_high - 1) * 100  # type: ignore[attr-defined]
+    direction = "higher" if pct >= 0 else "lower"
+    tail = "" if row.significant else " (not statistically significant)"  # type: ignore[attr-defined]
+    what = OUTCOME_WORDS.get(outcome, outcome)
+    return (
+        f"A 1% higher prevalence of {name} goes with a {abs(pct):.2f}% {direction} {what} "
+        f"(95% CI {lo:.2f}% to {hi:.2f}%){tail}."
+    )
+
+
+def usable_conditions(profile: pd.DataFrame, candidates: Sequence[str], min_lsoas: int = 10) -> list[str]:
+    """Conditions with a positive prevalence in enough LSOAs to be estimated."""
+    out = []
+    for c in candidates:
+        if c in profile.columns and int((profile[c] > 0).sum()) >= min_lsoas and profile[c].std() > 0:
+            out.append(c)
+    return out
+
+
+__all__ = [
+    "ElasticityModel",
+    "apportion_prevalence",
+    "area_rates",
+    "build_area_profile",
+    "fit_elasticities",
+    "usable_conditions",
+]

@@ -1,0 +1,484 @@
+"""Equity audit: are the programmes reaching the people they are meant to serve?
+
+Each programme serves an out-of-work population (the unemployed plus the economically inactive,
+or only those inactive through long-term sickness or disability). The census tells us who is in
+that population in the same local authorities; the programme's clients tell us who was reached.
+A group whose share of clients is well below its share of the population is under-represented.
+
+The statistical core is plain functions over pandas tables; ``run_equity_audit`` is the stage
+function that reads the workspace, goes through the policy engine and hands every table and
+chart to disclosure control. Counts are always counts of *people*: duplicate enrolments of one
+person in one programme (same ``client_cluster``) count once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+if TYPE_CHECKING:
+    pass
+
+#: Which census population a programme is compared with.
+PopulationBasis = Literal["out_of_work", "inactive_sick"]
+POPULATION_BASES: dict[str, str] = {
+    "out_of_work": "out-of-work population (unemployed or economically inactive)",
+    "inactive_sick": "population economically inactive through long-term sickness or disability",
+}
+
+#: Characteristics compared in the audit, in report order, with the words used in sentences.
+CHARACTERISTICS: dict[str, str] = {
+    "age_band": "age",
+    "sex": "sex",
+    "ethnicity": "ethnic group",
+    "imd_quintile": "area deprivation (IMD quintile)",
+    "disability": "long-term health condition or disability",
+}
+
+Z95 = stats.norm.ppf(0.975)
+
+
+# --------------------------------------------------------------------------------------------
+# People, not enrolments
+
+
+def one_row_per_person(clients: pd.DataFrame, by: Sequence[str] = ("programme",)) -> pd.DataFrame:
+    """Keep each person's earliest enrolment within each ``by`` group.
+
+    Duplicate enrolments of one person share a ``client_cluster``; counting them twice would
+    inflate every count and make disclosure thresholds meaningless, because those thresholds are
+    about people. Rows without a cluster are their own person.
+    """
+    df = clients.copy()
+    person = df["client_cluster"] if "client_cluster" in df else pd.Series(pd.NA, index=df.index)
+    df["_person"] = person.astype("string").fillna(df["client_pseudonym"].astype("string"))
+    order = [*by, "_person"] + (["enrolment_date"] if "enrolment_date" in df else [])
+    df = df.sort_values(order, kind="stable").drop_duplicates([*by, "_person"], keep="first")
+    return df.drop(columns="_person").reset_index(drop=True)
+
+
+def person_ids(clients: pd.DataFrame) -> pd.Series:
+    """The identifier of the person behind each row (cluster, else the client pseudonym)."""
+    if "client_cluster" in clients:
+        return clients["client_cluster"].astype("string").fillna(clients["client_pseudonym"].astype("string"))
+    return clients["client_pseudonym"].astype("string")
+
+
+def condition_columns(clients: pd.DataFrame, prefix: str) -> list[str]:
+    """The ``sr_``/``gp_`` condition flag columns present, in a stable order."""
+    return sorted(c for c in clients.columns if c.startswith(prefix))
+
+
+def with_disability(clients: pd.DataFrame) -> pd.DataFrame:
+    """Add ``disability`` ("Yes"/"No"): any self-reported long-term condition.
+
+    The census counts people whose day-to-day activities are limited by a long-term physical or
+    mental health condition; the nearest thing the programmes record is any self-reported
+    condition, so that is what the audit compares.
+    """
+    df = clients.copy()
+    sr = condition_columns(df, "sr_")
+    if sr:
+        any_condition = df[sr].fillna(False).astype(bool).any(axis=1)
+        df["disability"] = np.where(any_condition, "Yes", "No")
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# Representation ratios
+
+
+def representation_ratios(client_counts: pd.Series, population_counts: pd.Series) -> pd.DataFrame:
+    """Each category's share of clients divided by its share of the population, with a 95% CI.
+
+    The CI is the Katz log interval for a ratio of two independent proportions; the census
+    counts are large, so most of the width comes from the (small) number of clients.
+    Categories missing on either side count as zero; a category with no clients gets ratio 0
+    and no interval.
+    """
+    cats = population_counts.index.union(client_counts.index)
+    x = client_counts.reindex(cats, fill_value=0).astype(float)
+    y = population_counts.reindex(cats, fill_value=0).astype(float)
+    n, m = x.sum(), y.sum()
+    p1, p0 = x / n, y / m
+    ratio = p1 / p0.replace(0, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt((1 - p1) / x.replace(0, np.nan) + (1 - p0) / y.replace(0, np.nan))
+    out = pd.DataFrame(
+        {
+            "category": cats.astype(str),
+            "clients": x.astype(int).to_numpy(),
+            "client_share": p1.to_numpy(),
+            "population": y.astype(int).to_numpy(),
+            "population_share": p0.to_numpy(),
+            "ratio": ratio.to_numpy(),
+            "ci_low": (ratio * np.exp(-Z95 * se)).to_numpy(),
+            "ci_high": (ratio * np.exp(Z95 * se)).to_numpy(),
+        }
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class FitTest:
+    """A goodness-of-fit test of the clients' make-up against the population's."""
+
+    chi_square: float
+    g_statistic: float
+    df: int
+    p_chi_square: float
+    p_g: float
+
+
+def goodness_of_fit(client_counts: pd.Series, population_counts: pd.Series) -> FitTest:
+    """Pearson chi-square and likelihood-ratio G test of client counts against population shares."""
+    cats = population_counts.index.union(client_counts.index)
+    obs = client_counts.reindex(cats, fill_value=0).astype(float).to_numpy()
+    pop = population_counts.reindex(cats, fill_value=0).astype(float).to_numpy()
+    keep = pop > 0
+    obs, pop = obs[keep], pop[keep]
+    expected = pop / pop.sum() * obs.sum()
+    dof = int(keep.sum() - 1)
+    if dof < 1 or obs.sum() == 0:
+        return FitTest(float("nan"), float("nan"), max(dof, 0), float("nan"), float("nan"))
+    chi2, p_chi2 = stats.power_divergence(obs, expected, lambda_="pearson")
+    g, p_g = stats.power_divergence(obs, expected, lambda_="log-likelihood")
+    return FitTest(float(chi2), float(g), dof, float(p_chi2), float(p_g))
+
+
+def poisson_ci(observed: float, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Garwood) interval for a Poisson count."""
+    low = 0.0 if observed == 0 else stats.chi2.ppf(alpha / 2, 2 * observed) / 2
+    high = stats.chi2.ppf(1 - alpha / 2, 2 * observed + 2) / 2
+    return float(low), float(high)
+
+
+def age_sex_standardised_ratios(
+    clients: pd.DataFrame, population: pd.DataFrame, characteristic: str
+) -> pd.DataFrame:
+    """Indirectly age–sex standardised representation ratios for one characteristic.
+
+    Why: a programme that mostly reaches young men will look as if it under-reaches, say,
+    people with a disability simply because disability is commoner at older ages. The expected
+    number of clients in a category is what we would see if, *within each age–sex group*, clients
+    had the population's make-up: E_c = sum_s clients_s * pop_{s,c} / pop_s. The ratio O_c / E_c
+    then compares like with like; its CI is the exact Poisson interval of O_c divided by E_c.
+
+    ``population`` has columns ``age_band``, ``sex``, ``characteristic`` and ``people``.
+    """
+    need = {"age_band", "sex", characteristic, "people"}
+    if not need <= set(population.columns):
+        raise ValueError(f"population table needs columns {sorted(need)}")
+    pop = population.groupby(["age_band", "sex", characteristic], observed=True)["people"].sum()
+    pop_share = pop / pop.groupby(level=["age_band", "sex"]).transform("sum")
+    strata = clients.groupby(["age_band", "sex"], observed=True).size().rename("stratum_clients")
+    joined = pop_share.rename("share").reset_index().merge(strata.reset_index(), on=["age_band", "sex"])
+    expected = (joined["share"] * joined["stratum_clients"]).groupby(joined[characteristic]).sum()
+    # clients in age-sex strata absent from the census table cannot be standardised: leave them out
+    in_strata = clients.merge(strata.reset_index()[["age_band", "sex"]], on=["age_band", "sex"])
+    observed = in_strata.groupby(characteristic, observed=True).size()
+    cats = expected.index.union(observed.index)
+    rows = []
+    for cat in cats:
+        o = float(observed.get(cat, 0))
+        e = float(expected.get(cat, 0.0))
+        lo, hi = poisson_ci(o)
+        rows.append(
+            {
+                "category": str(cat),
+                "observed": int(o),
+                "expected": e,
+                "ratio": o / e if e > 0 else float("nan"),
+                "ci_low": lo / e if e > 0 else float("nan"),
+                "ci_high": hi / e if e > 0 else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def describe_ratio(
+    characteristic: str, category: str, ratio: float, low: float, high: float, basis: str
+) -> str:
+    """A plain-English sentence about one representation ratio.
+
+    "Under"/"over" is said only when the 95% interval excludes 1, so a sentence never claims more
+    than the data show.
+    """
+    who = _people_phrase(characteristic, category)
+    population = (
+        "out-of-work population" if basis == "out_of_work" else "population out of work through ill health"
+    )
+    if math.isnan(ratio):
+        return f"{who}: no comparison possible (not in the census table)."
+    figures = f"{ratio:.2f} of their share of the {population} ({low:.2f}–{high:.2f})"
+    if high < 1:
+        return f"{who} are under-represented: {figures}."
+    if low > 1:
+        return f"{who} are over-represented: {figures}."
+    return f"{who} are represented in line with the population: {figures}."
+
+
+def _people_phrase(characteristic: str, category: str) -> str:
+    label = category.replace("-", "–")
+    if characteristic == "age_band":
+        return f"People aged {label}"
+    if characteristic == "sex":
+        return {"F": "Women", "M": "Men", "Female": "Women", "Male": "Men"}.get(
+            category, f"People of sex {label}"
+        )
+    if characteristic == "ethnicity":
+        return f"People of {label} ethnicity"
+    if characteristic == "imd_quintile":
+        return f"People living in IMD quintile {label} areas"
+    if characteristic == "disability":
+        return (
+            "People with a long-term health condition or disability"
+            if category in ("Yes", "True", "1")
+            else "People without a long-term health condition or disability"
+        )
+    return f"People with {characteristic} {label}"
+
+
+@dataclass(frozen=True)
+class CharacteristicAudit:
+    """The audit of one characteristic for one programme."""
+
+    programme: str
+    characteristic: str
+    ratios: pd.DataFrame
+    standardised: pd.DataFrame | None
+    fit: FitTest
+    sentences: tuple[str, ...]
+
+
+def audit_characteristic(
+    programme: str,
+    clients: pd.DataFrame,
+    population: pd.DataFrame,
+    characteristic: str,
+    basis: PopulationBasis,
+) -> CharacteristicAudit:
+    """Compare one programme's clients (one row per person) with the population on one characteristic.
+
+    ``population`` is the census table of the chosen basis for the programme's local
+    authorities, with columns ``characteristic`` value, ``people`` and, when available,
+    ``age_band`` and ``sex`` (needed for the standardised comparison).
+    """
+    client_counts = clients[characteristic].dropna().astype(str).value_counts()
+    pop_counts = population.assign(_c=population[characteristic].astype(str)).groupby("_c")["people"].sum()
+    ratios = representation_ratios(client_counts, pop_counts)
+    fit = goodness_of_fit(client_counts, pop_counts)
+    standardised = None
+    if characteristic not in ("age_band", "sex") and {"age_band", "sex"} <= set(population.columns):
+        pop = population.assign(**{characteristic: population[characteristic].astype(str)})
+        cl = clients.dropna(subset=[characteristic, "age_band", "sex"])
+        cl = cl.assign(**{characteristic: cl[characteristic].astype(str)})
+        standardised = age_sex_standardised_ratios(cl, pop, characteristic)
+    sentences = tuple(
+        describe_ratio(characteristic, r.category, r.ratio, r.ci_low, r.ci_high, basis)
+        for r in ratios.itertuples()
+        if r.clients > 0
+    )
+    return CharacteristicAudit(programme, characteristic, ratios, standardised, fit, sentences)
+
+
+# --------------------------------------------------------------------------------------------
+# Linkage bias
+
+
+def linkage_skew(match_rates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """For each grouping in the linkage report, test whether match rates differ between levels.
+
+    Why: analyses of GP-recorded conditions use only linked clients; if, say, younger clients
+    link less often, those analyses over-represent older clients. A chi-square test of the
+    matched/unmatched counts across levels says whether the difference is more than chance.
+    """
+    rows = []
+    for group, g in match_rates.groupby("group", sort=True):
+        g = g[g["clients"] > 0]
+        if len(g) < 2:
+            continue
+        matched = g["matched"].to_numpy(dtype=float)
+        unmatched = g["clients"].to_numpy(dtype=float) - matched
+        table = np.vstack([matched, unmatched])
+        if (table.sum(axis=1) == 0).any():
+            chi2, p, dof = 0.0, 1.0, len(g) - 1
+        else:
+            chi2, p, dof, _ = stats.chi2_contingency(table, correction=False)
+        rate = g["matched"] / g["clients"]
+        lo, hi = g.loc[rate.idxmin()], g.loc[rate.idxmax()]
+        skewed = bool(p < alpha)
+        verdict = "is skewed" if skewed else "is not detectably skewed"
+        rows.append(
+            {
+                "group": str(group),
+                "levels": len(g),
+                "lowest_level": str(lo["level"]),
+                "lowest_match_rate": float(rate.min()),
+                "highest_level": str(hi["level"]),
+                "highest_match_rate": float(rate.max()),
+                "chi_square": float(chi2),
+                "df": int(dof),
+                "p_value": float(p),
+                "skewed": skewed,
+                "sentence": (
+                    f"The linked subset {verdict} by {group}: match rates range from "
+                    f"{rate.min():.0%} ({lo['level']}) to {rate.max():.0%} ({hi['level']}), p = {p:.3g}."
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+LINKAGE_MODEL_TERMS: tuple[str, ...] = ("age_band", "sex", "ethnicity", "imd_quintile", "programme")
+
+
+def linkage_weights(clients: pd.DataFrame, terms: Sequence[str] = LINKAGE_MODEL_TERMS) -> pd.Series:
+    """Stabilised inverse-probability-of-linkage weights (NaN for unlinked rows).
+
+    A logistic model of ``linked`` on demographics gives each client's probability of being
+    linked; weighting linked clients by P(linked) / p_i makes the linked subset resemble all
+    clients on those demographics, so analyses of linked data describe the whole caseload.
+    Stabilising by the overall linkage rate keeps the weights' mean near 1.
+    """
+    import statsmodels.formula.api as smf
+
+    used = [t for t in terms if t in clients.columns and clients[t].nunique(dropna=True) > 1]
+    df = clients[[*used, "linked"]].copy()
+    for t in used:
+        df[t] = df[t].astype("string").fillna("Unknown")
+    df["linked"] = df["linked"].fillna(False).astype(int)
+    rate = df["linked"].mean()
+    if rate in (0.0, 1.0) or not used:
+        p = pd.Series(rate, index=df.index)
+    else:
+        formula = "linked ~ " + " + ".join(f"C({t})" for t in used)
+        fit = smf.glm(formula, data=df, family=_binomial()).fit()
+        p = pd.Series(np.asarray(fit.predict(df)), index=df.index)
+    weights = (rate / p).where(df["linked"] == 1)
+    return weights.rename("linkage_weight")
+
+
+def _binomial() -> Any:
+    import statsmodels.api as sm
+
+    return sm.families.Binomial()
+
+
+# --------------------------------------------------------------------------------------------
+# The whole audit
+
+
+@dataclass(frozen=True)
+class EquityAudit:
+    """Everything the audit found, before disclosure control."""
+
+    basis: PopulationBasis
+    characteristics: tuple[CharacteristicAudit, ...]
+    linkage: pd.DataFrame
+
+    def ratios_table(self) -> pd.DataFrame:
+        """All representation ratios, one row per programme, characteristic and category."""
+        frames = [
+            a.ratios.assign(programme=a.programme, characteristic=a.characteristic)
+            for a in self.characteristics
+        ]
+        cols = ["programme", "characteristic", "category"]
+        out = pd.concat(frames, ignore_index=True)
+        return out[cols + [c for c in out.columns if c not in cols]]
+
+    def standardised_table(self) -> pd.DataFrame:
+        frames = [
+            a.standardised.assign(programme=a.programme, characteristic=a.characteristic)
+            for a in self.characteristics
+            if a.standardised is not None and len(a.standardised)
+        ]
+        if not frames:
+            return pd.DataFrame()
+        cols = ["programme", "characteristic", "category"]
+        out = pd.concat(frames, ignore_index=True)
+        return out[cols + [c for c in out.columns if c not in cols]]
+
+    def tests_table(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "programme": a.programme,
+                    "characteristic": a.characteristic,
+                    "clients": int(a.ratios["clients"].sum()),
+                    "chi_square": a.fit.chi_square,
+                    "g_statistic": a.fit.g_statistic,
+                    "df": a.fit.df,
+                    "p_chi_square": a.fit.p_chi_square,
+                    "p_g": a.fit.p_g,
+                }
+                for a in self.characteristics
+            ]
+        )
+
+    def sentences(self) -> list[str]:
+        lines = []
+        for a in self.characteristics:
+            lines.append(f"[{a.programme}] {CHARACTERISTICS.get(a.characteristic, a.characteristic)}:")
+            lines.extend(f"  {s}" for s in a.sentences)
+        lines.extend(self.linkage["sentence"].tolist() if len(self.linkage) else [])
+        return lines
+
+
+def audit_programmes(
+    clients: pd.DataFrame,
+    population: dict[str, pd.DataFrame],
+    basis: PopulationBasis = "out_of_work",
+    match_rates: pd.DataFrame | None = None,
+    lad_of_client: pd.Series | None = None,
+) -> EquityAudit:
+    """Audit every programme on every characteristic that both sides have.
+
+    ``population`` maps each characteristic to the census table of the chosen basis with columns
+    ``lad22cd``, the characteristic, ``people`` and optionally ``age_band``/``sex``.
+    ``lad_of_client`` gives each client row's local authority code (aligned with ``clients``);
+    each programme is compared with the population of the local authorities its clients live in.
+    """
+    df = with_disability(clients)
+    if lad_of_client is not None:
+        df = df.assign(lad22cd=lad_of_client.to_numpy())
+    people = one_row_per_person(df)
+    audits = []
+    for programme, cl in people.groupby("programme", sort=True):
+        las = set(cl["lad22cd"].dropna()) if "lad22cd" in cl else set()
+        for characteristic in CHARACTERISTICS:
+            if characteristic not in cl.columns or characteristic not in population:
+                continue
+            pop = population[characteristic]
+            if las and "lad22cd" in pop.columns:
+                pop = pop[pop["lad22cd"].isin(las)]
+            if pop["people"].sum() == 0:
+                continue
+            audits.append(audit_characteristic(str(programme), cl, pop, characteristic, basis))
+    skew = linkage_skew(match_rates) if match_rates is not None and len(match_rates) else pd.DataFrame()
+    return EquityAudit(basis, tuple(audits), skew)
+
+
+__all__ = [
+    "CHARACTERISTICS",
+    "POPULATION_BASES",
+    "CharacteristicAudit",
+    "EquityAudit",
+    "FitTest",
+    "age_sex_standardised_ratios",
+    "audit_characteristic",
+    "audit_programmes",
+    "describe_ratio",
+    "goodness_of_fit",
+    "linkage_skew",
+    "linkage_weights",
+    "one_row_per_person",
+    "person_ids",
+    "representation_ratios",
+]

@@ -1,0 +1,323 @@
+"""Factors associated with success: who gets a job (or keeps it 26 weeks) after enrolling?
+
+A logistic regression of the configured outcome on demographics, health conditions, programme
+and area deprivation gives adjusted odds ratios: "people with depression had 0.7 times the odds
+of a job start, other things equal". Two models are fitted when GP data are used: one on all
+clients with self-reported conditions, and one on linked clients that adds GP-recorded
+conditions (weighted by inverse probability of linkage, so the linked subset stands for the whole
+caseload). Standard errors are clustered on the person, because one person may enrol more than
+once and those enrolments are not independent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from analysis.equity import condition_columns, linkage_weights, person_ids
+from ig_policies.errors import ConfigError, InputError
+
+Outcome = Literal["job_start", "sustained_26_weeks"]
+OUTCOME_WORDS: dict[str, str] = {
+    "job_start": "starting a job",
+    "sustained_26_weeks": "staying in work for 26 weeks",
+}
+
+
+class SuccessConfig(BaseModel):
+    """How the success model is specified (YAML, e.g. ``success.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome = Field("job_start", description="the success outcome modelled")
+    covariates: list[str] = Field(
+        default_factory=lambda: ["age_band", "sex", "ethnicity", "imd_quintile", "programme"],
+        description="categorical client characteristics adjusted for",
+    )
+    self_reported_conditions: bool = True
+    gp_conditions: bool = Field(
+        True, description="also fit a model on linked clients with GP-recorded conditions"
+    )
+    linkage_weights: bool = Field(
+        True, description="weight the linked-clients model by inverse probability of linkage"
+    )
+    reference: dict[str, str] = Field(
+        default_factory=dict, description="reference category per covariate (default: the commonest)"
+    )
+    min_people_with_condition: int = Field(
+        10, ge=1, description="conditions held by fewer people (or all but fewer) are left out of the model"
+    )
+
+
+def load_success_config(path: str | Path | None) -> SuccessConfig:
+    """The success config from YAML (or the defaults); errors name the file and key."""
+    if path is None:
+        return SuccessConfig()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the success-model config ({exc.strerror}).") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc}).") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the success-model config must be a mapping of keys to values.")
+    try:
+        return SuccessConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"{p}: invalid success-model config: {problems}",
+            hint="outcome must be job_start or sustained_26_weeks; see SuccessConfig for the other keys.",
+        ) from None
+
+
+@dataclass(frozen=True)
+class SuccessModel:
+    """One fitted model: odds ratios and how well it fits."""
+
+    name: str
+    outcome: str
+    odds_ratios: pd.DataFrame  # term, variable, level, odds_ratio, ci_low, ci_high, p_value, n_people
+    fit: dict[str, float] = field(default_factory=dict)
+    sentences: tuple[str, ...] = ()
+
+
+_TERM = re.compile(r"^C\((?P<var>[^,)]+)(?:,[^)]*\))?\)?\[T\.(?P<level>.*)\]$")
+
+
+def _prepare(
+    clients: pd.DataFrame, outcome: str, covariates: Sequence[str], flags: Sequence[str]
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    if outcome not in clients.columns:
+        raise InputError(
+            "analysis/clients.parquet",
+            f"there is no '{outcome}' column to model",
+            hint="rebuild the research dataset, or choose an outcome it has (job_start, sustained_26_weeks).",
+            column=outcome,
+        )
+    df = pd.DataFrame(index=clients.index)
+    df["y"] = clients[outcome].astype("boolean").fillna(False).astype(int)
+    df["_person"] = person_ids(clients)
+    used_cov = []
+    for c in covariates:
+        if c in clients.columns:
+            s = clients[c].astype("string").fillna("Unknown")
+            if s.nunique() > 1:
+                df[c] = s
+                used_cov.append(c)
+    used_flags = []
+    for c in flags:
+        s = clients[c].astype("boolean").fillna(False).astype(int)
+        people_with = df.loc[s == 1, "_person"].nunique()
+        people_without = df.loc[s == 0, "_person"].nunique()
+        if min(people_with, people_without) >= 1:
+            df[c] = s
+            used_flags.append(c)
+    return df, used_cov, used_flags
+
+
+def fit_success_model(
+    clients: pd.DataFrame,
+    outcome: str,
+    covariates: Sequence[str],
+    condition_flags: Sequence[str],
+    reference: dict[str, str] | None = None,
+    weights: pd.Series | None = None,
+    name: str = "all_clients",
+    min_people_with_condition: int = 1,
+) -> SuccessModel:
+    """Logistic regression of ``outcome`` with person-clustered errors; returns odds ratios.
+
+    Categorical covariates use the configured reference category or, by default, the commonest
+    one (the most precisely estimated baseline). Condition flags held by fewer than
+    ``min_people_with_condition`` people (or lacked by fewer) are left out: their odds ratio
+    could not be estimated and could not be released.
+    """
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    df, covs, flags = _prepare(clients, outcome, covariates, condition_flags)
+    flags = [
+        f
+        for f in flags
+        if min(df.loc[df[f] == 1, "_person"].nunique(), df.loc[df[f] == 0, "_person"].nunique())
+        >= min_people_with_condition
+    ]
+    reference = reference or {}
+    parts = []
+    for c in covs:
+        ref = reference.get(c) or df[c].value_counts().idxmax()
+        if ref not in set(df[c]):
+            raise ConfigError(
+                f"the reference category '{ref}' for {c} does not occur in the data.",
+                hint=f"choose one of: {', '.join(sorted(df[c].unique()))}.",
+            )
+        parts.append(f"C({c}, Treatment(reference={ref!r}))")
+    parts.extend(flags)
+    formula = "y ~ " + (" + ".join(parts) if parts else "1")
+    groups = pd.factorize(df["_person"])[0]
+    kwargs: dict[str, Any] = {}
+    if weights is not None:
+        w = weights.reindex(df.index).astype(float)
+        keep = w.notna() & (w > 0)
+        df, groups, w = df[keep], groups[keep.to_numpy()], w[keep]
+        kwargs["var_weights"] = w.to_numpy()
+    model = smf.glm(formula, data=df, family=sm.families.Binomial(), **kwargs)
+    fit = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
+    null = smf.glm("y ~ 1", data=df, family=sm.families.Binomial(), **kwargs).fit()
+
+    ci = fit.conf_int()
+    rows = []
+    n_people = df["_person"].nunique()
+    for term in fit.params.index:
+        var, level = _split_term(term)
+        if term == "Intercept":
+            members = df["_person"]
+        elif level is None:
+            members = df.loc[df[var] == 1, "_person"]
+        else:
+            members = df.loc[df[var] == level, "_person"]
+        rows.append(
+            {
+                "term": term if term == "Intercept" else (f"{var}: {level}" if level is not None else var),
+                "variable": var,
+                "level": level
+                if level is not None
+                else ("(baseline odds)" if term == "Intercept" else "yes"),
+                "odds_ratio": math.exp(fit.params[term]),
+                "ci_low": math.exp(ci.loc[term, 0]),
+                "ci_high": math.exp(ci.loc[term, 1]),
+                "p_value": float(fit.pvalues[term]),
+                "n_people": int(members.nunique()),
+                "coefficient": float(fit.params[term]),
+                "std_error": float(fit.bse[term]),
+            }
+        )
+    table = pd.DataFrame(rows)
+    events = int(df.loc[df["y"] == 1, "_person"].nunique())
+    ll, ll0 = float(fit.llf), float(null.llf)
+    k = len(fit.params)
+    fit_stats = {
+        "n_people": float(n_people),
+        "n_enrolments": float(len(df)),
+        "people_with_outcome": float(events),
+        "parameters": float(k),
+        "residual_df": float(n_people - k),
+        "log_likelihood": ll,
+        "null_log_likelihood": ll0,
+        "mcfadden_r2": 1 - ll / ll0 if ll0 != 0 else float("nan"),
+        "aic": float(2 * k - 2 * ll),
+        "c_statistic": _c_statistic(df["y"].to_numpy(), np.asarray(fit.predict(df))),
+    }
+    sentences = tuple(_describe(r, outcome) for r in table.itertuples() if r.term != "Intercept")
+    return SuccessModel(name, outcome, table, fit_stats, sentences)
+
+
+def _split_term(term: str) -> tuple[str, str | None]:
+    if term == "Intercept":
+        return "Intercept", None
+    m = _TERM.match(term)
+    if m:
+        return m.group("var").strip(), m.group("level")
+    return term, None
+
+
+def _c_statistic(y: np.ndarray, p: np.ndarray) -> float:
+    """Area under the ROC curve (probability a success is ranked above a non-success)."""
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _describe(row: Any, outcome: str) -> str:
+    what = OUTCOME_WORDS.get(outcome, outcome)
+    who = _subject(row.variable, row.level)
+    figures = f"{row.odds_ratio:.2f} times the odds of {what} ({row.ci_low:.2f}–{row.ci_high:.2f})"
+    if row.ci_high < 1:
+        verdict = "lower"
+    elif row.ci_low > 1:
+        verdict = "higher"
+    else:
+        return f"{who}: no clear difference, {figures}."
+    return f"{who} had {verdict} odds: {figures}, other things equal."
+
+
+def _subject(variable: str, level: str) -> str:
+    if variable.startswith("sr_"):
+        return f"People who reported {variable[3:].replace('_', ' ')}"
+    if variable.startswith("gp_"):
+        return f"People with GP-recorded {variable[3:].replace('_', ' ')}"
+    words = {"age_band": "aged", "imd_quintile": "in IMD quintile", "programme": "on", "sex": "of sex"}
+    return f"People {words.get(variable, variable)} {level}"
+
+
+def fit_success_models(clients: pd.DataFrame, config: SuccessConfig) -> list[SuccessModel]:
+    """The configured models: all clients (self-reported conditions) and, if asked, linked clients.
+
+    ``clients`` is one row per enrolment; clustering by person handles repeat enrolments.
+    """
+    sr = condition_columns(clients, "sr_") if config.self_reported_conditions else []
+    models = [
+        fit_success_model(
+            clients,
+            config.outcome,
+            config.covariates,
+            sr,
+            config.reference,
+            name="all_clients",
+            min_people_with_condition=config.min_people_with_condition,
+        )
+    ]
+    gp = condition_columns(clients, "gp_")
+    if config.gp_conditions and gp and "linked" in clients.columns:
+        linked_mask = clients["linked"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+        if linked_mask.sum() > 0:
+            weights = None
+            if config.linkage_weights:
+                if (
+                    "linkage_weight" in clients.columns
+                    and clients.loc[linked_mask, "linkage_weight"].notna().all()
+                ):
+                    weights = clients["linkage_weight"]
+                else:
+                    weights = linkage_weights(clients)
+            linked = clients[linked_mask]
+            models.append(
+                fit_success_model(
+                    linked,
+                    config.outcome,
+                    config.covariates,
+                    [*sr, *gp],
+                    config.reference,
+                    weights=None if weights is None else weights[linked_mask],
+                    name="linked_clients",
+                    min_people_with_condition=config.min_people_with_condition,
+                )
+            )
+    return models
+
+
+__all__ = [
+    "SuccessConfig",
+    "SuccessModel",
+    "fit_success_model",
+    "fit_success_models",
+    "load_success_config",
+]
