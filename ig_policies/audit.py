@@ -91,7 +91,7 @@ def audit_key(master_secret: MasterSecret | None = None) -> bytes:
 class Problem:
     """One finding of ``verify``: what kind of tampering, where, in plain English."""
 
-    kind: str  # edited | inserted | deleted | reordered | truncated | checkpoint | unreadable
+    kind: str  # edited | inserted | deleted | reordered | truncated | checkpoint | rolled_back
     message: str
     line: int | None = None
     seq: int | None = None
@@ -291,8 +291,12 @@ class AuditLog:
                 ) from None
         return out
 
-    def verify(self) -> VerifyReport:
-        """Check every entry, the chain and the checkpoint; say exactly what was tampered with."""
+    def verify(self, anchor: tuple[int, str] | None = None) -> VerifyReport:
+        """Check every entry, the chain and the checkpoint; say exactly what was tampered with.
+
+        ``anchor`` is an ``(entry number, hash)`` pair noted outside the TRE after an earlier verify;
+        it detects a roll-back of the log *and* its checkpoint to an older state.
+        """
         problems: list[Problem] = []
         notes: list[str] = []
         parsed: list[tuple[int, dict[str, Any] | None, bool]] = []
@@ -322,6 +326,12 @@ class AuditLog:
         # Lines that are not authentic: an edited entry keeps its place in the chain (the next entry
         # still points at its original hash); anything else was inserted.
         claimed_hashes = {e.get("prev") for _, e in authentic}
+        try:
+            head = self._read_head()
+            head_error = None
+        except TamperedError as exc:
+            head, head_error = None, exc.message
+        known_end = max([*by_seq, head[0] if head else 0, 0])
         for number, entry, ok in parsed:
             if ok:
                 continue
@@ -331,14 +341,19 @@ class AuditLog:
                 )
                 continue
             seq = entry.get("seq")
-            seq = seq if isinstance(seq, int) else None
-            if seq is not None and seq not in by_seq and (entry.get("hash") in claimed_hashes or seq > 0):
+            seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+            in_place = (
+                seq is not None
+                and seq not in by_seq
+                and (entry.get("hash") in claimed_hashes or 0 < seq <= known_end)
+            )
+            if in_place:
                 problems.append(
                     Problem(
                         "edited", f"line {number}: entry #{seq} was edited after it was written", number, seq
                     )
                 )
-                by_seq.setdefault(seq, (number, {}))  # accounted for: not also reported as deleted
+                by_seq[seq] = (number, {})  # accounted for: not also reported as deleted
             else:
                 problems.append(
                     Problem(
@@ -386,14 +401,10 @@ class AuditLog:
 
         # Checkpoint: detects entries cut off the end.
         head_hash = by_seq[last_seq][1].get("hash", "") if by_seq else GENESIS
-        try:
-            head = self._read_head()
-        except TamperedError as exc:
-            problems.append(Problem("checkpoint", exc.message))
-            head = None
-        else:
-            if head is None and parsed:
-                problems.append(Problem("checkpoint", f"the checkpoint file {HEAD_NAME} is missing"))
+        if head_error is not None:
+            problems.append(Problem("checkpoint", head_error))
+        elif head is None and parsed:
+            problems.append(Problem("checkpoint", f"the checkpoint file {HEAD_NAME} is missing"))
         if head is not None:
             count, last_hash = head
             if count > last_seq:
@@ -414,7 +425,7 @@ class AuditLog:
             ):
                 problems.append(
                     Problem(
-                        "truncated", f"the last entry #{count} does not match the checkpoint", None, count
+                        "checkpoint", f"the last entry #{count} does not match the checkpoint", None, count
                     )
                 )
             elif count == last_seq - 1 and by_seq.get(last_seq, (None, {}))[1].get("prev") == last_hash:
@@ -431,10 +442,22 @@ class AuditLog:
                     )
                 )
             head_hash = last_hash if count == last_seq else head_hash
+        if anchor is not None:
+            seq, digest = anchor
+            found = by_seq.get(seq, (None, {}))[1]
+            if found.get("hash") != digest:
+                problems.append(
+                    Problem(
+                        "rolled_back",
+                        f"entry #{seq}, noted earlier as an anchor, is gone or different",
+                        None,
+                        seq,
+                    )
+                )
         return VerifyReport(len(parsed), tuple(problems), head_hash, tuple(notes))
 
-    def verify_or_raise(self) -> VerifyReport:
-        report = self.verify()
+    def verify_or_raise(self, anchor: tuple[int, str] | None = None) -> VerifyReport:
+        report = self.verify(anchor)
         if not report.ok:
             raise TamperedError(report.summary(), hint="keep the file as evidence and inform the IG officer")
         return report

@@ -35,6 +35,12 @@ from ig_policies.workspace import Workspace, content_hash
 
 __all__ = ["ACTIONS_AFTER_EXPIRY", "Analysis", "FieldSelection", "PolicyEngine", "Role", "Step"]
 
+_ROLE_NAMES = {
+    Role.DATA_PROCESSOR: "a data processor",
+    Role.RESEARCHER: "a researcher",
+    Role.IG_OFFICER: "an IG officer",
+}
+
 #: Actions still allowed once a policy has expired: deleting data must never be blocked.
 ACTIONS_AFTER_EXPIRY = frozenset({"retention_enforce"})
 
@@ -272,7 +278,7 @@ class PolicyEngine:
         if actor not in self.policy.users_in_role(role):
             raise PolicyRefused(
                 "user_not_in_role",
-                f"'{actor}' is not named in the policy as a {role.value.replace('_', ' ')}, which '{action}' needs.",
+                f"'{actor}' is not named in the policy as {_ROLE_NAMES[role]}, which '{action}' needs.",
                 hint="run the step as a user named in that role (--user / EHL_USER), or ask the IG officer "
                 "to add the user to a new signed version of the policy",
             )

@@ -1,7 +1,137 @@
-"""`ehl audit`: being built (see the matching issue)."""
+"""`ehl audit`: read and verify the workspace's tamper-evident audit log."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from enum import StrEnum
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from flows.cli.common import WorkspaceOption, console, err_console, handle_errors, open_workspace
+from flows.cli.keys import say
+from ig_policies.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True, help="Show and verify the audit log of a workspace.")
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+class DecisionFilter(StrEnum):
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+def _when(text: str | None, option: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{option} {text!r} is not a date or time", hint="use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)"
+        ) from None
+    if len(text) == 10 and option == "--until":
+        when += dt.timedelta(days=1) - dt.timedelta(microseconds=1)  # a whole day
+    return when
+
+
+@app.command("show")
+@handle_errors
+def show(
+    workspace: WorkspaceOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this date/time (UTC, inclusive).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to this date/time (UTC, inclusive).")
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only entries by this user.")] = None,
+    action: Annotated[
+        str | None, typer.Option("--action", help="Only this action, e.g. pseudonymise.")
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="Only this policy id (or policy hash prefix).")
+    ] = None,
+    decision: Annotated[
+        DecisionFilter | None, typer.Option("--decision", help="allowed, refused or failed.")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="table, csv or json.")
+    ] = OutputFormat.TABLE,
+) -> None:
+    """List audit entries, filtered by time, actor, action, policy and decision."""
+    from rich.table import Table
+
+    from ig_policies.audit import AuditLog, entries_to_csv, filter_entries
+
+    log = AuditLog.for_workspace(open_workspace(workspace))
+    report = log.verify()
+    if not report.ok:
+        err_console.print("[bold red]Warning:[/] the audit log fails verification; run 'ehl audit verify'.")
+    entries = filter_entries(
+        log.entries(),
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+        actor=actor,
+        action=action,
+        policy=policy,
+        decision=decision.value if decision else None,
+    )
+    if output_format == OutputFormat.JSON:
+        print(json.dumps(entries, indent=2, sort_keys=True, default=str))
+        return
+    if output_format == OutputFormat.CSV:
+        print(entries_to_csv(entries), end="")
+        return
+    table = Table(title=f"{len(entries)} audit entries", show_lines=False)
+    for column in ("#", "time (UTC)", "actor", "role", "action", "decision", "rule / reason", "rows"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        why = " ".join(x for x in (e.get("rule") or "", e.get("reason") or "") if x)
+        rows = ", ".join(f"{k}={v}" for k, v in (e.get("counts") or {}).items())
+        table.add_row(
+            str(e.get("seq")), str(e.get("time", ""))[:19].replace("T", " "), e.get("actor") or "",
+            e.get("role") or "", e.get("action") or "", e.get("decision") or "", why, rows,
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command("verify")
+@handle_errors
+def verify(
+    workspace: WorkspaceOption = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor",
+            help="SEQ:HASH noted from an earlier verify: also check that this entry is still there, unchanged.",
+        ),
+    ] = None,
+) -> None:
+    """Check every entry, the hash chain and the checkpoint; exit 5 and say what changed on tampering."""
+    from ig_policies.audit import AuditLog
+
+    log = AuditLog.for_workspace(open_workspace(workspace))
+    anchor_pair = None
+    if anchor is not None:
+        seq, _, digest = anchor.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise ConfigError(
+                f"--anchor {anchor!r} is not SEQ:HASH", hint="copy it from an earlier 'ehl audit verify'"
+            )
+        anchor_pair = (int(seq), digest)
+    report = log.verify_or_raise(anchor=anchor_pair)
+    say(report.summary())
+    for note in report.notes:
+        say(f"Note: {note}")
+    say(
+        f"Record this anchor outside the TRE to detect a later roll-back of the whole log: "
+        f"{report.entries}:{report.head_hash}"
+    )

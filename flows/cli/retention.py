@@ -1,7 +1,56 @@
-"""`ehl retention`: being built (see the matching issue)."""
+"""`ehl retention enforce`: delete linked and analysis data once the policy's retention date arrives."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from flows.cli.common import (
+    PolicyOption,
+    UserOption,
+    WorkspaceOption,
+    current_user,
+    handle_errors,
+    open_workspace,
+    policy_path,
+)
+from flows.cli.keys import say
+from flows.cli.policy import TrustStoreOption
+
+app = typer.Typer(no_args_is_help=True, help="Enforce the policy's retention date.")
+
+
+@app.command("enforce")
+@handle_errors
+def enforce(
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    user: UserOption = None,
+    trust_store: TrustStoreOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete the linked/ and analysis/ zones' data if the retention date has arrived (IG officers only)."""
+    from ig_policies.engine import PolicyEngine
+    from ig_policies.retention import RETENTION_ZONES, enforce_retention
+
+    ws = open_workspace(workspace)
+    actor = current_user(user)
+    engine = PolicyEngine.load(
+        policy_path(policy), ws, trust_store=trust_store, actor=actor, allow_expired=True
+    )
+    result = enforce_retention(engine, actor, dry_run=dry_run)
+    size = f"{len(result.deleted)} item(s), {result.files} file(s), {result.bytes / 1e6:.1f} MB"
+    if not result.due:
+        say(
+            f"Retention date {result.delete_by} not reached: nothing deleted. The {' and '.join(RETENTION_ZONES)} "
+            f"zones hold {size}."
+        )
+    elif dry_run:
+        say(f"Dry run: would delete {size} from the {' and '.join(RETENTION_ZONES)} zones:")
+        for path in result.deleted:
+            say(f"  {path.relative_to(ws.root)}")
+    else:
+        say(f"Deleted {size} from the {' and '.join(RETENTION_ZONES)} zones (recorded in the audit log).")
