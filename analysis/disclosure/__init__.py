@@ -1,0 +1,64 @@
+"""Disclosure control: only protected aggregates leave the TRE, and only after an IG officer says so.
+
+Analyses build typed outputs (``FrequencyTable``, ``MagnitudeTable``, ``ModelResult``, ``Figure``)
+and hand them to ``request_output``; checks run against the policy's output rules
+(``ig_policies.policy.OutputRules``), the protected version is prepared, and an IG officer releases
+or rejects it. See docs/ARCHITECTURE.md, "Disclosure control".
+"""
+
+from analysis.disclosure.checks import REGISTRY, check_output
+from analysis.disclosure.outputs import (
+    TOTAL,
+    DisclosureOutput,
+    Figure,
+    FrequencyTable,
+    MagnitudeTable,
+    ModelResult,
+    load_output,
+    save_output,
+)
+from analysis.disclosure.report import CheckReport, Finding, Outcome
+from analysis.disclosure.workflow import (
+    OutputRequest,
+    ReleaseResult,
+    VerificationReport,
+    justify_request,
+    list_requests,
+    reject_output,
+    release_output,
+    request_output,
+    request_staged,
+    review_requests,
+    stage_output,
+    verify_all_releases,
+    verify_release,
+)
+
+__all__ = [
+    "REGISTRY",
+    "TOTAL",
+    "CheckReport",
+    "DisclosureOutput",
+    "Figure",
+    "Finding",
+    "FrequencyTable",
+    "MagnitudeTable",
+    "ModelResult",
+    "Outcome",
+    "OutputRequest",
+    "ReleaseResult",
+    "VerificationReport",
+    "check_output",
+    "justify_request",
+    "list_requests",
+    "load_output",
+    "reject_output",
+    "release_output",
+    "request_output",
+    "request_staged",
+    "review_requests",
+    "save_output",
+    "stage_output",
+    "verify_all_releases",
+    "verify_release",
+]

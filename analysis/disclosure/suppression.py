@@ -1,0 +1,205 @@
+"""Cell suppression for frequency tables: primary (small cells), secondary (protecting them), rounding.
+
+A released table with margins is a set of linear equations: every total equals the sum of the
+cells it covers. Suppressing a small cell alone is useless when it is the only unknown in its row.
+Secondary suppression therefore *audits* the suppression pattern the way an attacker would: for
+each small cell it solves two linear programmes (the smallest and largest value the cell can take
+given every published number and that counts are not negative). A cell whose interval has
+shrunk to a single value is exposed, and the smallest published cell on one of its lines is
+suppressed as well, until no small cell can be pinned down. This works for any number of
+dimensions with all their margins, not only 1- and 2-way tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linprog
+
+from analysis.disclosure.outputs import TOTAL, FrequencyTable
+
+CellKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A frequency table as cells (interior and margins) and the equations that tie them together."""
+
+    dimensions: tuple[str, ...]
+    categories: tuple[tuple[str, ...], ...]
+    counts: dict[CellKey, int]
+    #: each equation: (total cell, the cells that add up to it)
+    equations: tuple[tuple[CellKey, tuple[CellKey, ...]], ...]
+
+    @property
+    def keys(self) -> list[CellKey]:
+        return list(self.counts)
+
+    def is_margin(self, key: CellKey) -> bool:
+        return TOTAL in key
+
+    def label(self, key: CellKey) -> str:
+        return ", ".join(f"{d}={v}" for d, v in zip(self.dimensions, key, strict=True))
+
+    def lines_through(self, key: CellKey) -> list[tuple[CellKey, tuple[CellKey, ...]]]:
+        """The equations a cell appears in (as the total or as one of the parts)."""
+        return [eq for eq in self.equations if eq[0] == key or key in eq[1]]
+
+
+def build_grid(table: FrequencyTable) -> Grid:
+    """Cells of ``table`` (categories as text) plus, when ``table.margins``, every margin."""
+    dims = table.dimensions
+    df = table.table.copy()
+    for d in dims:
+        df[d] = df[d].astype(str)
+    categories = tuple(tuple(dict.fromkeys(df[d].tolist())) for d in dims)
+    interior: dict[CellKey, int] = {
+        tuple(row[:-1]): int(row[-1]) for row in df[[*dims, table.count_column]].itertuples(index=False)
+    }
+    counts: dict[CellKey, int] = {}
+    for key in itertools.product(*categories):
+        counts[key] = interior.get(key, 0)
+    equations: list[tuple[CellKey, tuple[CellKey, ...]]] = []
+    if table.margins:
+        levels = [(*cats, TOTAL) for cats in categories]
+        for key in itertools.product(*levels):
+            if TOTAL not in key:
+                continue
+            covered = [
+                k
+                for k in interior_keys(categories)
+                if all(v == TOTAL or v == k[i] for i, v in enumerate(key))
+            ]
+            counts[key] = sum(counts[k] for k in covered)
+        for key in itertools.product(*levels):
+            for i, v in enumerate(key):
+                if v != TOTAL:
+                    continue
+                parts = tuple((*key[:i], c, *key[i + 1 :]) for c in categories[i])
+                equations.append((key, parts))
+    return Grid(dims, categories, counts, tuple(equations))
+
+
+def interior_keys(categories: tuple[tuple[str, ...], ...]) -> list[CellKey]:
+    return list(itertools.product(*categories))
+
+
+def primary_suppression(grid: Grid, min_count: int, zeros_disclosive: bool) -> dict[CellKey, str]:
+    """Cells below the threshold (and zeros, when zeros are disclosive) -> reason."""
+    reasons: dict[CellKey, str] = {}
+    for key, n in grid.counts.items():
+        if 0 < n < min_count:
+            reasons[key] = f"fewer than {min_count} people (threshold rule)"
+        elif n == 0 and zeros_disclosive:
+            reasons[key] = (
+                "an empty cell, and the policy treats zeros as disclosive (they reveal that nobody in a group has a characteristic)"
+            )
+    return reasons
+
+
+def feasible_interval(grid: Grid, suppressed: set[CellKey], target: CellKey) -> tuple[float, float]:
+    """The smallest and largest value ``target`` can take given every published cell."""
+    unknown = sorted(suppressed)
+    index = {k: i for i, k in enumerate(unknown)}
+    rows, rhs = [], []
+    for total, parts in grid.equations:
+        involved = [total, *parts]
+        if not any(k in index for k in involved):
+            continue
+        row = np.zeros(len(unknown))
+        b = 0.0
+        for k, sign in [(total, -1.0)] + [(p, 1.0) for p in parts]:
+            if k in index:
+                row[index[k]] += sign
+            else:
+                b -= sign * grid.counts[k]
+        rows.append(row)
+        rhs.append(b)
+    c = np.zeros(len(unknown))
+    c[index[target]] = 1.0
+    bounds = [(0, None)] * len(unknown)
+    if not rows:
+        return 0.0, float("inf")
+    a_eq, b_eq = np.array(rows), np.array(rhs)
+    lo = linprog(c, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    hi = linprog(-c, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    low = lo.fun if lo.status == 0 else 0.0
+    high = -hi.fun if hi.status == 0 else float("inf")
+    return float(low), float(high)
+
+
+def exposed_cells(grid: Grid, suppressed: set[CellKey], protect: set[CellKey]) -> list[CellKey]:
+    """Cells in ``protect`` whose value can be worked out exactly from the published cells."""
+    exposed = []
+    for key in sorted(protect):
+        low, high = feasible_interval(grid, suppressed, key)
+        if high - low < 1.0 - 1e-9:
+            exposed.append(key)
+    return exposed
+
+
+def secondary_suppression(grid: Grid, primary: set[CellKey]) -> dict[CellKey, CellKey]:
+    """Extra cells to suppress so no primary cell can be recovered: secondary cell -> cell it protects.
+
+    Greedy: while a primary cell is exposed, suppress the smallest published interior cell (margins
+    only when no interior cell is left) on one of its lines, preferring non-zero cells because
+    hiding a zero protects nothing.
+    """
+    suppressed = set(primary)
+    added: dict[CellKey, CellKey] = {}
+    for _ in range(len(grid.counts)):
+        exposed_primary = exposed_cells(grid, suppressed, primary)
+        if not exposed_primary:
+            return added
+        target = exposed_primary[0]
+        # Lines through every cell the attacker can pin down (not only the small one): hiding a
+        # cell next to an exposed secondary cell is what closes a 2x2 (or longer) cycle.
+        pinned = [target, *exposed_cells(grid, suppressed, suppressed - primary)]
+        candidates: set[CellKey] = set()
+        for key in pinned:
+            for total, parts in grid.lines_through(key):
+                candidates.update(parts)
+                candidates.add(total)
+        candidates -= suppressed
+        if not candidates:
+            candidates = set(grid.counts) - suppressed
+        if not candidates:
+            return added
+        choice = min(candidates, key=lambda k: (grid.is_margin(k), grid.counts[k] == 0, grid.counts[k], k))
+        suppressed.add(choice)
+        added[choice] = target
+    return added
+
+
+def round_to_base(n: int, base: int) -> int:
+    """Round half up to the nearest multiple of ``base`` (12 -> 10, 13 -> 15 for base 5)."""
+    if base <= 1:
+        return int(n)
+    return int(base * np.floor(n / base + 0.5))
+
+
+def released_frequency_table(
+    table: FrequencyTable, grid: Grid, withheld: set[CellKey], rounding_base: int
+) -> pd.DataFrame:
+    """The protected table: dimension columns, ``count_<unit>_rounded`` (empty when withheld), note.
+
+    Every withheld cell gets the same note, ``suppressed``: saying which ones were small would
+    tell a reader which cells are below the threshold.
+    """
+    column = f"count_{table.unit}_rounded"
+    rows = []
+    for key, n in grid.counts.items():
+        row = dict(zip(grid.dimensions, key, strict=True))
+        if key in withheld:
+            row[column] = pd.NA
+            row["note"] = "suppressed"
+        else:
+            row[column] = round_to_base(n, rounding_base)
+            row["note"] = ""
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=[*grid.dimensions, column, "note"])
+    out[column] = out[column].astype("Int64")
+    return out

@@ -1,0 +1,595 @@
+"""The output workflow: request (researcher), review, release or reject (IG officer), verify.
+
+How an analysis output reaches the outside world:
+
+1. An analysis builds a typed output and calls ``request_output`` (or ``stage_output``, which
+   parks it in ``analysis/outputs/<name>/`` for the researcher to request later with
+   ``ehl outputs request NAME --justification ...``). The request is checked at once and written
+   to ``outputs/pending/<id>/`` with its check report and a preview of the protected table.
+2. The IG officer reviews pending requests (``review_requests``): each report, and which earlier
+   releases from the same data it could be combined with.
+3. ``release_output`` re-checks the saved output against everything released since, writes
+   ``outputs/released/<id>/`` (protected CSV, PNG, manifest, SHA-256 checksums), re-verifies the
+   bundle independently and records it in the release ledger; ``reject_output`` records why not.
+
+Only a user named as IG officer in the policy can release or reject (the policy engine refuses
+anyone else), and nobody can release their own request. Every step is audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.disclosure.checks import _IDENTIFIER_COLUMN, _IDENTIFIER_VALUE, check_output, ledger_entry_for
+from analysis.disclosure.ledger import LedgerEntry, append_ledger, read_ledger, small_differences
+from analysis.disclosure.outputs import DisclosureOutput, Figure, kind_of, load_output, save_output
+from analysis.disclosure.report import CheckReport, Finding, Outcome
+from analysis.disclosure.suppression import round_to_base
+from ig_policies.errors import DisclosureBlocked, InputError, PolicyRefused
+from ig_policies.policy import OutputRules, Role
+from ig_policies.workspace import (
+    Workspace,
+    atomic_directory,
+    file_sha256,
+    write_bytes,
+    write_csv,
+    write_json,
+    write_text,
+)
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+PENDING, BLOCKED, RELEASED, REJECTED = "pending", "blocked", "released", "rejected"
+
+
+@dataclass(frozen=True)
+class OutputRequest:
+    """What ``request.json`` says about one request."""
+
+    request_id: str
+    name: str
+    kind: str
+    title: str
+    source: str
+    status: str
+    outcome: str
+    summary: str
+    requested_by: str
+    requested_at: str
+    justification: str
+    decided_by: str = ""
+    decided_at: str = ""
+    decision_reason: str = ""
+    directory: Path = field(default=Path("."), compare=False)
+
+    @classmethod
+    def read(cls, directory: Path) -> OutputRequest:
+        data = json.loads((directory / "request.json").read_text())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__}, directory=directory)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "directory"}
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    """One pending request as the IG officer sees it."""
+
+    request: OutputRequest
+    report_text: str
+    combinable_with: tuple[LedgerEntry, ...]
+    differencing: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    request_id: str
+    directory: Path
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """The independent re-check of one released bundle."""
+
+    path: Path
+    findings: tuple[Finding, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.outcome is Outcome.FAIL for f in self.findings)
+
+    def to_text(self) -> str:
+        head = f"{self.path.name}: {'OK' if self.ok else 'PROBLEMS FOUND'}"
+        return (
+            "\n".join([head, *(f"  {f.line()}" for f in self.findings if f.outcome is not Outcome.PASS)])
+            + "\n"
+        )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise InputError(
+            name,
+            "an output name must be lower-case letters, digits, '-' or '_' (at most 64 characters)",
+            "use a short descriptive name such as 'equity_age_by_programme'",
+        )
+
+
+def staged_dir(workspace: Workspace) -> Path:
+    """Where analyses park outputs for the researcher to request (inside the TRE)."""
+    return workspace.analysis / "outputs"
+
+
+def stage_output(workspace: Workspace, output: DisclosureOutput, name: str, rules: OutputRules) -> Path:
+    """Park an output under ``analysis/outputs/<name>/`` for ``ehl outputs request NAME`` later.
+
+    A figure is drawn now from its protected table (a render function cannot be saved), so
+    staging runs the checks once to obtain that table; protection does not depend on earlier
+    releases, so the table drawn now is the one that would be released.
+    """
+    _check_name(name)
+    kind_of(output)
+    with atomic_directory(staged_dir(workspace) / name) as tmp:
+        save_output(_drawn(output, rules), tmp)
+    return staged_dir(workspace) / name
+
+
+def list_staged(workspace: Workspace) -> list[str]:
+    d = staged_dir(workspace)
+    return sorted(p.name for p in d.iterdir() if (p / "output.json").exists()) if d.exists() else []
+
+
+def _drawn(
+    output: DisclosureOutput, rules: OutputRules, report: CheckReport | None = None
+) -> DisclosureOutput:
+    """A figure with a render function becomes one whose PNG was drawn from the protected table."""
+    if not isinstance(output, Figure) or output.render is None:
+        return output
+    report = report or check_output(output, rules)
+    return Figure(
+        table=output.table,
+        title=output.title,
+        png=report.png,
+        description=output.description,
+        drawn_from_protected_table=report.png is not None,
+    )
+
+
+def _new_request_id(workspace: Workspace, name: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{name}"
+    candidate, n = base, 1
+    while (workspace.pending / candidate).exists() or (workspace.released / candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _write_preview(directory: Path, name: str, report: CheckReport) -> list[Path]:
+    files = []
+    if report.protected is not None:
+        files.append(write_csv(report.protected, directory / f"{name}.csv"))
+    if report.png:
+        files.append(write_bytes(directory / f"{name}.png", report.png))
+    return files
+
+
+def request_output(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    output: DisclosureOutput,
+    name: str,
+    justification: str,
+) -> str:
+    """Check ``output`` and place it in ``outputs/pending/<id>/`` for an IG officer; return the id.
+
+    The request is recorded whatever the outcome, so the researcher can read the report; an
+    output that fails is marked ``blocked`` and cannot be released until it is changed and
+    requested again. Goes through the policy engine as a researcher step (audited).
+    """
+    _check_name(name)
+    kind = kind_of(output)
+    rules: OutputRules = engine.policy.outputs
+    with engine.step(actor, Role.RESEARCHER, "output_request") as step:
+        report = check_output(output, rules, read_ledger(workspace, output.source))
+        request_id = _new_request_id(workspace, name)
+        final = workspace.pending / request_id
+        with atomic_directory(final) as tmp:
+            save_output(_drawn(output, rules, report), tmp / "output")
+            write_json(tmp / "check_report.json", report.to_dict())
+            write_text(tmp / "check_report.txt", report.to_text())
+            _write_preview(tmp / "preview", name, report)
+            status = BLOCKED if report.outcome is Outcome.FAIL else PENDING
+            request = OutputRequest(
+                request_id=request_id,
+                name=name,
+                kind=kind,
+                title=output.title,
+                source=output.source,
+                status=status,
+                outcome=report.outcome.value,
+                summary=report.summary(),
+                requested_by=actor,
+                requested_at=_now(),
+                justification=justification.strip(),
+            )
+            write_json(tmp / "request.json", request.to_dict())
+        step.outputs(final)
+        step.counts(items_withheld=len({f.key for f in report.withheld}))
+        step.detail(request_id=request_id, kind=kind, source=output.source, outcome=report.outcome.value)
+    return request_id
+
+
+def request_staged(workspace: Workspace, engine: Any, actor: str, name: str, justification: str) -> str:
+    """Request an output an analysis staged under ``analysis/outputs/<name>/``."""
+    directory = staged_dir(workspace) / name
+    if not (directory / "output.json").exists():
+        staged = list_staged(workspace)
+        raise InputError(
+            str(directory),
+            f"no analysis output named '{name}' is waiting to be requested",
+            f"staged outputs: {', '.join(staged)}" if staged else "run the analysis that prepares it first",
+        )
+    return request_output(workspace, engine, actor, load_output(directory), name, justification)
+
+
+def _find_request(workspace: Workspace, id_or_name: str) -> OutputRequest:
+    direct = workspace.pending / id_or_name
+    if (direct / "request.json").exists():
+        return OutputRequest.read(direct)
+    matches = [r for r in list_requests(workspace) if r.name == id_or_name and r.status in (PENDING, BLOCKED)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise InputError(
+            id_or_name,
+            f"{len(matches)} open requests share this name",
+            f"use the request id: {', '.join(m.request_id for m in matches)}",
+        )
+    raise InputError(id_or_name, "no output request has this id", "list requests with 'ehl outputs list'")
+
+
+def justify_request(
+    workspace: Workspace, engine: Any, actor: str, id_or_name: str, justification: str
+) -> str:
+    """Attach (or replace) the justification of an open request, e.g. one an analysis made."""
+    request = _find_request(workspace, id_or_name)
+    if request.status not in (PENDING, BLOCKED):
+        raise InputError(
+            request.request_id, f"the request is already {request.status}", "request the output again"
+        )
+    with engine.step(actor, Role.RESEARCHER, "output_justify") as step:
+        data = request.to_dict() | {"justification": justification.strip()}
+        write_json(request.directory / "request.json", data)
+        step.detail(request_id=request.request_id)
+    return request.request_id
+
+
+def list_requests(workspace: Workspace, status: str | None = None) -> list[OutputRequest]:
+    """All requests (oldest first), optionally only those with ``status``."""
+    if not workspace.pending.exists():
+        return []
+    found = [
+        OutputRequest.read(p) for p in sorted(workspace.pending.iterdir()) if (p / "request.json").exists()
+    ]
+    return [r for r in found if status is None or r.status == status]
+
+
+def review_requests(workspace: Workspace, rules: OutputRules) -> list[PendingReview]:
+    """Pending requests with their reports and the earlier releases each could combine with."""
+    reviews = []
+    for request in list_requests(workspace, PENDING):
+        earlier = read_ledger(workspace, request.source)
+        output = load_output(request.directory / "output")
+        entry = ledger_entry_for(output)
+        differencing: list[Finding] = []
+        if entry is not None:
+            for e in earlier:
+                for d in small_differences(entry, e, rules.min_cell_count):
+                    differencing.append(
+                        Finding(
+                            "differencing",
+                            d.item,
+                            Outcome.FAIL if d.certain else Outcome.REVIEW,
+                            d.description,
+                        )
+                    )
+        reviews.append(
+            PendingReview(
+                request=request,
+                report_text=(request.directory / "check_report.txt").read_text(),
+                combinable_with=earlier,
+                differencing=tuple(differencing),
+            )
+        )
+    return reviews
+
+
+def _decide(request: OutputRequest, status: str, actor: str, reason: str = "") -> None:
+    data = request.to_dict() | {
+        "status": status,
+        "decided_by": actor,
+        "decided_at": _now(),
+        "decision_reason": reason,
+    }
+    write_json(request.directory / "request.json", data)
+
+
+def _manifest_checks(report: CheckReport) -> dict[str, Any]:
+    """Check results for the manifest; withheld items are only counted, never told apart."""
+    return {
+        "outcome": report.outcome.value,
+        "items_suppressed": len({f.key for f in report.withheld}),
+        "findings": [f.to_dict() for f in report.findings if not f.withheld],
+    }
+
+
+def _column_descriptions(protected: pd.DataFrame, rules: OutputRules) -> dict[str, str]:
+    out = {}
+    for column in protected.columns:
+        if column.startswith("count_") and column.endswith("_rounded"):
+            what = column.removeprefix("count_").removesuffix("_rounded")
+            out[column] = (
+                f"number of {what}, rounded to the nearest {rules.rounding_base}; empty where suppressed"
+            )
+        elif column == "n_people_rounded":
+            out[column] = f"number of people behind the row, rounded to the nearest {rules.rounding_base}"
+        elif column == "note":
+            out[column] = "'suppressed' where the row is withheld by disclosure control"
+    return out
+
+
+def release_output(workspace: Workspace, engine: Any, actor: str, request_id: str) -> ReleaseResult:
+    """Release a pending request (IG officer only): re-check, write the bundle, verify, record.
+
+    Raises ``DisclosureBlocked`` if the re-check fails (e.g. a table released since would let this
+    one be subtracted from it) and ``PolicyRefused`` if the officer made the request themselves.
+    """
+    request = _find_request(workspace, request_id)
+    rules: OutputRules = engine.policy.outputs
+    with engine.step(actor, Role.IG_OFFICER, "output_release") as step:
+        if request.status != PENDING:
+            raise DisclosureBlocked(
+                f"Request {request.request_id} is {request.status}, so it cannot be released.",
+                hint="a blocked output must be changed and requested again; see its check report",
+            )
+        if request.requested_by == actor:
+            raise PolicyRefused(
+                "four_eyes",
+                f"'{actor}' made request {request.request_id} and cannot also release it.",
+                hint="another IG officer named in the policy must release it",
+            )
+        output = load_output(request.directory / "output")
+        report = check_output(output, rules, read_ledger(workspace, request.source))
+        if report.outcome is Outcome.FAIL:
+            reasons = "; ".join(f"{f.rule}: {f.item}: {f.reason}" for f in report.blocking)
+            raise DisclosureBlocked(
+                f"Request {request.request_id} fails its re-check at release: {reasons}.",
+                hint="reject it with the reason, and ask the researcher to change the output",
+            )
+        released_at = _now()
+        final = workspace.released / request.request_id
+        policy = engine.policy
+        with atomic_directory(final) as tmp:
+            files = _write_preview(tmp, request.name, report)
+            manifest = {
+                "request_id": request.request_id,
+                "name": request.name,
+                "title": request.title,
+                "description": getattr(output, "description", ""),
+                "population": getattr(
+                    output.table if isinstance(output, Figure) else output, "population", ""
+                ),
+                "kind": request.kind,
+                "source": request.source,
+                "policy": {
+                    "project_id": policy.project.id,
+                    "policy_version": getattr(policy, "policy_version", None),
+                    "policy_hash": engine.policy_hash,
+                    "output_rules": rules.model_dump(mode="json"),
+                },
+                "requested_by": request.requested_by,
+                "requested_at": request.requested_at,
+                "justification": request.justification,
+                "approved_by": actor,
+                "released_at": released_at,
+                "checks": _manifest_checks(report),
+                "model": report.model_summary or None,
+                "columns": _column_descriptions(report.protected, rules)
+                if report.protected is not None
+                else {},
+                "files": {f.name: file_sha256(f) for f in files},
+            }
+            write_json(tmp / "manifest.json", manifest)
+            sums = [f"{file_sha256(f)}  {f.name}" for f in [*files, tmp / "manifest.json"]]
+            write_text(tmp / "SHA256SUMS", "\n".join(sums) + "\n")
+            verification = verify_release(tmp, rules)
+            if not verification.ok:
+                raise DisclosureBlocked(
+                    f"The release bundle for {request.request_id} failed its independent re-check:\n"
+                    + verification.to_text(),
+                    hint="report this: the protected table should always pass",
+                )
+        entry = ledger_entry_for(output, request.request_id, released_at)
+        if entry is not None:
+            append_ledger(workspace, entry)
+        _decide(request, RELEASED, actor)
+        step.inputs(request.directory / "output")
+        step.outputs(final)
+        step.detail(request_id=request.request_id, kind=request.kind, outcome=report.outcome.value)
+    written = tuple(sorted(p for p in final.iterdir() if p.is_file()))
+    return ReleaseResult(request.request_id, final, written)
+
+
+def reject_output(workspace: Workspace, engine: Any, actor: str, request_id: str, reason: str) -> None:
+    """Reject a pending or blocked request (IG officer only), recording the reason."""
+    if not reason.strip():
+        raise InputError(request_id, "a rejection needs a reason", "pass --reason 'what must change'")
+    request = _find_request(workspace, request_id)
+    with engine.step(actor, Role.IG_OFFICER, "output_reject") as step:
+        if request.status not in (PENDING, BLOCKED):
+            raise InputError(request.request_id, f"the request is already {request.status}", "nothing to do")
+        _decide(request, REJECTED, actor, reason.strip())
+        step.detail(request_id=request.request_id, kind=request.kind)
+
+
+# --------------------------------------------------------------------------------------------
+# Independent re-check of a released bundle: reads only what left the TRE.
+
+
+def _fail(item: str, rule: str, reason: str) -> Finding:
+    return Finding(rule=rule, item=item, outcome=Outcome.FAIL, reason=reason)
+
+
+def verify_release(path: str | Path, rules: OutputRules) -> VerificationReport:
+    """Re-check one released bundle from its files alone: checksums, manifest, and every number.
+
+    It does not trust the checks that were run before release: each count column must be named as
+    a rounded count, hold multiples of the rounding base at or above the threshold (or be empty),
+    no column may hold identifiers, models must have enough residual df and people, and figures
+    must be PNGs listed with their table.
+    """
+    bundle = Path(path)
+    findings: list[Finding] = []
+    manifest_path = bundle / "manifest.json"
+    if not manifest_path.exists():
+        return VerificationReport(bundle, (_fail("manifest.json", "manifest", "the bundle has no manifest"),))
+    manifest = json.loads(manifest_path.read_text())
+    sums_path = bundle / "SHA256SUMS"
+    if not sums_path.exists():
+        findings.append(_fail("SHA256SUMS", "checksums", "the bundle has no checksum file"))
+    else:
+        for line in sums_path.read_text().splitlines():
+            digest, _, name = line.partition("  ")
+            target = bundle / name
+            if not target.exists():
+                findings.append(_fail(name, "checksums", "a file listed in SHA256SUMS is missing"))
+            elif file_sha256(target) != digest:
+                findings.append(_fail(name, "checksums", "the file has changed since it was released"))
+    listed = set(manifest.get("files", {}))
+    present = {p.name for p in bundle.iterdir() if p.is_file()} - {"manifest.json", "SHA256SUMS"}
+    for extra in sorted(present - listed):
+        findings.append(_fail(extra, "manifest", "a file in the bundle is not listed in the manifest"))
+    for name, digest in manifest.get("files", {}).items():
+        if (bundle / name).exists() and file_sha256(bundle / name) != digest:
+            findings.append(_fail(name, "checksums", "the file differs from the checksum in the manifest"))
+    if manifest.get("checks", {}).get("outcome") == Outcome.FAIL.value:
+        findings.append(_fail("manifest.json", "manifest", "the manifest records a failed check"))
+    if not manifest.get("approved_by"):
+        findings.append(
+            _fail("manifest.json", "manifest", "no IG officer is recorded as approving the release")
+        )
+    floor = max(round_to_base(rules.min_cell_count, rules.rounding_base), 1)
+    for csv in sorted(bundle.glob("*.csv")):
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        for column in table.columns:
+            if _IDENTIFIER_COLUMN.search(column):
+                findings.append(
+                    _fail(f"{csv.name}:{column}", "row_level", "the column name marks identifiers")
+                )
+            values = table[column]
+            if len(values) and values.str.match(_IDENTIFIER_VALUE).mean() > 0.5:
+                findings.append(
+                    _fail(f"{csv.name}:{column}", "row_level", "the values look like pseudonyms or tokens")
+                )
+            is_count = column.startswith(("count_", "n_")) or column in ("count", "n", "people", "frequency")
+            if not is_count:
+                continue
+            if not column.endswith("_rounded"):
+                findings.append(
+                    _fail(f"{csv.name}:{column}", "naming", "a count column must be named as a rounded count")
+                )
+                continue
+            for i, raw in enumerate(values):
+                if raw == "":
+                    continue
+                try:
+                    n = float(raw)
+                except ValueError:
+                    findings.append(_fail(f"{csv.name}:{column} row {i + 1}", "counts", "not a number"))
+                    continue
+                if n == 0 and not rules.zeros_disclosive:
+                    continue
+                if n < floor:
+                    findings.append(
+                        _fail(
+                            f"{csv.name}:{column} row {i + 1}",
+                            "threshold",
+                            f"a published count below {floor}",
+                        )
+                    )
+                elif rules.rounding_base > 1 and n % rules.rounding_base:
+                    findings.append(
+                        _fail(
+                            f"{csv.name}:{column} row {i + 1}",
+                            "rounding",
+                            f"a published count not rounded to base {rules.rounding_base}",
+                        )
+                    )
+    model = manifest.get("model")
+    if model:
+        if model.get("model_kind") == "regression":
+            df = model.get("residual_df")
+            if df is None or df < rules.min_residual_df:
+                findings.append(
+                    _fail("model", "residual_df", f"fewer than {rules.min_residual_df} residual df")
+                )
+        for key in ("n_people_rounded", "n_obs_rounded"):
+            if model.get(key, floor) < floor:
+                findings.append(_fail("model", "threshold", f"the model's {key} is below {floor}"))
+    for png in sorted(bundle.glob("*.png")):
+        if not png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"):
+            findings.append(_fail(png.name, "figure", "the file is not a PNG image"))
+        if not (bundle / f"{png.stem}.csv").exists():
+            findings.append(_fail(png.name, "figure", "a figure is released without the table it shows"))
+    if not findings:
+        findings.append(Finding("verify", bundle.name, Outcome.PASS, "checksums, counts and names all pass"))
+    return VerificationReport(bundle, tuple(findings))
+
+
+def verify_all_releases(workspace: Workspace, rules: OutputRules) -> list[VerificationReport]:
+    """Re-check every released bundle (the demo ends with this)."""
+    released = workspace.released
+    if not released.exists():
+        return []
+    return [
+        verify_release(p, rules)
+        for p in sorted(released.iterdir())
+        if p.is_dir() and not p.name.startswith(".")
+    ]
+
+
+__all__ = [
+    "BLOCKED",
+    "PENDING",
+    "REJECTED",
+    "RELEASED",
+    "OutputRequest",
+    "PendingReview",
+    "ReleaseResult",
+    "VerificationReport",
+    "justify_request",
+    "list_requests",
+    "list_staged",
+    "reject_output",
+    "release_output",
+    "request_output",
+    "request_staged",
+    "review_requests",
+    "stage_output",
+    "verify_all_releases",
+    "verify_release",
+]
