@@ -60,16 +60,17 @@ def apportion_prevalence(qof: pd.DataFrame, registrations: pd.DataFrame) -> pd.D
 
 
 def area_rates(census: pd.DataFrame) -> pd.DataFrame:
-    """The two census rates per LSOA.
+    """The two census rates per LSOA, both as shares of usual residents aged 16 and over.
 
-    ``inactive_sick_rate`` = long-term sick or disabled / usual residents aged 16+;
-    ``unemployment_rate`` = unemployed / economically active (the ONS definition).
+    This is how census table TS066 reports every economic activity category; using one
+    denominator for both rates keeps the two elasticities comparable (dividing unemployment by
+    the economically active instead would let health-related inactivity leak into the
+    unemployment rate through its denominator).
     """
     out = census[["lsoa21cd"]].copy()
-    residents = census["residents_16_plus"].astype(float)
-    active = census["economically_active"].astype(float)
-    out["inactive_sick_rate"] = census["inactive_sick"].astype(float) / residents.where(residents > 0)
-    out["unemployment_rate"] = census["unemployed"].astype(float) / active.where(active > 0)
+    residents = census["residents_16_plus"].astype(float).where(census["residents_16_plus"] > 0)
+    out["inactive_sick_rate"] = census["inactive_sick"].astype(float) / residents
+    out["unemployment_rate"] = census["unemployed"].astype(float) / residents
     out["residents_16_plus"] = residents
     return out
 

@@ -14,7 +14,8 @@ person in one programme (same ``client_cluster``) count once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,6 +89,62 @@ def with_disability(clients: pd.DataFrame) -> pd.DataFrame:
         any_condition = df[sr].fillna(False).astype(bool).any(axis=1)
         df["disability"] = np.where(any_condition, "Yes", "No")
     return df
+
+
+# --------------------------------------------------------------------------------------------
+# Age bands: the programme data and the census rarely use the same ones
+
+
+def _band_limits(label: str) -> tuple[int, int] | None:
+    """'25-34' -> (25, 34); '65+' -> (65, 200); 'Aged 16 to 24 years' -> (16, 24); else None."""
+    text = str(label).replace("–", "-")
+    nums = [int(x) for x in re.findall(r"\d+", text)]
+    if len(nums) == 2 and nums[0] <= nums[1]:
+        return nums[0], nums[1]
+    if len(nums) == 1 and ("+" in text or "over" in text.lower()):
+        return nums[0], 200
+    return None
+
+
+def harmonise_age_bands(
+    client_bands: Iterable[str], census_bands: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """Map both sides' age bands onto the finest bands they share.
+
+    Why: the research dataset may band ages 35-44/45-54/55-64 while a census table uses
+    35-49/50-64; comparing "35-44" with "35-49" would be wrong. The common bands are cut only
+    at boundaries both sides have (here 16-24, 25-34, 35-64). Returns ``{"clients": {...},
+    "census": {...}}`` mapping each original label to its common band; labels that are not age
+    ranges (e.g. "unknown") are left out, and census bands outside the clients' age range are
+    dropped (a programme for 16-64s is not compared with retired people).
+    """
+    c_lim = {b: _band_limits(b) for b in set(map(str, client_bands))}
+    p_lim = {b: _band_limits(b) for b in set(map(str, census_bands))}
+    c_lim = {b: v for b, v in c_lim.items() if v}
+    p_lim = {b: v for b, v in p_lim.items() if v}
+    if not c_lim or not p_lim:
+        return {"clients": {}, "census": {}}
+    upper = {v[1] for v in c_lim.values()} & {v[1] for v in p_lim.values()}
+    lowest = max(min(v[0] for v in c_lim.values()), min(v[0] for v in p_lim.values()))
+    cuts = sorted(upper)
+
+    def common(lo: int, hi: int) -> str | None:
+        start = lowest
+        for cut in cuts:
+            if lo >= start and hi <= cut:
+                return f"{start}-{cut}" if cut < 200 else f"{start}+"
+            start = cut + 1
+        return None
+
+    def mapping(limits: dict[str, tuple[int, int]]) -> dict[str, str]:
+        out = {}
+        for band, (lo, hi) in limits.items():
+            label = common(lo, hi)
+            if label is not None:
+                out[band] = label
+        return out
+
+    return {"clients": mapping(c_lim), "census": mapping(p_lim)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,8 +327,10 @@ def audit_characteristic(
     authorities, with columns ``characteristic`` value, ``people`` and, when available,
     ``age_band`` and ``sex`` (needed for the standardised comparison).
     """
-    client_counts = clients[characteristic].dropna().astype(str).value_counts()
     pop_counts = population.assign(_c=population[characteristic].astype(str)).groupby("_c")["people"].sum()
+    client_counts = clients[characteristic].dropna().astype(str).value_counts()
+    # categories the census does not have ("unknown") cannot be compared: leave those people out
+    client_counts = client_counts[client_counts.index.isin(pop_counts.index)]
     ratios = representation_ratios(client_counts, pop_counts)
     fit = goodness_of_fit(client_counts, pop_counts)
     standardised = None
@@ -449,6 +508,18 @@ def audit_programmes(
     if lad_of_client is not None:
         df = df.assign(lad22cd=lad_of_client.to_numpy())
     people = one_row_per_person(df)
+    census_bands = set().union(
+        *(set(p["age_band"].astype(str)) for p in population.values() if "age_band" in p)
+    )
+    if "age_band" in people and census_bands:
+        bands = harmonise_age_bands(people["age_band"].dropna().astype(str).unique(), census_bands)
+        people["age_band"] = people["age_band"].astype(str).map(bands["clients"])
+        population = {
+            k: v.assign(age_band=v["age_band"].astype(str).map(bands["census"])).dropna(subset=["age_band"])
+            if "age_band" in v
+            else v
+            for k, v in population.items()
+        }
     audits = []
     for programme, cl in people.groupby("programme", sort=True):
         las = set(cl["lad22cd"].dropna()) if "lad22cd" in cl else set()
@@ -476,6 +547,7 @@ __all__ = [
     "audit_programmes",
     "describe_ratio",
     "goodness_of_fit",
+    "harmonise_age_bands",
     "linkage_skew",
     "linkage_weights",
     "one_row_per_person",

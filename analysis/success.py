@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,15 @@ from analysis.equity import condition_columns, linkage_weights, person_ids
 from ig_policies.errors import ConfigError, InputError
 
 Outcome = Literal["job_start", "sustained_26_weeks"]
+#: Baselines used when the config names none and they occur in the data: the usual reference
+#: groups of UK labour-market analyses (and of the synthetic test bed's planted odds ratios).
+PREFERRED_REFERENCE: dict[str, str] = {
+    "age_band": "25-34",
+    "sex": "M",
+    "ethnicity": "White",
+    "imd_quintile": "3",
+    "programme": "ways_to_work",
+}
 OUTCOME_WORDS: dict[str, str] = {
     "job_start": "starting a job",
     "sustained_26_weeks": "staying in work for 26 weeks",
@@ -51,7 +61,8 @@ class SuccessConfig(BaseModel):
         True, description="weight the linked-clients model by inverse probability of linkage"
     )
     reference: dict[str, str] = Field(
-        default_factory=dict, description="reference category per covariate (default: the commonest)"
+        default_factory=dict,
+        description="reference category per covariate (default: PREFERRED_REFERENCE if present, else the commonest)",
     )
     min_people_with_condition: int = Field(
         10, ge=1, description="conditions held by fewer people (or all but fewer) are left out of the model"
@@ -140,13 +151,14 @@ def fit_success_model(
 ) -> SuccessModel:
     """Logistic regression of ``outcome`` with person-clustered errors; returns odds ratios.
 
-    Categorical covariates use the configured reference category or, by default, the commonest
-    one (the most precisely estimated baseline). Condition flags held by fewer than
+    Categorical covariates use the configured reference category or, by default, the usual one
+    (``PREFERRED_REFERENCE``) or else the commonest (the most precisely estimated baseline). Condition flags held by fewer than
     ``min_people_with_condition`` people (or lacked by fewer) are left out: their odds ratio
     could not be estimated and could not be released.
     """
     import statsmodels.api as sm
     import statsmodels.formula.api as smf
+    from statsmodels.tools.sm_exceptions import SpecificationWarning
 
     df, covs, flags = _prepare(clients, outcome, covariates, condition_flags)
     flags = [
@@ -158,7 +170,9 @@ def fit_success_model(
     reference = reference or {}
     parts = []
     for c in covs:
-        ref = reference.get(c) or df[c].value_counts().idxmax()
+        preferred = PREFERRED_REFERENCE.get(c)
+        default = preferred if preferred in set(df[c]) else df[c].value_counts().idxmax()
+        ref = reference.get(c) or default
         if ref not in set(df[c]):
             raise ConfigError(
                 f"the reference category '{ref}' for {c} does not occur in the data.",
@@ -175,7 +189,11 @@ def fit_success_model(
         df, groups, w = df[keep], groups[keep.to_numpy()], w[keep]
         kwargs["var_weights"] = w.to_numpy()
     model = smf.glm(formula, data=df, family=sm.families.Binomial(), **kwargs)
-    fit = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
+    with warnings.catch_warnings():
+        # with inverse-probability weights statsmodels warns that some *other* statistics of a
+        # weighted clustered fit are not supported; the sandwich covariance used here is.
+        warnings.simplefilter("ignore", SpecificationWarning)
+        fit = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
     null = smf.glm("y ~ 1", data=df, family=sm.families.Binomial(), **kwargs).fit()
 
     ci = fit.conf_int()

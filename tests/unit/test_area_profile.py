@@ -56,7 +56,7 @@ def synthetic_areas(seed: int = 7, n_lsoa: int = 400, n_practice: int = 60):
             "lsoa21cd": prev["lsoa21cd"],
             "residents_16_plus": residents,
             "economically_active": active,
-            "unemployed": rng.binomial(active, np.exp(log_unemp)),
+            "unemployed": rng.binomial(residents, np.exp(log_unemp)),
             "inactive": residents - active,
             "inactive_sick": rng.binomial(residents, np.exp(log_sick)),
         }

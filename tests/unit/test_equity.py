@@ -1,0 +1,210 @@
+"""Equity audit: representation ratios, standardisation and linkage bias against planted selection."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.equity import (
+    audit_programmes,
+    describe_ratio,
+    goodness_of_fit,
+    harmonise_age_bands,
+    linkage_skew,
+    linkage_weights,
+    one_row_per_person,
+    representation_ratios,
+)
+
+AGE_W = {"16-24": 1.4, "25-34": 1.0, "35-49": 0.85, "50-64": 0.6}
+ETH_W = {"White": 1.0, "Asian": 0.55, "Black": 1.0}
+LAS = ["E08000011", "E08000012"]
+
+
+def census_population() -> pd.DataFrame:
+    """Out-of-work population by LA, age, sex, ethnicity and disability; the Asian share falls with
+    age, so crude and age-standardised ethnicity comparisons differ."""
+    rows = []
+    asian_share = {"16-24": 0.25, "25-34": 0.15, "35-49": 0.08, "50-64": 0.04}
+    for la, age, sex in itertools.product(LAS, AGE_W, ["F", "M"]):
+        total = 20000 if age != "50-64" else 30000
+        for eth in ETH_W:
+            share = (
+                asian_share[age]
+                if eth == "Asian"
+                else (1 - asian_share[age]) * (0.9 if eth == "White" else 0.1)
+            )
+            for dis, dshare in (("Yes", 0.2 + 0.1 * list(AGE_W).index(age)), ("No", 0.0)):
+                dshare = dshare if dis == "Yes" else 1 - (0.2 + 0.1 * list(AGE_W).index(age))
+                rows.append((la, age, sex, eth, dis, round(total * share * dshare)))
+    return pd.DataFrame(rows, columns=["lad22cd", "age_band", "sex", "ethnicity", "disability", "people"])
+
+
+def sampled_clients(pop: pd.DataFrame, n: int = 6000, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    w = pop["people"] * pop["age_band"].map(AGE_W) * pop["ethnicity"].map(ETH_W)
+    idx = rng.choice(len(pop), size=n, p=(w / w.sum()).to_numpy())
+    cl = pop.iloc[idx].reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "client_pseudonym": [f"C{i:05d}" for i in range(n)],
+            "client_cluster": [f"K{i:05d}" for i in range(n)],
+            "programme": "ways_to_work",
+            "enrolment_date": pd.Timestamp("2022-05-01"),
+            "age_band": cl["age_band"],
+            "sex": cl["sex"],
+            "ethnicity": cl["ethnicity"],
+            "sr_depression": cl["disability"] == "Yes",
+            "lad22cd": cl["lad22cd"],
+        }
+    )
+
+
+def expected_crude_ratio(pop: pd.DataFrame, column: str, category: str) -> float:
+    w = pop["people"] * pop["age_band"].map(AGE_W) * pop["ethnicity"].map(ETH_W)
+    return (w[pop[column] == category].sum() / w.sum()) / (
+        pop.loc[pop[column] == category, "people"].sum() / pop["people"].sum()
+    )
+
+
+@pytest.fixture(scope="module")
+def audit():
+    pop = census_population()
+    clients = sampled_clients(pop)
+    population = {c: pop for c in ("age_band", "sex", "ethnicity", "disability")}
+    return (
+        pop,
+        clients,
+        audit_programmes(clients, population, basis="out_of_work", lad_of_client=clients["lad22cd"]),
+    )
+
+
+def test_representation_ratios_recover_planted_selection(audit):
+    pop, _, result = audit
+    ratios = result.ratios_table().set_index(["characteristic", "category"])
+    for age in AGE_W:
+        truth = expected_crude_ratio(pop, "age_band", age)
+        row = ratios.loc[("age_band", age)]
+        assert row["ci_low"] < truth < row["ci_high"], (age, truth, row["ratio"])
+    assert ratios.loc[("age_band", "50-64"), "ci_high"] < 1  # under-represented, and detected
+    assert ratios.loc[("sex", "F"), "ci_low"] < 1 < ratios.loc[("sex", "F"), "ci_high"]  # no sex selection
+    tests = result.tests_table().set_index("characteristic")
+    assert tests.loc["age_band", "p_g"] < 1e-6 and tests.loc["sex", "p_g"] > 0.001
+
+
+def test_age_sex_standardisation_removes_the_age_confounding(audit):
+    pop, clients, result = audit
+    std = result.standardised_table().set_index(["characteristic", "category"])
+    crude = result.ratios_table().set_index(["characteristic", "category"])
+    # the truth: within each age-sex stratum, Asian people are selected with relative weight 0.55
+    strata = clients.groupby(["age_band", "sex"]).size()
+    cell = pop.groupby(["age_band", "sex", "ethnicity"])["people"].sum()
+    stratum = pop.groupby(["age_band", "sex"])["people"].sum()
+    weighted = (cell * cell.index.get_level_values("ethnicity").map(ETH_W)).groupby(["age_band", "sex"]).sum()
+    expected_asian = sum(strata[s] * cell[(*s, "Asian")] * 0.55 / weighted[s] for s in strata.index)
+    census_expected = sum(strata[s] * cell[(*s, "Asian")] / stratum[s] for s in strata.index)
+    truth = expected_asian / census_expected
+    row = std.loc[("ethnicity", "Asian")]
+    assert row["ci_low"] < truth < row["ci_high"]
+    # young people are over-selected and more often Asian: the crude ratio flatters the programme
+    assert crude.loc[("ethnicity", "Asian"), "ratio"] > row["ratio"] + 0.03
+    # disability rises with age, clients are younger: crude under-representation, standardised fair
+    assert crude.loc[("disability", "Yes"), "ci_high"] < 1
+    assert std.loc[("disability", "Yes"), "ci_low"] < 1 < std.loc[("disability", "Yes"), "ci_high"]
+
+
+def test_plain_english_lines(audit):
+    _, _, result = audit
+    lines = result.sentences()
+    assert any(line.strip().startswith("People aged 50–64 are under-represented: 0.") for line in lines)
+    assert describe_ratio("age_band", "50-64", 0.62, 0.55, 0.70, "out_of_work") == (
+        "People aged 50–64 are under-represented: 0.62 of their share of the out-of-work population (0.55–0.70)."
+    )
+    assert "in line with" in describe_ratio("sex", "F", 1.01, 0.95, 1.08, "inactive_sick")
+
+
+def test_representation_ratio_literal_table():
+    out = representation_ratios(pd.Series({"a": 30, "b": 70}), pd.Series({"a": 5000, "b": 5000})).set_index(
+        "category"
+    )
+    assert out.loc["a", "ratio"] == pytest.approx(0.6)
+    assert out.loc["b", "ratio"] == pytest.approx(1.4)
+    assert out.loc["a", "ci_low"] < 0.6 < out.loc["a", "ci_high"] < 1
+    fit = goodness_of_fit(pd.Series({"a": 30, "b": 70}), pd.Series({"a": 5000, "b": 5000}))
+    assert fit.chi_square == pytest.approx(16.0) and fit.df == 1
+
+
+def test_counts_are_people_not_enrolments():
+    df = pd.DataFrame(
+        {
+            "client_pseudonym": ["C1", "C2", "C3"],
+            "client_cluster": ["K1", "K1", "K2"],
+            "programme": ["p", "p", "p"],
+            "enrolment_date": pd.to_datetime(["2022-02-01", "2021-01-01", "2021-01-01"]),
+        }
+    )
+    out = one_row_per_person(df)
+    assert sorted(out["client_pseudonym"]) == ["C2", "C3"]  # the earlier enrolment is kept
+
+
+def test_age_bands_are_harmonised_to_common_cuts():
+    maps = harmonise_age_bands(
+        ["16-24", "25-34", "35-44", "45-54", "55-64", "65+", "unknown"],
+        [
+            "Aged 16 to 24 years",
+            "Aged 25 to 34 years",
+            "Aged 35 to 49 years",
+            "Aged 50 to 64 years",
+            "Aged 65 years and over",
+        ],
+    )
+    assert maps["clients"] == {
+        "16-24": "16-24",
+        "25-34": "25-34",
+        "35-44": "35-64",
+        "45-54": "35-64",
+        "55-64": "35-64",
+        "65+": "65+",
+    }
+    assert maps["census"]["Aged 50 to 64 years"] == "35-64"
+
+
+def test_linkage_skew_flags_a_planted_difference_only():
+    rates = pd.DataFrame(
+        {
+            "group": ["age_band"] * 2 + ["sex"] * 2,
+            "level": ["16-24", "50-64", "F", "M"],
+            "clients": [1000, 1000, 1000, 1000],
+            "matched": [800, 900, 850, 852],
+        }
+    )
+    rates["match_rate"] = rates["matched"] / rates["clients"]
+    out = linkage_skew(rates).set_index("group")
+    assert out.loc["age_band", "skewed"] and not out.loc["sex", "skewed"]
+    assert "from 80% (16-24) to 90% (50-64)" in out.loc["age_band", "sentence"]
+
+
+def test_linkage_weights_make_the_linked_subset_resemble_all_clients():
+    rng = np.random.default_rng(4)
+    n = 5000
+    df = pd.DataFrame(
+        {
+            "age_band": rng.choice(["16-24", "25-34", "50-64"], n),
+            "sex": rng.choice(["F", "M"], n),
+            "programme": rng.choice(["a", "b"], n),
+        }
+    )
+    p_link = df["age_band"].map({"16-24": 0.6, "25-34": 0.8, "50-64": 0.95})
+    df["linked"] = rng.random(n) < p_link
+    w = linkage_weights(df)
+    assert w[~df["linked"]].isna().all()
+    share_all = (df["age_band"] == "16-24").mean()
+    linked = df[df["linked"]]
+    share_unweighted = (linked["age_band"] == "16-24").mean()
+    share_weighted = np.average(linked["age_band"] == "16-24", weights=w[df["linked"]])
+    assert share_unweighted < share_all - 0.03  # the linked subset is skewed ...
+    assert share_weighted == pytest.approx(share_all, abs=0.005)  # ... and the weights undo it
+    assert w.mean() == pytest.approx(1.0, abs=0.05)  # stabilised
