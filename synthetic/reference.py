@@ -1,0 +1,176 @@
+"""Published-style area data under ``reference/``: lookups, census, QOF, GP registrations by LSOA.
+
+They are aggregates of the same synthetic residents, in the column layouts of the real published
+files, so area-level analyses (apportioning practice prevalence to LSOAs, LSOA elasticities, the
+equity audit's population denominators) see data shaped like what they would use in production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthetic.config import CONDITIONS
+from synthetic.geography import Region
+from synthetic.population import CENSUS_AGE_BANDS, QOF_YEAR_END, age_band
+from synthetic.tables import write_delimited
+
+# QOF register: (group code, description, patient list type, minimum age)
+QOF_GROUPS: dict[str, tuple[str, str, str, int]] = {
+    "depression": ("DEP", "Depression", "18OV", 18),
+    "smi": ("MH", "Mental health", "TOTAL", 0),
+    "epilepsy": ("EP", "Epilepsy", "18OV", 18),
+    "copd": ("COPD", "Chronic obstructive pulmonary disease", "TOTAL", 0),
+    "diabetes": ("DM", "Diabetes mellitus", "17OV", 17),
+    "chd": ("CHD", "Coronary heart disease", "TOTAL", 0),
+    "hypertension": ("HYP", "Hypertension", "TOTAL", 0),
+    "learning_disability": ("LD", "Learning disability", "TOTAL", 0),
+    "osteoporosis": ("OST", "Osteoporosis: secondary prevention of fragility fractures", "50OV", 50),
+    "asthma": ("AST", "Asthma", "6OV", 6),
+}
+CENSUS_STATUS_LABELS = {
+    "employed": "Economically active: In employment",
+    "unemployed": "Economically active: Unemployed",
+    "inactive_sick": "Economically inactive: Long-term sick or disabled",
+    "inactive_other": "Economically inactive: Other",
+}
+TS066_PREFIX = "Economic activity status: "
+TS066_COLUMNS = (
+    "date",
+    "geography",
+    "geography code",
+    TS066_PREFIX + "Total: All usual residents aged 16 years and over",
+    TS066_PREFIX + "Economically active: In employment",
+    TS066_PREFIX + "Economically active: Unemployed",
+    TS066_PREFIX + "Economically inactive",
+    TS066_PREFIX + "Economically inactive: Long-term sick or disabled",
+    TS066_PREFIX + "Economically inactive: Other",
+)
+
+
+def write_reference(
+    folder: Path, region: Region, persons: pd.DataFrame, diagnosis: dict[str, np.ndarray]
+) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    lsoas = region.lsoas
+    paths["lsoa_lookup"] = write_delimited(
+        lsoas[["lsoa21cd", "lsoa21nm", "lad22cd", "lad22nm", "imd_decile"]], folder / "lsoa_lookup.csv"
+    )
+    pcs = region.postcodes
+    # ONS pcd7: outward code padded to four characters, then the inward code (seven in all)
+    pcd7 = [p.split(" ")[0].ljust(4)[: max(4, len(p.split(" ")[0]))] + p.split(" ")[1] for p in pcs["pcds"]]
+    paths["postcode_lookup"] = write_delimited(
+        pd.DataFrame(
+            {
+                "pcd7": pcd7,
+                "pcds": pcs["pcds"],
+                "dointr": pcs["dointr"],
+                "doterm": pcs["doterm"],
+                "lsoa21cd": pcs["lsoa21cd"],
+                "lad22cd": pcs["lad22cd"],
+            }
+        ),
+        folder / "postcode_lookup.csv",
+    )
+
+    # census 2021 (every resident aged 16+ on census day, registered with a GP or not)
+    adult = persons["economic_status"].to_numpy() != "under_16"
+    status = persons["economic_status"].to_numpy()
+    lsoa_idx = persons["lsoa_idx"].to_numpy()
+    n_lsoa = len(lsoas)
+    counts = {
+        s: np.bincount(lsoa_idx, weights=(status == s), minlength=n_lsoa).astype(np.int64)
+        for s in CENSUS_STATUS_LABELS
+    }
+    total = np.bincount(lsoa_idx, weights=adult, minlength=n_lsoa).astype(np.int64)
+    census = pd.DataFrame(
+        {
+            "date": 2021,
+            "geography": lsoas["lsoa21nm"],
+            "geography code": lsoas["lsoa21cd"],
+            TS066_COLUMNS[3]: total,
+            TS066_COLUMNS[4]: counts["employed"],
+            TS066_COLUMNS[5]: counts["unemployed"],
+            TS066_COLUMNS[6]: counts["inactive_sick"] + counts["inactive_other"],
+            TS066_COLUMNS[7]: counts["inactive_sick"],
+            TS066_COLUMNS[8]: counts["inactive_other"],
+        },
+        columns=list(TS066_COLUMNS),
+    )
+    paths["census_economic_activity"] = write_delimited(census, folder / "census_economic_activity.csv")
+
+    bands = age_band(persons["age_at_census"].to_numpy(), CENSUS_AGE_BANDS)
+    grouped = (
+        pd.DataFrame(
+            {
+                "lsoa21cd": persons["lsoa21cd"].to_numpy()[adult],
+                "lad22cd": persons["lad22cd"].to_numpy()[adult],
+                "age_band": bands[adult],
+                "sex": np.where(persons["sex"].to_numpy()[adult] == "F", "Female", "Male"),
+                "ethnicity": persons["ethnicity"].to_numpy()[adult],
+                "economic_activity": pd.Series(status[adult]).map(CENSUS_STATUS_LABELS).to_numpy(),
+            }
+        )
+        .groupby(["lsoa21cd", "lad22cd", "age_band", "sex", "ethnicity", "economic_activity"], sort=True)
+        .size()
+        .rename("count")
+        .reset_index()
+    )
+    paths["census_economic_activity_by_group"] = write_delimited(
+        grouped, folder / "census_economic_activity_by_group.csv"
+    )
+
+    # registered population at the QOF year end (2023-03-31)
+    reg_start = persons["registration_start"].to_numpy().astype("datetime64[D]")
+    reg_end = persons["registration_end"].to_numpy().astype("datetime64[D]")
+    on_list = (
+        persons["registered"].to_numpy()
+        & (reg_start <= QOF_YEAR_END)
+        & (np.isnat(reg_end) | (reg_end > QOF_YEAR_END))
+    )
+    dob = persons["date_of_birth"].to_numpy().astype("datetime64[D]")
+    age_qof = ((QOF_YEAR_END - dob).astype(np.int64) // 365.25).astype(np.int64)
+    practice = persons["practice_idx"].to_numpy()
+    n_prac = len(region.practices)
+    qof_rows = []
+    for c in CONDITIONS:
+        code, description, list_type, min_age = QOF_GROUPS[c]
+        in_group = on_list & (age_qof >= min_age)
+        register = in_group & persons[f"has_{c}"].to_numpy() & (diagnosis[c] <= QOF_YEAR_END)
+        reg_n = np.bincount(practice, weights=register, minlength=n_prac).astype(np.int64)
+        list_n = np.bincount(practice, weights=in_group, minlength=n_prac).astype(np.int64)
+        qof_rows.append(
+            pd.DataFrame(
+                {
+                    "FINANCIAL_YEAR": "2022-23",
+                    "PRACTICE_CODE": region.practices["practice_code"],
+                    "PRACTICE_NAME": region.practices["practice_name"],
+                    "GROUP_CODE": code,
+                    "GROUP_DESCRIPTION": description,
+                    "REGISTER": reg_n,
+                    "PATIENT_LIST_TYPE": list_type,
+                    "PRACTICE_LIST_SIZE": list_n,
+                }
+            )
+        )
+    qof = pd.concat(qof_rows, ignore_index=True).sort_values(["PRACTICE_CODE", "GROUP_CODE"], kind="stable")
+    paths["qof_prevalence"] = write_delimited(qof, folder / "qof_prevalence.csv")
+
+    key = practice[on_list].astype(np.int64) * n_lsoa + lsoa_idx[on_list]
+    uniq, n_pat = np.unique(key, return_counts=True)
+    regs = pd.DataFrame(
+        {
+            "PUBLICATION": "Patients Registered at a GP Practice",
+            "EXTRACT_DATE": "01APR2023",
+            "PRACTICE_CODE": region.practices["practice_code"].to_numpy()[uniq // n_lsoa],
+            "PRACTICE_NAME": region.practices["practice_name"].to_numpy()[uniq // n_lsoa],
+            "LSOA_CODE": lsoas["lsoa21cd"].to_numpy()[uniq % n_lsoa],
+            "SEX": "ALL",
+            "NUMBER_OF_PATIENTS": n_pat.astype(np.int64),
+        }
+    )
+    paths["gp_registrations_lsoa"] = write_delimited(regs, folder / "gp_registrations_lsoa.csv")
+    return paths
