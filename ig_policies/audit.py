@@ -325,7 +325,8 @@ class AuditLog:
 
         # Lines that are not authentic: an edited entry keeps its place in the chain (the next entry
         # still points at its original hash); anything else was inserted.
-        claimed_hashes = {e.get("prev") for _, e in authentic}
+        # hashes that authentic entries point at but that no authentic entry has: left by edits
+        claimed_hashes = {e.get("prev") for _, e in authentic} - {e.get("hash") for _, e in authentic}
         try:
             head = self._read_head()
             head_error = None
