@@ -334,8 +334,8 @@ class PolicyEngine:
         reads_linked_data: bool = False,
     ) -> Iterator[Step]:
         """Check, run and audit one step (see the module docstring)."""
-        datasets = tuple(datasets)
-        fields = tuple(fields) if fields is not None else None
+        datasets = (datasets,) if isinstance(datasets, str) else tuple(datasets)
+        fields = ((fields,) if isinstance(fields, str) else tuple(fields)) if fields is not None else None
         base: dict[str, Any] = {
             "actor": actor,
             "role": str(role.value if isinstance(role, Role) else role),

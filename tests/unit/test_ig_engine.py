@@ -143,6 +143,9 @@ def test_dataset_not_permitted(workspace: Workspace) -> None:
     assert rule == "dataset_not_permitted"
     with engine.step(PROCESSOR, Role.DATA_PROCESSOR, "pseudonymise", datasets=["employment_support"]):
         pass  # a kind stands for all datasets of that kind
+    with engine.step(PROCESSOR, Role.DATA_PROCESSOR, "validate", datasets="health_activity", fields="month"):
+        pass  # a single name is not taken letter by letter
+    assert _entries(workspace)[-1]["datasets"] == ["health_activity"]
 
 
 def test_field_not_permitted(workspace: Workspace) -> None:
