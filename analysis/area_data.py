@@ -140,7 +140,8 @@ _TS066_WIDE: dict[str, tuple[str, ...]] = {
         "Economic activity status: Economically active and a full-time student",
         "economically_active_full_time_students",
     ),
-    "economically_active": ("economically_active",),
+    "economically_active": ("economically_active", "Economic activity status: Economically active"),
+    "employed": ("Economic activity status: Economically active: In employment", "employed", "in_employment"),
     "unemployed_non_students": (
         "Economic activity status: Economically active (excluding full-time students): Unemployed",
         "Economic activity status: Economically active (excluding full-time students):Unemployed",
@@ -149,7 +150,7 @@ _TS066_WIDE: dict[str, tuple[str, ...]] = {
         "Economic activity status: Economically active and a full-time student: Unemployed",
         "Economic activity status: Economically active and a full-time student:Unemployed",
     ),
-    "unemployed": ("unemployed",),
+    "unemployed": ("unemployed", "Economic activity status: Economically active: Unemployed"),
     "inactive": ("Economic activity status: Economically inactive", "inactive", "economically_inactive"),
     "inactive_sick": (
         "Economic activity status: Economically inactive: Long-term sick or disabled",
@@ -246,6 +247,128 @@ def _valid_lsoas(df: pd.DataFrame, p: Path) -> pd.DataFrame:
     if not ok.any():
         raise InputError(str(p), "no row has an LSOA code like E01006512", hint="use the LSOA-level download")
     return df[ok].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Census 2021 population by characteristic and economic activity (for the equity audit)
+
+#: census economic activity status -> the statuses the audit distinguishes
+STATUSES: tuple[str, ...] = ("employed", "unemployed", "inactive_sick", "inactive_other")
+#: which statuses make up each population basis of the equity audit
+BASIS_STATUSES: dict[str, tuple[str, ...]] = {
+    "out_of_work": ("unemployed", "inactive_sick", "inactive_other"),
+    "inactive_sick": ("inactive_sick",),
+}
+
+
+def _status_of(label: str) -> str | None:
+    text = label.strip().lower()
+    if text in STATUSES:
+        return text
+    if "does not apply" in text or not text:
+        return None
+    if "unemployed" in text:
+        return "unemployed"
+    if "long-term sick or disabled" in text:
+        return "inactive_sick"
+    if text.startswith("economically inactive"):
+        return "inactive_other"
+    if text.startswith("economically active") or "employ" in text:
+        return "employed"
+    return None
+
+
+def _sex_of(label: str) -> str | None:
+    text = label.strip().lower()
+    return {"female": "F", "f": "F", "male": "M", "m": "M"}.get(text)
+
+
+def _ethnicity_of(label: str) -> str | None:
+    """ONS 5/6-category ethnic group labels -> the programme data's groups."""
+    text = label.strip().lower()
+    for word, group in (
+        ("asian", "Asian"),
+        ("black", "Black"),
+        ("mixed", "Mixed"),
+        ("white", "White"),
+        ("other", "Other"),
+    ):
+        if text.startswith(word):
+            return group
+    return None
+
+
+def _disability_of(label: str) -> str | None:
+    text = label.strip().lower()
+    if text in ("yes", "no"):
+        return text.capitalize()
+    if text.startswith("not disabled"):
+        return "No"
+    if text.startswith("disabled"):
+        return "Yes"
+    return None
+
+
+def _label_column(df: pd.DataFrame, prefixes: tuple[str, ...]) -> str | None:
+    """A label column whose normalised name starts with one of ``prefixes`` (not its ``Code`` twin)."""
+    for col in df.columns:
+        n = _norm(col)
+        if any(n.startswith(_norm(pre)) for pre in prefixes) and not n.endswith("code"):
+            return col
+    return None
+
+
+def load_census_population_by_group(
+    path: str | Path, lsoa_lookup: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Census residents aged 16+ by local authority, economic activity and characteristics.
+
+    Reads long tables with one count per combination: the synthetic
+    ``census_economic_activity_by_group.csv`` (``lsoa21cd, lad22cd, age_band, sex, ethnicity,
+    economic_activity, count``) and ONS "create a custom dataset" downloads ("Lower tier local
+    authorities Code", "Age (N categories)", "Sex (2 categories)", "Ethnic group (N categories)",
+    "Disability (N categories)", "Economic activity status (N categories)", "Observation").
+    Returns ``lad22cd, status, people`` plus whichever of ``age_band, sex, ethnicity,
+    disability`` the file has, with values in the programme data's coding (sex ``F``/``M``,
+    ethnic groups ``Asian``/``Black``/``Mixed``/``White``/``Other``, disability ``Yes``/``No``).
+    """
+    p = Path(path)
+    df = _read_csv(p)
+    count = _require(df, p, "the count", ("count", "Observation", "people", "observation"))
+    la = _find(
+        df, ("lad22cd", "Lower tier local authorities Code", "Local authority code", "LAD22CD", "lad23cd")
+    )
+    out = pd.DataFrame({"people": _numbers(df, count, p)})
+    if la is not None:
+        out["lad22cd"] = df[la].astype(str).str.strip()
+    else:
+        lsoa = _require(df, p, "the local authority (or LSOA) code", ("lsoa21cd", *_LSOA_CODE))
+        if lsoa_lookup is None:
+            raise InputError(str(p), "rows are by LSOA but no LSOA lookup was given", column=lsoa)
+        lad = lsoa_lookup.set_index("lsoa21cd")["lad22cd"]
+        out["lad22cd"] = df[lsoa].astype(str).str.strip().map(lad)
+    status = _label_column(df, ("economic_activity", "Economic activity status"))
+    if status is None:
+        raise InputError(
+            str(p),
+            "no economic activity column",
+            hint="the table must be broken down by economic activity status",
+        )
+    out["status"] = df[status].astype(str).map(_status_of)
+    for name, prefixes, mapper in (
+        ("age_band", ("age_band", "Age ("), lambda v: str(v).strip()),
+        ("sex", ("sex",), _sex_of),
+        ("ethnicity", ("ethnicity", "Ethnic group"), _ethnicity_of),
+        ("disability", ("disability",), _disability_of),
+    ):
+        col = _label_column(df, prefixes)
+        if col is not None:
+            out[name] = df[col].astype(str).map(mapper)
+    dims = [
+        c for c in ("lad22cd", "status", "age_band", "sex", "ethnicity", "disability") if c in out.columns
+    ]
+    out = out.dropna(subset=dims)
+    return out.groupby(dims, as_index=False)["people"].sum()
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,10 +483,12 @@ def load_lsoa_lookup(path: str | Path) -> pd.DataFrame:
 
 
 __all__ = [
+    "BASIS_STATUSES",
     "CENSUS_MEASURES",
     "CONDITIONS",
     "QOF_GROUPS",
     "load_census_economic_activity",
+    "load_census_population_by_group",
     "load_gp_registrations",
     "load_lsoa_lookup",
     "load_qof_prevalence",

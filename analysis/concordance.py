@@ -29,7 +29,9 @@ def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
     denom = 1 + Z95**2 / trials
     centre = (p + Z95**2 / (2 * trials)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / trials + Z95**2 / (4 * trials**2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)  # exact ends, not 0.999...
+    return low, high
 
 
 def cohen_kappa(both: int, sr_only: int, gp_only: int, neither: int) -> tuple[float, float, float]:

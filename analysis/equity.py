@@ -17,14 +17,18 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ig_policies.errors import InputError
+from ig_policies.workspace import Workspace
+
 if TYPE_CHECKING:
-    pass
+    from analysis.disclosure import DisclosureOutput, ModelResult
 
 #: Which census population a programme is compared with.
 PopulationBasis = Literal["out_of_work", "inactive_sick"]
@@ -378,6 +382,7 @@ def linkage_skew(match_rates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame
             {
                 "group": str(group),
                 "levels": len(g),
+                "clients": int(g["clients"].sum()),
                 "lowest_level": str(lo["level"]),
                 "lowest_match_rate": float(rate.min()),
                 "highest_level": str(hi["level"]),
@@ -536,8 +541,316 @@ def audit_programmes(
     return EquityAudit(basis, tuple(audits), skew)
 
 
+# --------------------------------------------------------------------------------------------
+# Reading the research dataset and handing outputs to disclosure control (shared by the
+# programme analyses: equity, success, concordance, area profiles)
+
+CLIENTS_SOURCE = "analysis/clients"
+
+
+def read_clients(workspace: Workspace) -> pd.DataFrame:
+    """``analysis/clients.parquet``, or a plain error saying which stage writes it."""
+    path = workspace.analysis / "clients.parquet"
+    if not path.exists():
+        raise InputError(
+            str(path),
+            "the research dataset has not been built yet",
+            hint="a data processor runs 'ehl research-dataset' first.",
+        )
+    clients = pd.read_parquet(path)
+    for column in ("client_pseudonym", "programme"):
+        if column not in clients.columns:
+            raise InputError(
+                str(path), "a required column is missing", column=column, hint="rebuild the research dataset."
+            )
+    return clients
+
+
+@dataclass(frozen=True)
+class AnalysisOutputs:
+    """What an analysis stage requested: (name, request id, status) per output, and its findings."""
+
+    analysis: str
+    requests: tuple[tuple[str, str, str], ...]
+    pending: tuple[Path, ...]
+    sentences: tuple[str, ...] = ()
+
+    @property
+    def blocked(self) -> tuple[str, ...]:
+        return tuple(name for name, _, status in self.requests if status == "blocked")
+
+
+def request_outputs(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    outputs: Sequence[tuple[str, DisclosureOutput]],
+    justification: str,
+) -> tuple[tuple[tuple[str, str, str], ...], tuple[Path, ...]]:
+    """Request each output through disclosure control; return (name, id, status) and folders."""
+    import json
+
+    from analysis.disclosure import request_output
+
+    done, folders = [], []
+    for name, output in outputs:
+        request_id = request_output(workspace, engine, actor, output, name, justification)
+        folder = workspace.pending / request_id
+        status = json.loads((folder / "request.json").read_text()).get("status", "pending")
+        done.append((name, request_id, str(status)))
+        folders.append(folder)
+    return tuple(done), tuple(folders)
+
+
+def estimates_result(
+    rows: pd.DataFrame, title: str, source: str, description: str, n_people: int
+) -> ModelResult:
+    """A table of estimates (ratios, kappas, test statistics) as a disclosure-control model result."""
+    from analysis.disclosure import ModelResult
+
+    return ModelResult(
+        coefficients=rows.reset_index(drop=True),
+        n_obs=int(n_people),
+        n_people=int(n_people),
+        source=source,
+        title=title,
+        kind="estimates",
+        description=description,
+    )
+
+
+def _ratio_p_value(ratio: float, low: float, high: float) -> float:
+    """Two-sided p for ratio = 1 from a log-symmetric 95% interval."""
+    if not all(math.isfinite(v) and v > 0 for v in (ratio, low, high)):
+        return float("nan")
+    se = (math.log(high) - math.log(low)) / (2 * Z95)
+    return float(2 * stats.norm.sf(abs(math.log(ratio)) / se)) if se > 0 else float("nan")
+
+
+def equity_outputs(audit: EquityAudit, min_people: int) -> list[tuple[str, DisclosureOutput]]:
+    """The audit as typed outputs: ratios, standardised ratios, tests, linkage bias, one chart per characteristic.
+
+    Sentences go into the descriptions only for categories with at least ``min_people`` clients,
+    so a description never quotes a figure that disclosure control withholds from the table.
+    """
+    from analysis.charts import estimate_chart
+    from analysis.disclosure import Figure
+
+    population = POPULATION_BASES[audit.basis]
+    ratios = audit.ratios_table()
+    rows = pd.DataFrame(
+        {
+            "term": ratios["programme"] + " | " + ratios["characteristic"] + " | " + ratios["category"],
+            "estimate": ratios["ratio"],
+            "ci_lower": ratios["ci_low"],
+            "ci_upper": ratios["ci_high"],
+            "p_value": [
+                _ratio_p_value(r, lo, hi)
+                for r, lo, hi in zip(ratios["ratio"], ratios["ci_low"], ratios["ci_high"], strict=True)
+            ],
+            "n_people": ratios["clients"].astype(int),
+            "population_share": ratios["population_share"],
+        }
+    )
+    kept_sentences = [
+        describe_ratio(r.characteristic, r.category, r.ratio, r.ci_low, r.ci_high, audit.basis)
+        for r in ratios.itertuples()
+        if r.clients >= min_people
+    ]
+    total_people = int(
+        ratios.groupby(["programme", "characteristic"])["clients"].sum().groupby("programme").max().sum()
+    )
+    out: list[tuple[str, DisclosureOutput]] = [
+        (
+            "equity-representation-ratios",
+            estimates_result(
+                rows,
+                f"Representation of groups among clients relative to the {population}",
+                CLIENTS_SOURCE,
+                "Ratio of each group's share of clients (one count per person) to its share of the census "
+                f"{population} in the same local authorities; 95% CIs (Katz).\n" + "\n".join(kept_sentences),
+                total_people,
+            ),
+        )
+    ]
+    std = audit.standardised_table()
+    if len(std):
+        std_rows = pd.DataFrame(
+            {
+                "term": std["programme"] + " | " + std["characteristic"] + " | " + std["category"],
+                "estimate": std["ratio"],
+                "ci_lower": std["ci_low"],
+                "ci_upper": std["ci_high"],
+                "p_value": [
+                    _ratio_p_value(r, lo, hi)
+                    for r, lo, hi in zip(std["ratio"], std["ci_low"], std["ci_high"], strict=True)
+                ],
+                "n_people": std["observed"].astype(int),
+                "expected_people": std["expected"],
+            }
+        )
+        out.append(
+            (
+                "equity-age-sex-standardised",
+                estimates_result(
+                    std_rows,
+                    "Age-sex standardised representation ratios (observed / expected clients)",
+                    CLIENTS_SOURCE,
+                    "Indirect standardisation: expected clients if, within each age-sex group, clients had the "
+                    f"make-up of the {population}; exact Poisson 95% CIs.",
+                    total_people,
+                ),
+            )
+        )
+    tests = audit.tests_table()
+    out.append(
+        (
+            "equity-tests",
+            estimates_result(
+                pd.DataFrame(
+                    {
+                        "term": tests["programme"] + " | " + tests["characteristic"],
+                        "estimate": tests["g_statistic"],
+                        "ci_lower": np.nan,
+                        "ci_upper": np.nan,
+                        "p_value": tests["p_g"],
+                        "n_people": tests["clients"].astype(int),
+                        "chi_square": tests["chi_square"],
+                        "p_chi_square": tests["p_chi_square"],
+                        "degrees_of_freedom": tests["df"].astype(float),
+                    }
+                ),
+                "Does the clients' make-up differ from the population's? G and chi-square tests",
+                CLIENTS_SOURCE,
+                "estimate = likelihood-ratio G statistic (p_value its p); chi_square = Pearson statistic.",
+                total_people,
+            ),
+        )
+    )
+    if len(audit.linkage):
+        link = audit.linkage
+        out.append(
+            (
+                "equity-linkage-bias",
+                estimates_result(
+                    pd.DataFrame(
+                        {
+                            "term": link["group"],
+                            "estimate": link["chi_square"],
+                            "ci_lower": np.nan,
+                            "ci_upper": np.nan,
+                            "p_value": link["p_value"],
+                            "n_people": link["clients"].astype(int),
+                            "lowest_match_rate": link["lowest_match_rate"],
+                            "highest_match_rate": link["highest_match_rate"],
+                            "degrees_of_freedom": link["df"].astype(float),
+                        }
+                    ),
+                    "Is the linked subset skewed? Match rates by group (chi-square test)",
+                    "linked/match_rates",
+                    "\n".join(link["sentence"]),
+                    int(link["clients"].max()),
+                ),
+            )
+        )
+    for characteristic in ratios["characteristic"].unique():
+        mask = (ratios["characteristic"] == characteristic).to_numpy()
+        label = CHARACTERISTICS.get(characteristic, characteristic)
+        table = estimates_result(
+            rows[mask],
+            f"Representation by {label}",
+            CLIENTS_SOURCE,
+            "",
+            int(ratios.loc[mask].groupby("programme")["clients"].sum().sum()),
+        )
+        title = f"Clients' share relative to the {population}: {label}"
+
+        def render(protected: pd.DataFrame, title: str = title) -> bytes:
+            return estimate_chart(
+                protected, title, "representation ratio (1 = in proportion)", 1.0, log_scale=True
+            )
+
+        out.append(
+            (
+                f"equity-chart-{characteristic.replace('_', '-')}",
+                Figure(table=table, title=title, render=render),
+            )
+        )
+    return out
+
+
+def client_local_authorities(clients: pd.DataFrame, lookup: pd.DataFrame) -> pd.Series:
+    """Each client's local authority code: from their LSOA, else their recorded local authority."""
+    by_lsoa = (
+        clients["lsoa21cd"].map(lookup.set_index("lsoa21cd")["lad22cd"]) if "lsoa21cd" in clients else None
+    )
+    names = {str(n).strip().lower(): c for n, c in zip(lookup["lad22nm"], lookup["lad22cd"], strict=True)}
+    names.update({str(c).strip().lower(): c for c in lookup["lad22cd"]})
+    recorded = (
+        clients["local_authority"].astype("string").str.strip().str.lower().map(names)
+        if "local_authority" in clients
+        else pd.Series(pd.NA, index=clients.index)
+    )
+    return (by_lsoa if by_lsoa is not None else recorded).fillna(recorded)
+
+
+def run_equity_audit(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    basis: PopulationBasis = "out_of_work",
+    justification: str = "Equity audit of the employment-support programmes for the programme board.",
+) -> AnalysisOutputs:
+    """The equity-audit stage: read clients and census, audit, request every output (researcher)."""
+    from analysis.area_data import BASIS_STATUSES, load_census_population_by_group, load_lsoa_lookup
+    from ig_policies.policy import Analysis, Role
+
+    if basis not in POPULATION_BASES:
+        raise InputError(
+            "--population",
+            f"unknown population basis '{basis}'",
+            hint=f"use one of {', '.join(POPULATION_BASES)}",
+        )
+    ref = workspace.reference
+    paths = {
+        "clients": workspace.analysis / "clients.parquet",
+        "census": ref / "census_economic_activity_by_group.csv",
+        "lookup": ref / "lsoa_lookup.csv",
+        "match_rates": workspace.linked / "match_rates.parquet",
+    }
+    with engine.step(
+        actor, Role.RESEARCHER, "equity_audit", analysis=Analysis.EQUITY_AUDIT, reads_linked_data=True
+    ) as step:
+        clients = read_clients(workspace)
+        lookup = load_lsoa_lookup(paths["lookup"])
+        census = load_census_population_by_group(paths["census"], lookup)
+        pop = census[census["status"].isin(BASIS_STATUSES[basis])]
+        population = {c: pop for c in CHARACTERISTICS if c in pop.columns}
+        match_rates = pd.read_parquet(paths["match_rates"]) if paths["match_rates"].exists() else None
+        audit = audit_programmes(
+            clients, population, basis, match_rates, client_local_authorities(clients, lookup)
+        )
+        outputs = equity_outputs(audit, engine.policy.outputs.min_cell_count)
+        requests, folders = request_outputs(workspace, engine, actor, outputs, justification)
+        step.inputs(*(p for p in paths.values() if p.exists()))
+        step.outputs(*folders)
+        step.counts(clients=len(clients), outputs_requested=len(requests))
+        step.detail(basis=basis, characteristics=sorted({a.characteristic for a in audit.characteristics}))
+    min_people = engine.policy.outputs.min_cell_count
+    sentences = [
+        describe_ratio(a.characteristic, r.category, r.ratio, r.ci_low, r.ci_high, basis)
+        for a in audit.characteristics
+        for r in a.ratios.itertuples()
+        if r.clients >= min_people
+    ]
+    if len(audit.linkage):
+        sentences.extend(audit.linkage["sentence"])
+    return AnalysisOutputs("equity_audit", requests, folders, tuple(sentences))
+
+
 __all__ = [
     "CHARACTERISTICS",
+    "AnalysisOutputs",
     "POPULATION_BASES",
     "CharacteristicAudit",
     "EquityAudit",
@@ -553,4 +866,7 @@ __all__ = [
     "one_row_per_person",
     "person_ids",
     "representation_ratios",
+    "read_clients",
+    "request_outputs",
+    "run_equity_audit",
 ]

@@ -208,3 +208,96 @@ def test_linkage_weights_make_the_linked_subset_resemble_all_clients():
     assert share_unweighted < share_all - 0.03  # the linked subset is skewed ...
     assert share_weighted == pytest.approx(share_all, abs=0.005)  # ... and the weights undo it
     assert w.mean() == pytest.approx(1.0, abs=0.05)  # stabilised
+
+
+# --------------------------------------------------------------------------------------------
+# The stage: policy engine, disclosure control, audit
+
+
+def _stage_workspace(workspace, pop: pd.DataFrame, clients: pd.DataFrame) -> None:
+    """Write the stage's inputs in their workspace layouts (synthetic census layout)."""
+    from ig_policies.workspace import write_csv, write_parquet
+
+    lsoa_of_la = {la: f"E0100000{i}" for i, la in enumerate(LAS)}
+    lookup = pd.DataFrame(
+        {
+            "lsoa21cd": list(lsoa_of_la.values()),
+            "lsoa21nm": ["A 001A", "B 001A"],
+            "lad22cd": LAS,
+            "lad22nm": ["Knowsley", "Liverpool"],
+            "imd_decile": [1, 5],
+        }
+    )
+    write_csv(lookup, workspace.reference / "lsoa_lookup.csv")
+    out_of_work = pop.assign(
+        economic_activity=np.where(
+            pop["disability"] == "Yes",
+            "Economically inactive: Long-term sick or disabled",
+            "Economically active: Unemployed",
+        )
+    )
+    employed = out_of_work.assign(
+        economic_activity="Economically active: In employment", people=pop["people"] * 3
+    )
+    census = pd.concat([out_of_work, employed]).assign(
+        lsoa21cd=lambda d: d["lad22cd"].map(lsoa_of_la),
+        sex=lambda d: d["sex"].map({"F": "Female", "M": "Male"}),
+    )
+    census = census.rename(columns={"people": "count"})[
+        ["lsoa21cd", "lad22cd", "age_band", "sex", "ethnicity", "economic_activity", "count"]
+    ]
+    write_csv(census, workspace.reference / "census_economic_activity_by_group.csv")
+    rows = clients.assign(
+        lsoa21cd=clients["lad22cd"].map(lsoa_of_la),
+        local_authority=None,
+        linked=np.arange(len(clients)) % 5 != 0,
+    ).drop(columns="lad22cd")
+    write_parquet(rows, workspace.analysis / "clients.parquet")
+    rates = pd.DataFrame(
+        {"group": ["sex", "sex"], "level": ["F", "M"], "clients": [3000, 3000], "matched": [2400, 2700]}
+    ).assign(match_rate=lambda d: d["matched"] / d["clients"])
+    write_parquet(rates, workspace.linked / "match_rates.parquet")
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_requests_outputs_through_disclosure_control_and_is_audited(workspace, tmp_path):
+    import json
+
+    from analysis.equity import run_equity_audit
+    from ig_policies.audit import AuditLog
+    from ig_policies.demo import DEMO_USERS, demo_engine, write_demo_policy
+    from ig_policies.errors import PolicyRefused
+
+    pop = census_population()
+    clients = sampled_clients(pop, n=3000)
+    _stage_workspace(workspace, pop, clients)
+    engine = demo_engine(workspace)
+    result = run_equity_audit(workspace, engine, DEMO_USERS["researcher"], basis="out_of_work")
+    names = [name for name, _, _ in result.requests]
+    assert "equity-representation-ratios" in names and "equity-chart-age-band" in names
+    assert "equity-linkage-bias" in names and "equity-age-sex-standardised" in names
+    assert not result.blocked, result.requests
+    for folder in result.pending:
+        assert folder.parent == workspace.pending and (folder / "check_report.txt").exists()
+    chart = next(
+        f
+        for (n, _, _), f in zip(result.requests, result.pending, strict=True)
+        if n == "equity-chart-age-band"
+    )
+    assert (chart / "preview" / "equity-chart-age-band.png").read_bytes()[:4] == b"\x89PNG"
+    assert any("50–64 are under-represented" in s for s in result.sentences)
+    assert any("linked subset is skewed by sex" in s for s in result.sentences)
+    entries = AuditLog.for_workspace(workspace).entries()
+    stage = [e for e in entries if e["action"] == "equity_audit"]
+    assert stage and stage[-1]["decision"] == "allowed" and stage[-1]["analysis"] == "equity_audit"
+    text = json.dumps(entries)
+    assert "C00001" not in text  # no client pseudonyms in the audit log
+
+    # the long-term-sick population basis, and refusals: wrong role, analysis not permitted
+    sick = run_equity_audit(workspace, engine, DEMO_USERS["researcher"], basis="inactive_sick")
+    assert sick.requests
+    with pytest.raises(PolicyRefused):
+        run_equity_audit(workspace, engine, DEMO_USERS["data_processor"])
+    narrow = write_demo_policy(tmp_path / "narrow.yaml", {"analyses": ["natural_experiment"]})
+    with pytest.raises(PolicyRefused, match="equity_audit"):
+        run_equity_audit(workspace, demo_engine(workspace, narrow), DEMO_USERS["researcher"])
