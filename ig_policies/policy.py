@@ -99,6 +99,18 @@ class Dataset(_Frozen):
     quasi_identifiers: tuple[str, ...] = ()
     max_quarantine_fraction: float = Field(0.05, ge=0.0, le=1.0)
 
+    @field_validator("fields", "direct_identifiers", "quasi_identifiers")
+    @classmethod
+    def _field_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [
+            n for n in names if not n or not (n[0].isalpha() and n.replace("_", "").isalnum() and n.islower())
+        ]
+        if bad:
+            raise ValueError(
+                f"field names must be lower_snake_case canonical names: {', '.join(map(repr, bad))}"
+            )
+        return names
+
     @model_validator(mode="after")
     def _identifiers_are_fields(self) -> Dataset:
         if len(set(self.fields)) != len(self.fields):
@@ -233,6 +245,33 @@ class Policy(_Frozen):
 # Loading
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML loading that rejects a key given twice in one mapping.
+
+    Plain YAML keeps the last of two equal keys silently, so a reviewer reading the first one would
+    approve something other than what runs.
+    """
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"the key {key!r} is given twice",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def read_policy_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw YAML mapping of a policy file; ConfigError (naming the file) if unreadable."""
     p = Path(path)
@@ -245,12 +284,15 @@ def read_policy_document(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read the policy file ({exc.__class__.__name__})") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None)
+        detail = f" ({problem})" if problem else ""
         raise ConfigError(
-            f"{p}: not valid YAML{where}", hint="fix the indentation or quoting at that place"
+            f"{p}: not valid YAML{where}{detail}",
+            hint="fix the indentation, quoting or repeated key at that place",
         ) from None
     if not isinstance(doc, dict):
         raise ConfigError(

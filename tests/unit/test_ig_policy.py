@@ -80,6 +80,7 @@ def test_policy_models_are_frozen() -> None:
         ({"linkage.clerical_review_band": [0.5, 0.95]}, "linkage", "at or below match_threshold"),
         ({"linkage.clerical_review_band": [0.8, 0.5]}, "linkage.clerical_review_band", "low <= high"),
         ({"project.legal_basis": DELETE}, "project.legal_basis", "Field required"),
+        ({"datasets.health_activity.fields": ["patient_id", "Month Name"]}, "datasets.health_activity.fields", "lower_snake_case"),
         ({"datasets.health_conditions.kind": "gossip"}, "datasets.health_conditions.kind", "employment_support"),
     ],
 )  # fmt: skip
@@ -98,6 +99,18 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("policy_version: 1\nproject:\n  id: [unclosed\n")
     with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line \d+"):
+        load_policy(path)
+
+
+def test_repeated_key_is_refused(tmp_path: Path) -> None:
+    """Plain YAML would silently keep the second value, so the reviewer could approve the wrong one."""
+    path = tmp_path / "twice.yaml"
+    path.write_text(
+        DEMO_POLICY.read_text().replace(
+            "  min_cell_count: 10\n", "  min_cell_count: 10\n  min_cell_count: 3\n"
+        )
+    )
+    with pytest.raises(ConfigError, match="'min_cell_count' is given twice"):
         load_policy(path)
 
 
