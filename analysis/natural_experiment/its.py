@@ -1,0 +1,193 @@
+"""Interrupted time series on the monthly aggregate series around enrolment.
+
+The simplest design the programme can explain: add up everyone's counts by month relative to
+enrolment, and ask whether the series jumps (level change) or bends (slope change) at enrolment
+beyond its pre-enrolment trend. Counts are modelled by a segmented Poisson (or negative binomial)
+regression with the person-months at risk as exposure, so months missing because people were not
+registered do not look like falls in use.
+
+Seasonality: event time mixes calendar months (people enrol in different months), so each event
+month's seasonal position is the exposure-weighted average of its people's calendar-month harmonics.
+
+Standard errors must allow for autocorrelation. The aggregate series is autocorrelated mainly
+because the *same people* make up neighbouring months (a frequent attender lifts every month they
+are in), and the mix of people drifts along event time as windows are cut by the study period. A
+Newey–West (HAC) sandwich with a few lags on a 49-point series misses that long-memory correlation:
+on simulated data its 95% intervals covered the truth only 70-80% of the time. Because a Poisson
+model of the aggregate series is the same model as a Poisson model of the person-months with
+series-level covariates, the sandwich can instead be clustered by person (each person's score summed
+over their months), which allows any correlation between a person's months; that is the default
+(``errors="person_cluster"``). ``errors="hac"`` gives Newey–West errors (with a t reference
+distribution, the series being short); the negative binomial family always uses HAC.
+
+It has no comparison group: anything else that changes around enrolment (the reason people enrol)
+is attributed to enrolment. The event study and the matched comparison exist for that reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.natural_experiment.panel import month_index
+from analysis.natural_experiment.results import Z95, Estimate
+
+Family = Literal["poisson", "negative_binomial"]
+Errors = Literal["person_cluster", "hac"]
+
+
+@dataclass(frozen=True)
+class ItsResult:
+    estimate: Estimate  # level change at enrolment (relative change = rate ratio - 1)
+    slope_change: float  # change in the monthly log-rate trend after enrolment
+    slope_change_ci: tuple[float, float]
+    series: pd.DataFrame  # event_time, count, person_months, n_people, rate, fitted, counterfactual
+
+
+def aggregate_series(panel: pd.DataFrame, outcome: str, person: str = "client_pseudonym") -> pd.DataFrame:
+    """Event-time series: total count, person-months, people and mean seasonal harmonics."""
+    moy = month_index(panel["month"]) % 12
+    work = pd.DataFrame(
+        {
+            "event_time": panel["event_time"].to_numpy(),
+            "count": panel[outcome].to_numpy(dtype=float),
+            "cos1": np.cos(2 * np.pi * moy / 12),
+            "sin1": np.sin(2 * np.pi * moy / 12),
+            "cos2": np.cos(4 * np.pi * moy / 12),
+            "sin2": np.sin(4 * np.pi * moy / 12),
+        }
+    )
+    g = work.groupby("event_time")
+    series = g.agg(
+        count=("count", "sum"),
+        cos1=("cos1", "mean"),
+        sin1=("sin1", "mean"),
+        cos2=("cos2", "mean"),
+        sin2=("sin2", "mean"),
+    )
+    series["person_months"] = g.size()
+    series["n_people"] = panel.groupby("event_time")[person].nunique()
+    return series.reset_index()
+
+
+def interrupted_time_series(
+    panel: pd.DataFrame,
+    outcome: str,
+    family: Family = "poisson",
+    maxlags: int | None = None,
+    person: str = "client_pseudonym",
+    errors: Errors = "person_cluster",
+) -> ItsResult:
+    """Segmented regression: log rate = a + b*k + level*post + slope*k*post + seasonality."""
+    import statsmodels.api as sm
+
+    series = aggregate_series(panel, outcome, person)
+    series = series[series["person_months"] > 0].reset_index(drop=True)
+    k = series["event_time"].to_numpy(dtype=float)
+    post = (k >= 0).astype(float)
+    X = pd.DataFrame({"const": 1.0, "trend": k, "level": post, "slope": k * post})
+    for h in ("cos1", "sin1", "cos2", "sin2"):
+        # A harmonic that barely varies across event time (enrolment spread evenly over the
+        # calendar) would be collinear with the intercept: leave it out.
+        if series[h].std() > 0.02:
+            X[h] = series[h].to_numpy()
+    y = series["count"].to_numpy()
+    exposure = series["person_months"].to_numpy(dtype=float)
+    n = len(series)
+    lags = maxlags if maxlags is not None else max(1, int(np.floor(4 * (n / 100) ** (2 / 9))))
+    if family == "negative_binomial":
+        pois = sm.GLM(y, X, family=sm.families.Poisson(), exposure=exposure).fit()
+        mu = pois.fittedvalues
+        alpha = max(1e-8, float(((y - mu) ** 2 - y).sum() / (mu**2).sum()))
+        fam = sm.families.NegativeBinomial(alpha=alpha)
+    else:
+        fam = sm.families.Poisson()
+    fit = sm.GLM(y, X, family=fam, exposure=exposure).fit(
+        cov_type="HAC", cov_kwds={"maxlags": lags, "use_correction": True}, use_t=True
+    )
+    level, slope = float(fit.params["level"]), float(fit.params["slope"])
+    ci = fit.conf_int(alpha=0.05)
+    hac_ci = (float(ci.loc["level", 0]), float(ci.loc["level", 1]))
+    lo, hi = hac_ci
+    s_lo, s_hi = (float(v) for v in ci.loc["slope"])
+    p_value = float(fit.pvalues["level"])
+    if errors == "person_cluster" and family == "poisson":
+        cov = _person_clustered_cov(
+            panel, outcome, person, series["event_time"].to_numpy(), X, fit.params.to_numpy(), exposure
+        )
+        se = np.sqrt(np.diag(cov))
+        j_level, j_slope = X.columns.get_loc("level"), X.columns.get_loc("slope")
+        lo, hi = level - Z95 * se[j_level], level + Z95 * se[j_level]
+        s_lo, s_hi = slope - Z95 * se[j_slope], slope + Z95 * se[j_slope]
+        p_value = float(2 * stats.norm.sf(abs(level) / se[j_level]))
+    else:
+        errors = "hac"
+
+    fitted = fit.predict(X, exposure=exposure)
+    X_cf = X.assign(level=0.0, slope=0.0)
+    counterfactual = fit.predict(X_cf, exposure=exposure)
+    post_mask = post == 1
+    cf_rate = float(counterfactual[post_mask].sum() / exposure[post_mask].sum())
+    rr = np.exp(level)
+    effect = cf_rate * (rr - 1)  # level change, per person-month, at the counterfactual rate
+    est = Estimate(
+        estimator="interrupted_time_series",
+        outcome=outcome,
+        effect=float(effect),
+        ci_low=float(cf_rate * (np.exp(lo) - 1)),
+        ci_high=float(cf_rate * (np.exp(hi) - 1)),
+        relative_change=float(rr - 1),
+        relative_ci_low=float(np.exp(lo) - 1),
+        relative_ci_high=float(np.exp(hi) - 1),
+        p_value=p_value,
+        n_people=int(panel[person].nunique()),
+        n_comparison_people=0,
+        n_person_months=int(exposure.sum()),
+        details={
+            "family": family,
+            "errors": errors,
+            "hac_maxlags": lags,
+            "hac_relative_ci": (float(np.exp(hac_ci[0]) - 1), float(np.exp(hac_ci[1]) - 1)),
+            "slope_change": slope,
+            "slope_change_ci": (s_lo, s_hi),
+            "months_in_series": n,
+            "counterfactual_mean": cf_rate,
+        },
+    )
+    series = series.assign(
+        rate=y / exposure,
+        fitted=np.asarray(fitted) / exposure,
+        counterfactual=np.asarray(counterfactual) / exposure,
+    )
+    return ItsResult(estimate=est, slope_change=slope, slope_change_ci=(s_lo, s_hi), series=series)
+
+
+def _person_clustered_cov(
+    panel: pd.DataFrame,
+    outcome: str,
+    person: str,
+    event_times: np.ndarray,
+    X: pd.DataFrame,
+    params: np.ndarray,
+    exposure: np.ndarray,
+) -> np.ndarray:
+    """Poisson sandwich with each person's score summed over their months (CR1 small-sample factor)."""
+    Xa = X.to_numpy(dtype=float)
+    rate = np.exp(Xa @ params)  # per person-month, by event time
+    row_of = pd.Series(np.arange(len(event_times)), index=event_times)
+    k = row_of.reindex(panel["event_time"].to_numpy()).to_numpy()
+    keep = ~np.isnan(k)
+    k = k[keep].astype(np.int64)
+    resid = panel[outcome].to_numpy(dtype=float)[keep] - rate[k]
+    codes, uniques = pd.factorize(panel[person].to_numpy()[keep])
+    scores = np.zeros((len(uniques), Xa.shape[1]))
+    for j in range(Xa.shape[1]):
+        scores[:, j] = np.bincount(codes, weights=resid * Xa[k, j], minlength=len(uniques))
+    bread = np.linalg.inv((Xa * (exposure * rate)[:, None]).T @ Xa)
+    g = len(uniques)
+    meat = scores.T @ scores * (g / max(g - 1, 1))
+    return bread @ meat @ bread
