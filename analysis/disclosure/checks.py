@@ -30,6 +30,7 @@ from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.suppression import (
     Grid,
     build_grid,
+    exposed_cells,
     primary_suppression,
     released_frequency_table,
     round_to_base,
@@ -267,13 +268,24 @@ def check_secondary(output: DisclosureOutput, rules: OutputRules, context: Check
         findings.append(
             Finding("secondary_suppression", grid.label(key), Outcome.FAIL, reason, withheld=True, key=key)
         )
-    findings.append(
-        _whole(
-            "secondary_suppression",
-            Outcome.PASS,
-            "no suppressed cell can be worked out exactly from the published cells and totals",
+    still_exposed = exposed_cells(grid, set(context.withheld) & set(grid.counts), primary)
+    if still_exposed:
+        findings.append(
+            _whole(
+                "secondary_suppression",
+                Outcome.FAIL,
+                f"{len(still_exposed)} suppressed cell(s) could still be worked out from the totals; "
+                "release the table without totals or with coarser categories",
+            )
         )
-    )
+    else:
+        findings.append(
+            _whole(
+                "secondary_suppression",
+                Outcome.PASS,
+                "no suppressed cell can be worked out exactly from the published cells and totals",
+            )
+        )
     return findings
 
 
@@ -581,7 +593,9 @@ def _protect_model(output: ModelResult, withheld: dict[tuple[Any, ...], str], ba
         out = out.drop(columns=[column])
     out["note"] = ""
     value_columns = [c for c in out.columns if c not in (*_LABEL_COLUMNS, "note")]
-    out[value_columns] = out[value_columns].astype("Float64")
+    for column in value_columns:
+        rounded_count = column.endswith("_rounded")
+        out[column] = out[column].astype("Int64" if rounded_count else "Float64")
     for (i,) in (k for k in withheld if len(k) == 1 and isinstance(k[0], int)):
         out.loc[i, value_columns] = pd.NA
         out.loc[i, "note"] = "suppressed"
@@ -612,6 +626,14 @@ def check_output(
     table = output.table if isinstance(output, Figure) else output
     table_kind = kind_of(table)
     findings = run_checks(table, table_kind, rules, context)
+    if any(f.rule == "row_level" and f.blocks for f in findings):
+        # Row-level data is refused outright; protecting it cell by cell would be meaningless.
+        return CheckReport(
+            kind=kind,
+            title=output.title,
+            source=output.source,
+            findings=tuple(f for f in findings if f.rule == "row_level"),
+        )
     base = rules.rounding_base
     protected: pd.DataFrame
     summary: dict[str, Any] = {}

@@ -12,6 +12,7 @@ dimensions with all their margins, not only 1- and 2-way tables.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from dataclasses import dataclass
 
@@ -100,14 +101,13 @@ def primary_suppression(grid: Grid, min_count: int, zeros_disclosive: bool) -> d
     return reasons
 
 
-def feasible_interval(grid: Grid, suppressed: set[CellKey], target: CellKey) -> tuple[float, float]:
-    """The smallest and largest value ``target`` can take given every published cell."""
+def _system(grid: Grid, suppressed: set[CellKey]) -> tuple[dict[CellKey, int], np.ndarray, np.ndarray]:
+    """The equations an attacker has: A x = b over the suppressed cells x, from every published cell."""
     unknown = sorted(suppressed)
     index = {k: i for i, k in enumerate(unknown)}
     rows, rhs = [], []
     for total, parts in grid.equations:
-        involved = [total, *parts]
-        if not any(k in index for k in involved):
+        if not any(k in index for k in (total, *parts)):
             continue
         row = np.zeros(len(unknown))
         b = 0.0
@@ -118,12 +118,17 @@ def feasible_interval(grid: Grid, suppressed: set[CellKey], target: CellKey) -> 
                 b -= sign * grid.counts[k]
         rows.append(row)
         rhs.append(b)
-    c = np.zeros(len(unknown))
-    c[index[target]] = 1.0
-    bounds = [(0, None)] * len(unknown)
-    if not rows:
+    return index, np.array(rows).reshape(len(rows), len(unknown)), np.array(rhs)
+
+
+def feasible_interval(grid: Grid, suppressed: set[CellKey], target: CellKey) -> tuple[float, float]:
+    """The smallest and largest value ``target`` can take given every published cell (two LPs)."""
+    index, a_eq, b_eq = _system(grid, suppressed)
+    if not len(b_eq):
         return 0.0, float("inf")
-    a_eq, b_eq = np.array(rows), np.array(rhs)
+    c = np.zeros(len(index))
+    c[index[target]] = 1.0
+    bounds = [(0, None)] * len(index)
     lo = linprog(c, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
     hi = linprog(-c, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
     low = lo.fun if lo.status == 0 else 0.0
@@ -132,45 +137,118 @@ def feasible_interval(grid: Grid, suppressed: set[CellKey], target: CellKey) -> 
 
 
 def exposed_cells(grid: Grid, suppressed: set[CellKey], protect: set[CellKey]) -> list[CellKey]:
-    """Cells in ``protect`` whose value can be worked out exactly from the published cells."""
-    exposed = []
-    for key in sorted(protect):
-        low, high = feasible_interval(grid, suppressed, key)
-        if high - low < 1.0 - 1e-9:
-            exposed.append(key)
-    return exposed
+    """Cells in ``protect`` whose value can be worked out exactly from the published cells.
+
+    Linear algebra first: a cell is pinned by the equations alone when it has no component in
+    their null space. Otherwise it can move, unless every direction it can move in drives some
+    other suppressed cell below zero, which needs a suppressed cell whose true value is 0; only
+    then are the (slower) linear programmes solved.
+    """
+    index, a_eq, _ = _system(grid, suppressed)
+    targets = sorted(k for k in protect if k in index)
+    if not len(a_eq) or not targets:
+        return []
+    _, singular, vt = np.linalg.svd(a_eq, full_matrices=True)
+    rank = int((singular > 1e-9).sum())
+    null = vt[rank:].T  # columns span the directions the suppressed cells can move in together
+    exposed = [k for k in targets if null.shape[1] == 0 or np.abs(null[index[k]]).max() < 1e-9]
+    if any(grid.counts[k] == 0 for k in index):
+        for key in targets:
+            if key not in exposed:
+                low, high = feasible_interval(grid, suppressed, key)
+                if high - low < 1.0 - 1e-9:
+                    exposed.append(key)
+    return sorted(exposed)
+
+
+def _cost(grid: Grid, key: CellKey) -> float:
+    """How much publishing is lost by hiding a cell: its size, far more for a total, most for a zero."""
+    n = grid.counts[key]
+    cost = float(n) + 1.0 if n > 0 else 1e6  # hiding a zero protects nothing: values are non-negative
+    margins = sum(v == TOTAL for v in key)
+    return cost + margins * 1e9
+
+
+def _close_cycle_2d(grid: Grid, suppressed: set[CellKey], target: CellKey) -> list[CellKey]:
+    """Cheapest cells that put ``target`` on a cycle of suppressed cells in a 2-way table with margins.
+
+    With margins, a 2-way table is a bipartite graph (rows and columns, the Total row and column
+    included) whose edges are cells; every row and column sums to zero once totals are negated.
+    A suppressed cell can be moved without changing any published number exactly when it lies on
+    a cycle of suppressed cells, so the cheapest protection is the cheapest path from its row to
+    its column that avoids the cell itself (already-suppressed cells cost nothing).
+    """
+    adjacency: dict[tuple[str, str], list[tuple[tuple[str, str], CellKey]]] = {}
+    for key in grid.counts:
+        if key == target:
+            continue
+        r, c = ("r", key[0]), ("c", key[1])
+        adjacency.setdefault(r, []).append((c, key))
+        adjacency.setdefault(c, []).append((r, key))
+    start, goal = ("r", target[0]), ("c", target[1])
+    best: dict[tuple[str, str], float] = {start: 0.0}
+    back: dict[tuple[str, str], tuple[tuple[str, str], CellKey]] = {}
+    queue: list[tuple[float, tuple[str, str]]] = [(0.0, start)]
+    while queue:
+        dist, node = heapq.heappop(queue)
+        if node == goal:
+            break
+        if dist > best.get(node, float("inf")):
+            continue
+        for nxt, key in adjacency.get(node, []):
+            step = 0.0 if key in suppressed else _cost(grid, key)
+            if dist + step < best.get(nxt, float("inf")):
+                best[nxt] = dist + step
+                back[nxt] = (node, key)
+                heapq.heappush(queue, (dist + step, nxt))
+    if goal not in back:
+        return []
+    path, node = [], goal
+    while node != start:
+        node, key = back[node]
+        if key not in suppressed:
+            path.append(key)
+    return path
 
 
 def secondary_suppression(grid: Grid, primary: set[CellKey]) -> dict[CellKey, CellKey]:
     """Extra cells to suppress so no primary cell can be recovered: secondary cell -> cell it protects.
 
-    Greedy: while a primary cell is exposed, suppress the smallest published interior cell (margins
-    only when no interior cell is left) on one of its lines, preferring non-zero cells because
-    hiding a zero protects nothing.
+    2-way tables with margins close the cheapest cycle through each exposed cell; other shapes
+    (1-way, 3 or more dimensions) add, one at a time, the cheapest cell on a line through an
+    exposed cell, preferring one that protects the small cell on its own. Every round is audited
+    by linear programming, so the result is checked, not assumed.
     """
     suppressed = set(primary)
     added: dict[CellKey, CellKey] = {}
+    two_way = len(grid.dimensions) == 2 and bool(grid.equations)
     for _ in range(len(grid.counts)):
         exposed_primary = exposed_cells(grid, suppressed, primary)
         if not exposed_primary:
             return added
         target = exposed_primary[0]
-        # Lines through every cell the attacker can pin down (not only the small one): hiding a
-        # cell next to an exposed secondary cell is what closes a 2x2 (or longer) cycle.
-        pinned = [target, *exposed_cells(grid, suppressed, suppressed - primary)]
-        candidates: set[CellKey] = set()
-        for key in pinned:
-            for total, parts in grid.lines_through(key):
-                candidates.update(parts)
-                candidates.add(total)
-        candidates -= suppressed
-        if not candidates:
-            candidates = set(grid.counts) - suppressed
-        if not candidates:
-            return added
-        choice = min(candidates, key=lambda k: (grid.is_margin(k), grid.counts[k] == 0, grid.counts[k], k))
-        suppressed.add(choice)
-        added[choice] = target
+        chosen: list[CellKey] = _close_cycle_2d(grid, suppressed, target) if two_way else []
+        if not chosen:
+            pinned = [target, *exposed_cells(grid, suppressed, suppressed - primary)]
+            candidates: set[CellKey] = set()
+            for key in pinned:
+                for total, parts in grid.lines_through(key):
+                    candidates.update(parts)
+                    candidates.add(total)
+            candidates -= suppressed
+            if not candidates:
+                candidates = set(grid.counts) - suppressed
+            if not candidates:
+                return added
+            ranked = sorted(candidates, key=lambda k: (_cost(grid, k), k))
+            chosen = [ranked[0]]
+            for key in ranked[:12]:
+                if not exposed_cells(grid, suppressed | {key}, {target}):
+                    chosen = [key]
+                    break
+        for key in chosen:
+            suppressed.add(key)
+            added[key] = target
     return added
 
 

@@ -288,8 +288,20 @@ def list_requests(workspace: Workspace, status: str | None = None) -> list[Outpu
     return [r for r in found if status is None or r.status == status]
 
 
-def review_requests(workspace: Workspace, rules: OutputRules) -> list[PendingReview]:
-    """Pending requests with their reports and the earlier releases each could combine with."""
+def review_requests(workspace: Workspace, engine: Any, actor: str) -> list[PendingReview]:
+    """What the IG officer reviews (audited, IG officer only): see ``pending_reviews``."""
+    with engine.step(actor, Role.IG_OFFICER, "output_review") as step:
+        reviews = pending_reviews(workspace, engine.policy.outputs)
+        step.counts(pending_requests=len(reviews))
+    return reviews
+
+
+def pending_reviews(workspace: Workspace, rules: OutputRules) -> list[PendingReview]:
+    """Pending requests with their reports and the earlier releases each could combine with.
+
+    The differencing comparison is made again against the ledger as it is now, because a table
+    released after this request was made may combine with it.
+    """
     reviews = []
     for request in list_requests(workspace, PENDING):
         earlier = read_ledger(workspace, request.source)
@@ -588,6 +600,7 @@ __all__ = [
     "release_output",
     "request_output",
     "request_staged",
+    "pending_reviews",
     "review_requests",
     "stage_output",
     "verify_all_releases",

@@ -1,7 +1,230 @@
-"""`ehl outputs`: being built (see the matching issue)."""
+"""`ehl outputs`: request, review, release, reject, list and verify outputs leaving the TRE.
+
+Researchers request; IG officers named in the policy review, release or reject. The logic lives in
+``analysis.disclosure.workflow``; these commands load the signed policy, call it and print.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from flows.cli.common import (
+    PolicyOption,
+    UserOption,
+    WorkspaceOption,
+    console,
+    current_user,
+    handle_errors,
+    open_workspace,
+    policy_path,
+    print_outputs,
+)
+from flows.cli.keys import say
+from flows.cli.policy import TrustStoreOption
+from ig_policies.errors import DisclosureBlocked, InputError
+
+if TYPE_CHECKING:
+    from ig_policies.engine import PolicyEngine
+    from ig_policies.workspace import Workspace
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Request outputs (researchers); review, release or reject them (IG officers); verify releases.",
+)
+
+
+def _engine(workspace: Workspace, policy: Path | None, trust_store: Path | None, actor: str) -> PolicyEngine:
+    from ig_policies.engine import PolicyEngine
+
+    return PolicyEngine.load(policy_path(policy), workspace, trust_store=trust_store, actor=actor)
+
+
+@app.command("request")
+@handle_errors
+def request(
+    name: Annotated[str, typer.Argument(help="The analysis output (or open request) to request.")],
+    justification: Annotated[
+        str, typer.Option("--justification", "-j", help="Why this output needs to leave the TRE.")
+    ],
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    user: UserOption = None,
+    trust_store: TrustStoreOption = None,
+) -> None:
+    """Request an output an analysis prepared, or attach a justification to an open request NAME.
+
+    The output is checked at once; its check report is printed and kept with the request.
+    """
+    from analysis.disclosure.workflow import (
+        BLOCKED,
+        OutputRequest,
+        justify_request,
+        list_requests,
+        list_staged,
+        request_staged,
+    )
+
+    ws = open_workspace(workspace)
+    actor = current_user(user)
+    engine = _engine(ws, policy, trust_store, actor)
+    if not justification.strip():
+        raise InputError(
+            "--justification", "the justification is empty", "say why this output needs to leave"
+        )
+    if name in list_staged(ws):
+        request_id = request_staged(ws, engine, actor, name, justification)
+    elif any(name in (r.request_id, r.name) for r in list_requests(ws) if r.status in ("pending", "blocked")):
+        request_id = justify_request(ws, engine, actor, name, justification)
+    else:
+        staged = list_staged(ws)
+        raise InputError(
+            name,
+            "there is no prepared analysis output or open request with this name",
+            ("prepared outputs: " + ", ".join(staged))
+            if staged
+            else "run the analysis first ('ehl analyse ...')",
+        )
+    req = OutputRequest.read(ws.pending / request_id)
+    say((req.directory / "check_report.txt").read_text())
+    print_outputs([("request", request_id), ("pending", req.directory)])
+    if req.status == BLOCKED:
+        raise DisclosureBlocked(
+            f"Request {request_id} is blocked by disclosure control ({req.summary}).",
+            hint="change the output as the report says (coarser categories, more people per cell) and request it again",
+        )
+
+
+@app.command("review")
+@handle_errors
+def review(
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    user: UserOption = None,
+    trust_store: TrustStoreOption = None,
+) -> None:
+    """(IG officer) Show each pending request, its check report and what it could combine with."""
+    from analysis.disclosure.workflow import review_requests
+
+    ws = open_workspace(workspace)
+    actor = current_user(user)
+    engine = _engine(ws, policy, trust_store, actor)
+    reviews = review_requests(ws, engine, actor)
+    if not reviews:
+        say("No output requests are waiting for review.")
+        return
+    for item in reviews:
+        r = item.request
+        say("=" * 78)
+        say(f"Request {r.request_id}  ({r.kind.replace('_', ' ')})")
+        say(f"Requested by {r.requested_by} at {r.requested_at}")
+        say(f"Justification: {r.justification or '(none given)'}")
+        say("")
+        say(item.report_text.rstrip())
+        say("")
+        if item.combinable_with:
+            say(f"Earlier releases from the same data ({r.source}) it could be combined with:")
+            for e in item.combinable_with:
+                say(f"  - {e.request_id}: {e.title} (released {e.released_at})")
+        else:
+            say(f"Nothing has been released from {r.source} before.")
+        for f in item.differencing:
+            say(f"  {f.line()}")
+    say("=" * 78)
+    say(
+        f"{len(reviews)} request(s) pending. Release with 'ehl outputs release ID', reject with 'ehl outputs reject ID --reason ...'."
+    )
+
+
+@app.command("release")
+@handle_errors
+def release(
+    request_id: Annotated[str, typer.Argument(help="The request id (see 'ehl outputs review').")],
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    user: UserOption = None,
+    trust_store: TrustStoreOption = None,
+) -> None:
+    """(IG officer) Re-check and release a pending request to outputs/released/."""
+    from analysis.disclosure.workflow import release_output
+
+    ws = open_workspace(workspace)
+    actor = current_user(user)
+    engine = _engine(ws, policy, trust_store, actor)
+    result = release_output(ws, engine, actor, request_id)
+    say(f"Released {result.request_id}; the bundle passed its independent re-check.")
+    print_outputs([("released", result.directory), *((f.name, f) for f in result.files)])
+
+
+@app.command("reject")
+@handle_errors
+def reject(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="What must change, for the researcher.")],
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    user: UserOption = None,
+    trust_store: TrustStoreOption = None,
+) -> None:
+    """(IG officer) Reject a request, recording the reason."""
+    from analysis.disclosure.workflow import reject_output
+
+    ws = open_workspace(workspace)
+    actor = current_user(user)
+    engine = _engine(ws, policy, trust_store, actor)
+    reject_output(ws, engine, actor, request_id, reason)
+    say(f"Rejected {request_id}.")
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only pending, blocked, released or rejected requests.")
+    ] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """List output requests and their status (no data is shown)."""
+    from rich.table import Table
+
+    from analysis.disclosure.workflow import list_requests
+
+    if status is not None and status not in ("pending", "blocked", "released", "rejected"):
+        raise InputError(
+            "--status", f"unknown status {status!r}", "use pending, blocked, released or rejected"
+        )
+    requests = list_requests(open_workspace(workspace), status)
+    if not requests:
+        say("No output requests.")
+        return
+    table = Table("id", "kind", "status", "checks", "requested by", "decided by")
+    for r in requests:
+        table.add_row(r.request_id, r.kind, r.status, r.summary, r.requested_by, r.decided_by or "-")
+    console.print(table)
+
+
+@app.command("verify")
+@handle_errors
+def verify(
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    user: UserOption = None,
+    trust_store: TrustStoreOption = None,
+) -> None:
+    """Re-check every released bundle independently: checksums, names and every published number."""
+    from analysis.disclosure.workflow import verify_all_releases
+
+    ws = open_workspace(workspace)
+    engine = _engine(ws, policy, trust_store, current_user(user))
+    reports = verify_all_releases(ws, engine.policy.outputs)
+    for report in reports:
+        say(report.to_text().rstrip())
+    failed = [r for r in reports if not r.ok]
+    if failed:
+        raise DisclosureBlocked(
+            f"{len(failed)} of {len(reports)} released bundle(s) fail the re-check.",
+            hint="withdraw those outputs and tell the IG officer",
+        )
+    say(f"All {len(reports)} released bundle(s) pass the independent re-check.")
