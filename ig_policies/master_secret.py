@@ -28,6 +28,7 @@ from ig_policies.workspace import write_text
 SECRET_ENV = "EHL_MASTER_SECRET"
 KEY_FILE_ENV = "EHL_MASTER_KEY_FILE"
 PASSPHRASE_ENV = "EHL_MASTER_KEY_PASSPHRASE"
+PASSPHRASE_FILE_ENV = "EHL_MASTER_KEY_PASSPHRASE_FILE"  # a mounted secret file, as in containers
 KEY_FILE_FORMAT = "ehl-master-key/1"
 MIN_SECRET_BYTES = 32
 
@@ -120,9 +121,17 @@ def load_master_secret(environ: os._Environ[str] | dict[str, str] | None = None)
         return MasterSecret(_decode_secret(env[SECRET_ENV]))
     if env.get(KEY_FILE_ENV):
         passphrase = env.get(PASSPHRASE_ENV)
+        if not passphrase and env.get(PASSPHRASE_FILE_ENV):
+            try:
+                passphrase = Path(env[PASSPHRASE_FILE_ENV]).read_text().rstrip("\n")
+            except OSError as exc:
+                raise MasterSecretError(
+                    f"cannot read the passphrase file named by {PASSPHRASE_FILE_ENV} ({exc.strerror})"
+                ) from None
         if not passphrase:
             raise MasterSecretError(
-                f"{KEY_FILE_ENV} is set but {PASSPHRASE_ENV} is not: set the passphrase of the key file."
+                f"{KEY_FILE_ENV} is set but neither {PASSPHRASE_ENV} nor {PASSPHRASE_FILE_ENV} is: "
+                "provide the passphrase of the key file."
             )
         return read_master_key_file(env[KEY_FILE_ENV], passphrase)
     raise MasterSecretError(

@@ -83,3 +83,12 @@ def test_derived_keys_differ_by_purpose_project_and_version() -> None:
     assert base == secret.derive("match-tokens", "p1", 1)
     assert len({base, secret.derive("match-tokens", "p2", 1), secret.derive("match-tokens", "p1", 2),
                 secret.derive("audit", "p1", 1)}) == 4
+
+
+def test_master_key_passphrase_can_come_from_a_mounted_file(tmp_path: Path) -> None:
+    path = create_master_key_file(tmp_path / "master.key", "mounted secret")
+    (tmp_path / "pass").write_text("mounted secret\n")
+    env = {"EHL_MASTER_KEY_FILE": str(path), "EHL_MASTER_KEY_PASSPHRASE_FILE": str(tmp_path / "pass")}
+    assert load_master_secret(env).derive("audit") == load_master_secret(
+        {"EHL_MASTER_KEY_FILE": str(path), "EHL_MASTER_KEY_PASSPHRASE": "mounted secret"}
+    ).derive("audit")
