@@ -35,11 +35,16 @@ def sign(
     passphrase_env: PassphraseEnvOption = None,
 ) -> None:
     """Approve a policy: write its detached signature <policy>.sig. Read it with 'ehl policy show' first."""
+    from ig_policies.policy import load_policy
     from ig_policies.signing import policy_file_hash, sign_policy
 
+    model = load_policy(policy)  # an invalid policy is reported before the passphrase is asked for
     passphrase = read_passphrase(passphrase_env, "Passphrase of your private key", confirm=False)
     sig = sign_policy(policy, key, passphrase, signer=signer)
-    say(f"Signed policy content {policy_file_hash(policy)}.")
+    say(
+        f"Signed policy '{model.project.id}' version {model.policy_version} (in force "
+        f"{model.validity.start} to {model.validity.expiry}), content hash {policy_file_hash(policy)}."
+    )
     print_outputs([("signature", sig)])
 
 

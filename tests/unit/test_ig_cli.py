@@ -64,6 +64,19 @@ def test_officer_key_sign_verify_show_diff(runner: CliRunner, tmp_path: Path) ->
     assert "edited_after_signing" in out and "Traceback" not in out
 
 
+def test_passphrase_is_asked_for_when_not_in_the_environment(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["keys", "new", "--name", "al", "--out-dir", str(tmp_path)], input="pass-word-1\npass-word-1\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "pass-word-1" not in result.output  # never echoed
+    policy = write_demo_policy(tmp_path / "policy.yaml", sign=False)
+    args = ["policy", "sign", str(policy), "--key", str(tmp_path / "al.key.pem")]
+    result = runner.invoke(app, args, input="pass-word-1\n")
+    assert result.exit_code == 0, result.output
+    assert "Signed policy 'ehl-lcr-demo' version 1" in result.output
+
+
 def test_wrong_passphrase_is_a_plain_error(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
