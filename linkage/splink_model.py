@@ -59,6 +59,8 @@ DETERMINISTIC_RECALL = 0.8
 #: Floats in the saved model are rounded to this many significant digits so that the two
 #: backends, which may sum in a different order, write byte-identical model files.
 MODEL_SIGNIFICANT_DIGITS = 10
+#: No trained m or u probability goes below this (see ``smoothed``).
+PROBABILITY_FLOOR = 1e-5
 
 
 def _level(
@@ -393,7 +395,25 @@ def train_model(
     )
     for rule in EM_BLOCKING_RULES:
         trained.training.estimate_parameters_using_expectation_maximisation(rule)
-    return normalised_model(trained.misc.save_model_to_json())
+    return normalised_model(smoothed(trained.misc.save_model_to_json()))
+
+
+def smoothed(model: dict[str, Any], floor: float = PROBABILITY_FLOOR) -> dict[str, Any]:
+    """Raise every m and u probability to at least ``floor`` and renormalise each comparison.
+
+    EM gives an m of practically zero to a level it never saw among matches (an NHS number
+    mistyped on one form in a small extract), which would veto a pair on any other evidence
+    (-60 bits). The floor caps one disagreement's penalty at about -17 bits.
+    """
+    out = copy.deepcopy(model)
+    for comparison in out["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        for key in ("m_probability", "u_probability"):
+            values = [max(float(lv.get(key) or 0.0), floor) for lv in levels]
+            total = sum(values)
+            for lv, value in zip(levels, values, strict=True):
+                lv[key] = value / total
+    return out
 
 
 def new_linker(left: Any, right: Any, model: dict[str, Any]) -> Any:

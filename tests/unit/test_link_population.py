@@ -72,6 +72,8 @@ class Population:
     patients: pd.DataFrame
     truth: pd.DataFrame  # dataset, record_id, person_id
     errors: dict[str, float] = field(default_factory=dict)
+    #: error kind -> client_refs it was planted on (only where it changed the record)
+    planted: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _names(rng: np.random.Generator, n: int, syllables: tuple[int, int]) -> list[str]:
@@ -157,18 +159,30 @@ def make_population(
     def hit(rate: float) -> np.ndarray:
         return rng.random(n) < rate
 
+    refs = clients["client_ref"].tolist()
+    planted: dict[str, set[str]] = {
+        "no_health_record": set(
+            clients.loc[clients["person_id"].isin(people["person_id"].iloc[n_patients:]), "client_ref"]
+        )
+    }
+
     fn, sn = clients["forename"].tolist(), clients["surname"].tolist()
     for i in np.flatnonzero(hit(rates["nickname"])):
         if fn[i] in NICKNAMES:
             fn[i] = str(rng.choice(NICKNAMES[fn[i]]))
+            planted.setdefault("name_error", set()).add(refs[i])
     for i in np.flatnonzero(hit(rates["forename_typo"])):
         fn[i] = _typo(rng, fn[i])
+        planted.setdefault("name_error", set()).add(refs[i])
     for i in np.flatnonzero(hit(rates["surname_typo"])):
         sn[i] = _typo(rng, sn[i])
+        planted.setdefault("name_error", set()).add(refs[i])
     for i in np.flatnonzero(hit(rates["surname_change"])):
         sn[i] = str(rng.choice(surnames))
+        planted.setdefault("name_error", set()).add(refs[i])
     for i in np.flatnonzero(hit(rates["swap_names"])):
         fn[i], sn[i] = sn[i], fn[i]
+        planted.setdefault("swap_names", set()).add(refs[i])
     clients["forename"], clients["surname"] = fn, sn
 
     dobs = list(clients["dob"])
@@ -176,9 +190,11 @@ def make_population(
         d = dobs[i]
         if d.day <= 12 and d.day != d.month:
             dobs[i] = d.replace(day=d.month, month=d.day)
+            planted.setdefault("dob_transpose", set()).add(refs[i])
     for i in np.flatnonzero(hit(rates["dob_typo"])):
         d = dobs[i]
         dobs[i] = d.replace(day=max(1, min(28, d.day + int(rng.choice([-1, 1, 10, -10])))))
+        planted.setdefault("dob_error", set()).add(refs[i])
     clients["dob"] = dobs
 
     moved = hit(rates["moved"])
@@ -213,6 +229,7 @@ def make_population(
         patients=patients.drop(columns="person_id"),
         truth=truth,
         errors=rates,
+        planted=planted,
     )
 
 
