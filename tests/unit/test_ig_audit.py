@@ -7,6 +7,8 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ig_policies.audit import AuditLog, filter_entries, redact
 from ig_policies.errors import ConfigError, TamperedError
@@ -268,3 +270,24 @@ def test_concurrent_appends_from_several_processes(tmp_path: Path) -> None:
         for w in range(workers)
     }
     assert all(v == list(range(per_worker)) for v in per_actor.values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    position=st.floats(0, 1, exclude_max=True), replacement=st.characters(min_codepoint=32, max_codepoint=126)
+)
+def test_any_single_character_change_is_detected_or_harmless(
+    tmp_path_factory: pytest.TempPathFactory, position: float, replacement: str
+) -> None:
+    """Property: changing one character either is reported, or left every entry's content unchanged
+    (e.g. a space swapped inside the JSON layout)."""
+    log = _log(tmp_path_factory.mktemp("prop"), n=3)
+    before = log.entries()
+    text = log.path.read_text()
+    i = int(position * len(text))
+    if text[i] == "\n" or text[i] == replacement:
+        return
+    log.path.write_text(text[:i] + replacement + text[i + 1 :])
+    report = log.verify()
+    if report.ok:
+        assert log.entries() == before
