@@ -191,7 +191,6 @@ def load_census_economic_activity(path: str | Path) -> pd.DataFrame:
     if active is None:
         parts = [s for s in (measure("active_non_students"), measure("active_students")) if s is not None]
         active = sum(parts) if parts else None  # type: ignore[assignment]
-    out["economically_active"] = _must(active, p, "economically active residents")
     unemployed = measure("unemployed")
     if unemployed is None:
         parts = [
@@ -200,6 +199,12 @@ def load_census_economic_activity(path: str | Path) -> pd.DataFrame:
         unemployed = sum(parts) if parts else None  # type: ignore[assignment]
     out["unemployed"] = _must(unemployed, p, "unemployed residents")
     inactive = measure("inactive")
+    employed = measure("employed")
+    if active is None and inactive is not None:
+        active = out["residents_16_plus"] - inactive
+    if active is None and employed is not None:
+        active = employed + out["unemployed"]
+    out["economically_active"] = _must(active, p, "economically active residents")
     out["inactive"] = (
         inactive if inactive is not None else out["residents_16_plus"] - out["economically_active"]
     )

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from analysis.equity import AnalysisOutputs, request_outputs
+from ig_policies.errors import InputError
+from ig_policies.workspace import Workspace
 
 AreaOutcome = Literal["inactive_sick_rate", "unemployment_rate"]
 OUTCOME_WORDS: dict[str, str] = {
@@ -176,11 +180,136 @@ def usable_conditions(profile: pd.DataFrame, candidates: Sequence[str], min_lsoa
     return out
 
 
+AREA_SOURCE = "reference/census_economic_activity"
+
+
+def area_outputs(models: Sequence[ElasticityModel], residents: int) -> list[tuple[str, Any]]:
+    """Each elasticity model as a regression result and a coefficient plot.
+
+    The data are published area aggregates, not records of people; ``n_people`` is the number
+    of residents aged 16+ in the LSOAs the model uses.
+    """
+    from analysis.charts import estimate_chart
+    from analysis.disclosure import Figure, ModelResult
+
+    out: list[tuple[str, Any]] = []
+    for m in models:
+        t = m.elasticities
+        coefficients = pd.DataFrame(
+            {
+                "term": t["condition"],
+                "estimate": t["elasticity"],
+                "ci_lower": t["ci_low"],
+                "ci_upper": t["ci_high"],
+                "p_value": t["p_value"],
+                "n_people": int(residents),
+                "std_error": t["std_error"],
+                "relative_change": t["percent_change_per_1pct"],
+            }
+        )
+        what = OUTCOME_WORDS[m.outcome]
+        significant = m.significant_conditions()
+        result = ModelResult(
+            coefficients=coefficients,
+            n_obs=int(m.fit["lsoas"]),
+            n_people=int(residents),
+            source=AREA_SOURCE,
+            title=f"Condition prevalence and the {what} across LSOAs (elasticities)",
+            residual_df=float(m.fit["residual_df"]),
+            kind="regression",
+            statistics={k: m.fit[k] for k in ("r_squared", "adj_r_squared", "local_authorities")},
+            population="LSOAs of the study area (census 2021, QOF prevalence apportioned by registered patients)",
+            description=(
+                "OLS of log(rate) on log(prevalence) with local-authority fixed effects and HC3 robust errors; "
+                "relative_change = % change in the rate for a 1% higher prevalence.\n"
+                + (
+                    "Significant: " + ", ".join(significant)
+                    if significant
+                    else "No condition is significant."
+                )
+                + "\n"
+                + "\n".join(m.sentences)
+            ),
+        )
+        name = f"area-profile-{m.outcome.replace('_', '-')}"
+        out.append((name, result))
+        title = f"Elasticity of the {what} with respect to prevalence"
+
+        def render(protected: pd.DataFrame, title: str = title) -> bytes:
+            return estimate_chart(protected, title, "elasticity (% change in rate per 1% prevalence)", 0.0)
+
+        out.append((f"{name}-chart", Figure(table=result, title=title, render=render)))
+    return out
+
+
+def run_area_profile(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    conditions: Sequence[str] | None = None,
+    justification: str = "Small-area profile of health and economic activity for the city region.",
+) -> AnalysisOutputs:
+    """The area-profile stage (researcher): apportion QOF prevalence, fit both elasticity models."""
+    from analysis.area_data import (
+        CONDITIONS,
+        load_census_economic_activity,
+        load_gp_registrations,
+        load_lsoa_lookup,
+        load_qof_prevalence,
+    )
+    from ig_policies.policy import Analysis, Role
+
+    ref = workspace.reference
+    paths = {
+        "census": ref / "census_economic_activity.csv",
+        "qof": ref / "qof_prevalence.csv",
+        "registrations": ref / "gp_registrations_lsoa.csv",
+        "lookup": ref / "lsoa_lookup.csv",
+    }
+    with engine.step(actor, Role.RESEARCHER, "area_profile", analysis=Analysis.AREA_PROFILE) as step:
+        census = load_census_economic_activity(paths["census"])
+        prevalence = apportion_prevalence(
+            load_qof_prevalence(paths["qof"]), load_gp_registrations(paths["registrations"])
+        )
+        profile = build_area_profile(census, prevalence, load_lsoa_lookup(paths["lookup"]))
+        wanted = list(conditions) if conditions else list(CONDITIONS)
+        usable = usable_conditions(profile, wanted)
+        if len(profile) < len(usable) + 10 or not usable:
+            raise InputError(
+                str(paths["census"]),
+                f"only {len(profile)} LSOAs have census, QOF and registration data: too few to fit the area model",
+                hint="check that the census, QOF and registration files cover the same areas (LSOA codes, practice codes).",
+            )
+        models = [
+            fit_elasticities(profile, outcome, usable)
+            for outcome in ("inactive_sick_rate", "unemployment_rate")
+        ]
+        residents = int(profile["residents_16_plus"].sum())
+        requests, folders = request_outputs(
+            workspace, engine, actor, area_outputs(models, residents), justification
+        )
+        step.inputs(*paths.values())
+        step.outputs(*folders)
+        step.counts(lsoas=len(profile), outputs_requested=len(requests))
+        step.detail(conditions=usable, significant={m.outcome: m.significant_conditions() for m in models})
+    sentences: list[str] = []
+    for m in models:
+        sig = m.significant_conditions()
+        sentences.append(
+            f"{OUTCOME_WORDS[m.outcome].capitalize()}: significant conditions: {', '.join(sig) if sig else 'none'}."
+        )
+        sentences.extend(
+            s for s, r in zip(m.sentences, m.elasticities.itertuples(), strict=True) if r.significant
+        )
+    return AnalysisOutputs("area_profile", requests, folders, tuple(sentences))
+
+
 __all__ = [
     "ElasticityModel",
     "apportion_prevalence",
     "area_rates",
     "build_area_profile",
     "fit_elasticities",
+    "run_area_profile",
     "usable_conditions",
 ]

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.equity import one_row_per_person
+from analysis.equity import CLIENTS_SOURCE, AnalysisOutputs, one_row_per_person, read_clients, request_outputs
+from ig_policies.errors import InputError
+from ig_policies.workspace import Workspace
 
 Z95 = float(stats.norm.ppf(0.975))
 
@@ -135,4 +138,153 @@ def _kappa_words(kappa: float) -> str:
     return "almost perfect"
 
 
-__all__ = ["cohen_kappa", "concordance_table", "condition_names", "describe_concordance", "wilson_interval"]
+def concordance_outputs(table: pd.DataFrame, min_people: int) -> list[tuple[str, Any]]:
+    """The 2x2 counts (people) as a frequency table; sensitivity, PPV and kappa as estimates; a chart.
+
+    Each estimate row carries the people it rests on (``n_people``) and the smallest cell of the
+    2x2 table it uses (``n_min_cell``), so a sensitivity of, say, 3 out of 40 is withheld just as
+    the cell of 3 is withheld from the frequency table.
+    """
+    from analysis.charts import estimate_chart
+    from analysis.disclosure import Figure, FrequencyTable
+    from analysis.equity import estimates_result
+
+    cells = []
+    for r in table.itertuples():
+        for sr, gp, n in (
+            ("yes", "yes", r.both),
+            ("yes", "no", r.self_report_only),
+            ("no", "yes", r.gp_record_only),
+            ("no", "no", r.neither),
+        ):
+            cells.append({"condition": r.condition, "self_reported": sr, "gp_recorded": gp, "count": int(n)})
+    frequency = FrequencyTable(
+        table=pd.DataFrame(cells),
+        dimensions=("condition", "self_reported", "gp_recorded"),
+        source=CLIENTS_SOURCE,
+        title="Linked clients by condition: self-reported to the programme vs recorded by the GP",
+        population="linked clients, one row per person (earliest enrolment)",
+    )
+    rows = []
+    for r in table.itertuples():
+        for measure, est, lo, hi, people, used in (
+            (
+                "sensitivity",
+                r.sensitivity,
+                r.sensitivity_ci_low,
+                r.sensitivity_ci_high,
+                r.both + r.gp_record_only,
+                (r.both, r.gp_record_only),
+            ),
+            (
+                "ppv",
+                r.ppv,
+                r.ppv_ci_low,
+                r.ppv_ci_high,
+                r.both + r.self_report_only,
+                (r.both, r.self_report_only),
+            ),
+            (
+                "kappa",
+                r.kappa,
+                r.kappa_ci_low,
+                r.kappa_ci_high,
+                r.people,
+                (r.both, r.self_report_only, r.gp_record_only, r.neither),
+            ),
+        ):
+            rows.append(
+                {
+                    "term": f"{r.condition} | {measure}",
+                    "estimate": est,
+                    "ci_lower": lo,
+                    "ci_upper": hi,
+                    "p_value": np.nan,
+                    "n_people": int(people),
+                    "n_min_cell": int(min(used)),
+                }
+            )
+    estimates = pd.DataFrame(rows)
+    sentences = [
+        describe_concordance(pd.Series(r._asdict()))
+        for r in table.itertuples(index=False)
+        if min(r.both, r.self_report_only, r.gp_record_only, r.neither) >= min_people
+    ]
+    people = int(table["people"].max()) if len(table) else 0
+    result = estimates_result(
+        estimates,
+        "Agreement of self-reported and GP-recorded conditions: sensitivity, PPV and kappa",
+        CLIENTS_SOURCE,
+        "GP record (before enrolment) as reference; Wilson 95% CIs for sensitivity and PPV, "
+        "asymptotic CI for Cohen's kappa.\n" + "\n".join(sentences),
+        people,
+    )
+    chart_rows = estimates[estimates["term"].str.endswith("| sensitivity")]
+    chart = estimates_result(chart_rows, "Sensitivity of self-report", CLIENTS_SOURCE, "", people)
+
+    def render(protected: pd.DataFrame) -> bytes:
+        return estimate_chart(
+            protected,
+            "Share of clients on a GP register who told the programme (sensitivity)",
+            "sensitivity",
+            None,
+        )
+
+    return [
+        ("concordance-counts", frequency),
+        ("concordance-estimates", result),
+        (
+            "concordance-chart",
+            Figure(table=chart, title="Sensitivity of self-reported conditions", render=render),
+        ),
+    ]
+
+
+def run_concordance(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    justification: str = "How well programme records of health conditions match GP records.",
+) -> AnalysisOutputs:
+    """The concordance stage (researcher): compare self-reported and GP-recorded conditions."""
+    from ig_policies.policy import Analysis, Role
+
+    path = workspace.analysis / "clients.parquet"
+    with engine.step(
+        actor, Role.RESEARCHER, "concordance", analysis=Analysis.CONCORDANCE, reads_linked_data=True
+    ) as step:
+        clients = read_clients(workspace)
+        if "linked" not in clients.columns or not condition_names(clients):
+            raise InputError(
+                str(path),
+                "the research dataset has no linked clients' self-reported and GP-recorded conditions",
+                hint="rebuild the research dataset after linkage ('ehl research-dataset').",
+            )
+        table = concordance_table(clients)
+        min_people = engine.policy.outputs.min_cell_count
+        requests, folders = request_outputs(
+            workspace, engine, actor, concordance_outputs(table, min_people), justification
+        )
+        step.inputs(path)
+        step.outputs(*folders)
+        step.counts(
+            linked_people=int(table["people"].max()) if len(table) else 0, outputs_requested=len(requests)
+        )
+        step.detail(conditions=table["condition"].tolist())
+    sentences = tuple(
+        describe_concordance(pd.Series(r._asdict()))
+        for r in table.itertuples(index=False)
+        if min(r.both, r.self_report_only, r.gp_record_only, r.neither) >= min_people
+    )
+    return AnalysisOutputs("concordance", requests, folders, sentences)
+
+
+__all__ = [
+    "cohen_kappa",
+    "concordance_outputs",
+    "concordance_table",
+    "condition_names",
+    "describe_concordance",
+    "run_concordance",
+    "wilson_interval",
+]

@@ -24,8 +24,17 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from analysis.equity import condition_columns, linkage_weights, person_ids
+from analysis.equity import (
+    CLIENTS_SOURCE,
+    AnalysisOutputs,
+    condition_columns,
+    linkage_weights,
+    person_ids,
+    read_clients,
+    request_outputs,
+)
 from ig_policies.errors import ConfigError, InputError
+from ig_policies.workspace import Workspace
 
 Outcome = Literal["job_start", "sustained_26_weeks"]
 #: Baselines used when the config names none and they occur in the data: the usual reference
@@ -210,6 +219,7 @@ def fit_success_model(
         rows.append(
             {
                 "term": term if term == "Intercept" else (f"{var}: {level}" if level is not None else var),
+                "n_events": int(df.loc[members.index][df.loc[members.index, "y"] == 1]["_person"].nunique()),
                 "variable": var,
                 "level": level
                 if level is not None
@@ -332,10 +342,129 @@ def fit_success_models(clients: pd.DataFrame, config: SuccessConfig) -> list[Suc
     return models
 
 
+def success_outputs(models: Sequence[SuccessModel], min_people: int) -> list[tuple[str, Any]]:
+    """Each model as a disclosure-control regression result plus a coefficient plot.
+
+    ``estimate`` is the odds ratio (CI on the same scale); ``coefficient``/``std_error`` are on the
+    log-odds scale. Rows carry the people with the characteristic (``n_people``) and those of them
+    with the outcome (``n_events``), so a coefficient resting on a handful of people or successes
+    is withheld.
+    """
+    from analysis.charts import estimate_chart
+    from analysis.disclosure import Figure, ModelResult
+
+    out: list[tuple[str, Any]] = []
+    for m in models:
+        t = m.odds_ratios
+        coefficients = pd.DataFrame(
+            {
+                "term": t["term"],
+                "estimate": t["odds_ratio"],
+                "ci_lower": t["ci_low"],
+                "ci_upper": t["ci_high"],
+                "p_value": t["p_value"],
+                "n_people": t["n_people"].astype(int),
+                "n_events": t["n_events"].astype(int),
+                "coefficient": t["coefficient"],
+                "std_error": t["std_error"],
+            }
+        )
+        who = (
+            "all clients"
+            if m.name == "all_clients"
+            else "linked clients (weighted by inverse probability of linkage)"
+        )
+        what = OUTCOME_WORDS.get(m.outcome, m.outcome)
+        sentences = [
+            sent
+            for sent, r in zip(m.sentences, t[t["term"] != "Intercept"].itertuples(), strict=True)
+            if r.n_people >= min_people and r.n_events >= min_people
+        ]
+        result = ModelResult(
+            coefficients=coefficients,
+            n_obs=int(m.fit["n_enrolments"]),
+            n_people=int(m.fit["n_people"]),
+            source=CLIENTS_SOURCE,
+            title=f"Factors associated with {what}: {who}",
+            residual_df=float(m.fit["residual_df"]),
+            kind="regression",
+            statistics={
+                k: m.fit[k]
+                for k in ("log_likelihood", "null_log_likelihood", "mcfadden_r2", "aic", "c_statistic")
+            },
+            population=who,
+            description=(
+                "Logistic regression, odds ratios with 95% CIs from standard errors clustered on the person.\n"
+                + "\n".join(sentences)
+            ),
+        )
+        name = f"success-{m.outcome.replace('_', '-')}-{m.name.replace('_', '-')}"
+        out.append((name, result))
+        plotted = ModelResult(
+            coefficients=coefficients[coefficients["term"] != "Intercept"],
+            n_obs=result.n_obs,
+            n_people=result.n_people,
+            source=CLIENTS_SOURCE,
+            title=result.title,
+            residual_df=result.residual_df,
+            kind="regression",
+        )
+        title = f"Odds of {what}: {who}"
+
+        def render(protected: pd.DataFrame, title: str = title) -> bytes:
+            return estimate_chart(protected, title, "odds ratio (1 = no difference)", 1.0, log_scale=True)
+
+        out.append((f"{name}-chart", Figure(table=plotted, title=title, render=render)))
+    return out
+
+
+def run_success_factors(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    config: SuccessConfig | None = None,
+    justification: str = "Factors associated with employment outcomes, for the programme evaluation.",
+) -> AnalysisOutputs:
+    """The success-factors stage: fit the configured models and request their outputs (researcher)."""
+    from ig_policies.policy import Analysis, Role
+
+    config = config or SuccessConfig()
+    path = workspace.analysis / "clients.parquet"
+    with engine.step(
+        actor, Role.RESEARCHER, "success_factors", analysis=Analysis.SUCCESS_FACTORS, reads_linked_data=True
+    ) as step:
+        clients = read_clients(workspace)
+        models = fit_success_models(clients, config)
+        requests, folders = request_outputs(
+            workspace,
+            engine,
+            actor,
+            success_outputs(models, engine.policy.outputs.min_cell_count),
+            justification,
+        )
+        step.inputs(path)
+        step.outputs(*folders)
+        step.counts(enrolments=len(clients), models=len(models), outputs_requested=len(requests))
+        step.detail(outcome=config.outcome, models=[m.name for m in models])
+    min_people = engine.policy.outputs.min_cell_count
+    sentences = []
+    for m in models:
+        rows = m.odds_ratios[m.odds_ratios["term"] != "Intercept"]
+        sentences.append(f"[{m.name}] n = {int(m.fit['n_people'])} people")
+        sentences.extend(
+            s
+            for s, r in zip(m.sentences, rows.itertuples(), strict=True)
+            if r.n_people >= min_people and r.n_events >= min_people
+        )
+    return AnalysisOutputs("success_factors", requests, folders, tuple(sentences))
+
+
 __all__ = [
     "SuccessConfig",
     "SuccessModel",
     "fit_success_model",
     "fit_success_models",
     "load_success_config",
+    "run_success_factors",
+    "success_outputs",
 ]
