@@ -162,8 +162,10 @@ class PolicyEngine:
         policy_id: str | None = None
         policy_hash: str | None = None
 
+        reading = "trust_store"
+
         def refuse(exc: PolicyRefused | ConfigError) -> None:
-            rule = exc.rule if isinstance(exc, PolicyRefused) else "invalid_policy"
+            rule = exc.rule if isinstance(exc, PolicyRefused) else f"invalid_{reading}"
             audit.append(
                 actor=actor,
                 role=None,
@@ -181,13 +183,14 @@ class PolicyEngine:
                 store = (
                     load_trust_store(trust_store) if trust_store is not None else resolve_trust_store(None)
                 )
+            reading = "policy"
             doc = read_policy_document(policy_path)
             policy_hash = canonical_hash(doc)
             project = doc.get("project")
             if isinstance(project, dict) and isinstance(project.get("id"), str):
                 policy_id = project["id"]
             policy = policy_from_document(doc, source=str(policy_path))
-            signature = verify_policy_signature(policy_path, store)
+            signature = verify_policy_signature(policy_path, store, document=doc)
             engine = cls(policy, signature.policy_hash, signature, workspace, audit, today, allow_expired)
             engine._check_validity(action=None)
         except (PolicyRefused, ConfigError) as exc:

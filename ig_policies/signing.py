@@ -355,11 +355,14 @@ def _read_signature(sig: Path) -> dict[str, Any]:
         ) from None
 
 
-def verify_policy_signature(policy_path: str | os.PathLike[str], trust_store: TrustStore) -> SignatureCheck:
+def verify_policy_signature(
+    policy_path: str | os.PathLike[str], trust_store: TrustStore, document: dict[str, Any] | None = None
+) -> SignatureCheck:
     """Check ``<policy>.sig`` against the policy's canonical form and the trust store.
 
-    Refuses (``PolicyRefused``) with rule ``unsigned``, ``untrusted_key``, ``edited_after_signing`` or
-    ``bad_signature``.
+    Pass the already parsed ``document`` to verify exactly the content that was validated (the file
+    is then not read again, so it cannot change in between). Refuses (``PolicyRefused``) with rule
+    ``unsigned``, ``untrusted_key``, ``edited_after_signing`` or ``bad_signature``.
     """
     sig = signature_path(policy_path)
     if not sig.exists():
@@ -377,7 +380,7 @@ def verify_policy_signature(policy_path: str | os.PathLike[str], trust_store: Tr
             hint="have it signed by a trusted IG officer, or ask the TRE operator to add the officer's key "
             "('ehl keys trust') if that officer is authorised",
         )
-    canon = canonical_bytes(read_policy_document(policy_path))
+    canon = canonical_bytes(document if document is not None else read_policy_document(policy_path))
     current_hash = hashlib.sha256(canon).hexdigest()
     if record["policy_sha256"] != current_hash:
         raise PolicyRefused(

@@ -107,6 +107,13 @@ def test_invalid_policy_is_refused_and_audited(workspace: Workspace, tmp_path: P
     assert _entries(workspace)[-1]["rule"] == "invalid_policy"
 
 
+def test_broken_trust_store_is_refused_and_audited(workspace: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "store.yaml").write_text("keys: [{key_id: nope}]\n")
+    with pytest.raises(ConfigError, match="invalid trust store"):
+        PolicyEngine.load(DEMO_POLICY, workspace, trust_store=tmp_path / "store.yaml")
+    assert _entries(workspace)[-1]["rule"] == "invalid_trust_store"
+
+
 def test_no_master_secret_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EHL_MASTER_SECRET")
     ws = Workspace.open(tmp_path / "ws2")
