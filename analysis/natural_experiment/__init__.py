@@ -64,11 +64,16 @@ class NaturalExperimentResults:
 
 @dataclass(frozen=True)
 class NaturalExperimentRun:
-    """What the stage produced: pending output requests (ids and directories) and a summary."""
+    """What the stage produced: (name, request id, status) per output request, their folders in
+    ``outputs/pending/``, and the estimates themselves (which stay inside the TRE)."""
 
-    requests: tuple[str, ...]
-    pending_paths: tuple[Path, ...]
+    requests: tuple[tuple[str, str, str], ...]
+    pending: tuple[Path, ...]
     results: NaturalExperimentResults
+
+    @property
+    def blocked(self) -> tuple[str, ...]:
+        return tuple(name for name, _, status in self.requests if status == "blocked")
 
 
 def estimate_all(
@@ -119,11 +124,6 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _request_path(request_id: str, workspace: Workspace) -> Path:
-    """Disclosure control files each request under ``outputs/pending/<request id>/``."""
-    return workspace.pending / str(request_id)
-
-
 def run_natural_experiment(
     workspace: Workspace,
     engine: Any,
@@ -143,7 +143,7 @@ def run_natural_experiment(
     Runs as the ``researcher`` role and only if the policy permits the ``natural_experiment``
     analysis; the audit entry records the input hashes, the requests made and the people counted.
     """
-    from analysis.disclosure import request_output
+    from analysis.disclosure import OutputRequest, request_output
     from analysis.natural_experiment.outputs import (
         estimates_output,
         event_study_figure,
@@ -160,7 +160,7 @@ def run_natural_experiment(
     with engine.step(
         actor,
         Role.RESEARCHER,
-        "analyse",
+        "natural_experiment",
         analysis=Analysis.NATURAL_EXPERIMENT,
         reads_linked_data=True,
     ) as step:
@@ -179,26 +179,28 @@ def run_natural_experiment(
             placebo_shift,
             its_family,
         )
-        base = engine.policy.outputs.rounding_base
         es_table = event_study_output(results.event_studies)
         outputs = [
             (
-                "natural_experiment_estimates",
-                estimates_output(results.estimates, results.event_studies, base),
+                "natural-experiment-estimates",
+                estimates_output(results.estimates, results.event_studies),
             ),
-            ("natural_experiment_event_study", es_table),
-            ("natural_experiment_event_study_plot", event_study_figure(es_table)),
-            ("natural_experiment_time_series", its_output(results.its)),
+            ("natural-experiment-event-study", es_table),
+            ("natural-experiment-event-study-plot", event_study_figure(es_table)),
+            ("natural-experiment-time-series", its_output(results.its)),
         ]
-        requests: list[str] = []
+        requests: list[tuple[str, str, str]] = []
+        folders: list[Path] = []
         for name, output in outputs:
-            requests.append(str(request_output(workspace, engine, actor, output, name, justification)))
-        paths = [_request_path(r, workspace) for r in requests]
-        step.outputs(*[p for p in paths if p.exists()])
-        step.detail(
-            outcomes=list(outcomes),
+            request_id = str(request_output(workspace, engine, actor, output, name, justification))
+            folder = workspace.pending / request_id
+            requests.append((name, request_id, OutputRequest.read(folder).status))
+            folders.append(folder)
+        step.outputs(*folders)
+        step.counts(
             people=int(panel["client_pseudonym"].nunique()),
             person_months=len(panel),
-            requests=requests,
+            outputs_requested=len(requests),
         )
-    return NaturalExperimentRun(requests=tuple(requests), pending_paths=tuple(paths), results=results)
+        step.detail(outcomes=list(outcomes), requests=[r[1] for r in requests])
+    return NaturalExperimentRun(requests=tuple(requests), pending=tuple(folders), results=results)

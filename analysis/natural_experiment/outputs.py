@@ -1,8 +1,7 @@
 """Turn estimates into the typed outputs disclosure control understands.
 
-Counts that are released beside an estimate (comparison people, person-months) are rounded to the
-policy's rounding base here; ``n_people`` is left exact because disclosure control checks it
-against the threshold and rounds it itself.
+Counts released beside an estimate (``n_people``, ``n_comparison_people``, ``n_person_months``)
+are given exact: disclosure control checks every ``n_`` column against the threshold and rounds it.
 """
 
 from __future__ import annotations
@@ -20,15 +19,7 @@ from analysis.natural_experiment.results import Estimate, EventStudy
 SOURCE = "analysis/panel"
 
 
-def _round(n: int | float, base: int) -> float:
-    if not np.isfinite(n):
-        return float("nan")
-    return float(base * np.floor(n / base + 0.5)) if base > 1 else float(n)
-
-
-def estimates_output(
-    estimates: Sequence[Estimate], studies: Sequence[EventStudy], rounding_base: int
-) -> ModelResult:
+def estimates_output(estimates: Sequence[Estimate], studies: Sequence[EventStudy]) -> ModelResult:
     """One row per outcome and estimator: effect, 95% CI, relative change and its CI, people, months."""
     rows = []
     for est in estimates:
@@ -43,8 +34,11 @@ def estimates_output(
                 "relative_change": est.relative_change,
                 "relative_ci_lower": est.relative_ci_low,
                 "relative_ci_upper": est.relative_ci_high,
-                "n_comparison_people_rounded": _round(est.n_comparison_people, rounding_base),
-                "n_person_months_rounded": _round(est.n_person_months, rounding_base),
+                # in the time series people are their own comparison (their months before enrolment)
+                "n_comparison_people": (
+                    est.n_people if est.estimator == "interrupted_time_series" else est.n_comparison_people
+                ),
+                "n_person_months": est.n_person_months,
             }
         )
     table = pd.DataFrame(rows)
@@ -70,7 +64,8 @@ def estimates_output(
             "(segmented Poisson, HAC errors); event_study: not-yet-enrolled comparison (Callaway-Sant'Anna), "
             "average over post-enrolment months, person-clustered; event_study_placebo: same, enrolment moved "
             "earlier, pre-enrolment data only (expected zero); matched_comparison: coarsened exact matching "
-            "then difference-in-differences. *_pretrend_*: joint test that pre-enrolment effects are zero."
+            "then difference-in-differences. n_comparison_people: people in the comparison group (for the time "
+            "series, the same clients before enrolment). *_pretrend_*: joint test that pre-enrolment effects are zero."
         ),
     )
 
@@ -92,6 +87,7 @@ def event_study_output(studies: Sequence[EventStudy]) -> ModelResult:
                     "std_error": t["se"].to_numpy(),
                     "p_value": _p_values(t["effect"].to_numpy(), t["se"].to_numpy()),
                     "n_people": t["n_people"].astype(int).to_numpy(),
+                    "n_comparison_people": t["n_comparison_people"].astype(int).to_numpy(),
                 }
             )
         )

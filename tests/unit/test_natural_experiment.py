@@ -188,3 +188,57 @@ def test_estimate_all_reports_every_design_for_each_outcome(planted) -> None:
     assert {"effect", "ci_low", "ci_high", "relative_change", "n_people", "n_person_months"} <= set(
         table.columns
     )
+
+
+# ---- the stage: policy engine, disclosure control, audit ----------------------------------
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_requests_outputs_through_disclosure_control_and_is_audited(workspace, tmp_path) -> None:
+    import json
+
+    from analysis.natural_experiment import run_natural_experiment
+    from ig_policies.audit import AuditLog
+    from ig_policies.demo import DEMO_USERS, demo_engine, write_demo_policy
+    from ig_policies.errors import InputError, PolicyRefused
+    from ig_policies.workspace import write_parquet
+
+    engine = demo_engine(workspace)
+    with pytest.raises(InputError, match="research dataset"):
+        run_natural_experiment(workspace, engine, DEMO_USERS["researcher"])
+    region = simulate_region(n_clients=800, n_pool=1500, seed=5, effects=PLANTED)
+    write_parquet(region.panel, workspace.analysis / "panel.parquet")
+    write_parquet(region.comparison_people, workspace.analysis / "comparison_people.parquet")
+    write_parquet(region.comparison_pool, workspace.analysis / "comparison_pool.parquet")
+    run = run_natural_experiment(
+        workspace, engine, DEMO_USERS["researcher"], outcomes=("gp_appointments", "ae_attendances")
+    )
+    names = [name for name, _, _ in run.requests]
+    assert names == [
+        "natural-experiment-estimates",
+        "natural-experiment-event-study",
+        "natural-experiment-event-study-plot",
+        "natural-experiment-time-series",
+    ]
+    assert not run.blocked, run.requests
+    for folder in run.pending:
+        assert folder.parent == workspace.pending and (folder / "check_report.txt").exists()
+    plot = run.pending[2]
+    assert next((plot / "preview").glob("*.png")).read_bytes()[:4] == b"\x89PNG"
+    released = pd.read_csv(next((run.pending[0] / "preview").glob("*.csv")))
+    assert not any("pseudonym" in c for c in released.columns)
+    assert {"relative_change", "relative_ci_lower", "n_people_rounded"} <= set(released.columns)
+    assert released["note"].fillna("").eq("").all()  # nothing withheld at 800 clients
+    entries = AuditLog.for_workspace(workspace).entries()
+    stage = [e for e in entries if e["action"] == "natural_experiment"]
+    assert stage[-1]["decision"] == "allowed" and stage[-1]["analysis"] == "natural_experiment"
+    assert "C0000001" not in json.dumps(entries)
+    assert "C0000001" not in "".join(
+        p.read_text(errors="ignore") for f in run.pending for p in f.rglob("*.txt")
+    )
+
+    with pytest.raises(PolicyRefused):
+        run_natural_experiment(workspace, engine, DEMO_USERS["data_processor"])
+    narrow = write_demo_policy(tmp_path / "narrow.yaml", {"analyses": ["equity_audit"]})
+    with pytest.raises(PolicyRefused, match="natural_experiment"):
+        run_natural_experiment(workspace, demo_engine(workspace, narrow), DEMO_USERS["researcher"])

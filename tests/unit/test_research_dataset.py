@@ -200,3 +200,27 @@ def test_banding_helpers() -> None:
     ages = pd.Series([15, 16, 24, 25, 64, 65, None], dtype="Float64")
     assert age_band(ages).tolist() == ["unknown", "16-24", "16-24", "25-34", "55-64", "65+", "unknown"]
     assert imd_quintile(pd.Series([1, 2, 3, 10, None])).tolist()[:4] == [1, 1, 2, 5]
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_writes_analysis_tables_under_the_policy_engine_and_is_audited(workspace: Workspace) -> None:
+    import json
+
+    from analysis.research_dataset import build_research_dataset
+    from ig_policies.audit import AuditLog
+    from ig_policies.demo import DEMO_USERS, demo_engine
+    from ig_policies.errors import PolicyRefused
+
+    _write_inputs(workspace)
+    engine = demo_engine(workspace)
+    result = build_research_dataset(workspace, engine, DEMO_USERS["data_processor"])
+    assert result.clients_path == workspace.analysis / "clients.parquet" and result.clients_path.exists()
+    assert result.panel_path.exists() and result.comparison_pool_path.exists()
+    assert (result.n_enrolments, result.n_linked, result.n_panel_people) == (4, 3, 2)
+    entries = AuditLog.for_workspace(workspace).entries()
+    stage = [e for e in entries if e["action"] == "build_research_dataset"]
+    assert stage and stage[-1]["decision"] == "allowed"
+    text = json.dumps(entries)
+    assert "C1b" not in text and "P9" not in text  # counts and hashes only, no pseudonyms
+    with pytest.raises(PolicyRefused):
+        build_research_dataset(workspace, engine, DEMO_USERS["researcher"])
