@@ -27,14 +27,14 @@ from synthetic.tables import PARQUET_OPTIONS, ROW_GROUP_ROWS
 CONDITION_LOG_RR = np.array(
     [
         # gp    ae    adm   op    antidep
-        [0.35, 0.30, 0.20, 0.10, 5.50],  # depression
-        [0.30, 0.60, 0.60, 0.20, 4.00],  # smi
+        [0.35, 0.30, 0.20, 0.10, 5.70],  # depression
+        [0.30, 0.60, 0.60, 0.20, 5.00],  # smi
         [0.20, 0.50, 0.50, 0.40, 0.50],  # epilepsy
         [0.45, 0.50, 0.90, 0.40, 0.00],  # copd
         [0.35, 0.20, 0.40, 0.50, 0.00],  # diabetes
         [0.30, 0.30, 0.60, 0.50, 0.00],  # chd
         [0.15, 0.05, 0.10, 0.20, 0.00],  # hypertension
-        [0.20, 0.30, 0.40, 0.20, 1.00],  # learning_disability
+        [0.20, 0.30, 0.40, 0.20, 3.00],  # learning_disability
         [0.15, 0.10, 0.30, 0.40, 0.00],  # osteoporosis
         [0.20, 0.25, 0.30, 0.20, 0.00],  # asthma
     ]
@@ -49,6 +49,9 @@ AGE_LOG_RR = np.array(
         [-6.0, -6.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # antidepressants
     ]
 )
+# ceilings of a monthly rate: conditions multiply, but nobody collects more than ~1.5
+# antidepressant prescriptions a month however many conditions they have
+MAX_MONTHLY_RATE = np.array([15.0, 3.0, 2.0, 5.0, 1.5], dtype=np.float32)
 FEMALE_LOG_RR = np.array([0.2, 0.0, 0.0, 0.1, 0.2])
 SEASON = np.array(
     [
@@ -62,8 +65,15 @@ SEASON = np.array(
 COVID_SPRING_2020 = np.array([0.70, 0.55, 0.80, 0.60, 1.00])  # 2020-04 .. 2020-06
 COVID_LATE_2020 = np.array([0.92, 0.85, 0.95, 0.85, 1.00])  # 2020-07 .. 2021-03
 
+# Ids and measures are handed to the writer as dictionary arrays (no per-row string building or
+# hashing); with ``store_schema=False`` readers still see plain string columns.
 SCHEMA = pa.schema(
-    [("patient_id", pa.string()), ("month", pa.date32()), ("measure", pa.string()), ("count", pa.int64())]
+    [
+        ("patient_id", pa.dictionary(pa.int32(), pa.string())),
+        ("month", pa.date32()),
+        ("measure", pa.dictionary(pa.int32(), pa.string())),
+        ("count", pa.int64()),
+    ]
 )
 
 
@@ -113,7 +123,7 @@ def write_activity(
     totals = dict.fromkeys(MEASURES, 0)
     n = len(inputs.patient_id)
     chunk = cfg.chunk_people
-    with pq.ParquetWriter(path, SCHEMA, **PARQUET_OPTIONS) as writer:
+    with pq.ParquetWriter(path, SCHEMA, store_schema=False, **PARQUET_OPTIONS) as writer:
         for k, lo in enumerate(range(0, max(n, 1), chunk)):
             hi = min(lo + chunk, n)
             if hi <= lo:
@@ -125,9 +135,9 @@ def write_activity(
             ids = pa.array(inputs.patient_id[lo:hi], type=pa.string())
             table = pa.table(
                 {
-                    "patient_id": ids.take(pa.array(person.astype(np.int32))),
+                    "patient_id": pa.DictionaryArray.from_arrays(pa.array(person.astype(np.int32)), ids),
                     "month": pa.array(month_days[month], type=pa.int32()).cast(pa.date32()),
-                    "measure": measures.take(pa.array(measure.astype(np.int32))),
+                    "measure": pa.DictionaryArray.from_arrays(pa.array(measure.astype(np.int32)), measures),
                     "count": pa.array(values, type=pa.int64()),
                 },
                 schema=SCHEMA,
@@ -143,15 +153,23 @@ def write_activity(
 def _chunk_counts(
     inputs: ActivityInputs, rows: slice, cfg: SynthConfig, months: np.ndarray, rng: np.random.Generator
 ) -> np.ndarray:
-    """(people, 84, measures) counts for one chunk, zero outside registration."""
+    """(people, 84, measures) counts for one chunk, zero outside registration.
+
+    Work is proportional to the chunk's person-months only for the two unavoidable steps (the rate
+    outer product and one uniform per cell); everything that concerns a minority of people
+    (diagnoses during the window, enrolment, partial registration) touches only their rows.
+    """
     age = inputs.age[rows]
     n = len(age)
     m_idx = np.arange(N_MONTHS)
-    active = (m_idx[None, :] >= inputs.first_month[rows, None]) & (
-        m_idx[None, :] <= inputs.last_month[rows, None]
-    )
-    enrolled_from = m_idx[None, :] >= inputs.enrolment_month[rows, None]
+    first = inputs.first_month[rows]
+    last = inputs.last_month[rows]
+    partial = np.flatnonzero((first > 0) | (last < N_MONTHS - 1))
+    outside = (m_idx[None, :] < first[partial, None]) | (m_idx[None, :] > last[partial, None])
     diag = inputs.diagnosis_month[rows]
+    enrol = inputs.enrolment_month[rows]
+    enrolled = np.flatnonzero(enrol < N_MONTHS)
+    enrolled_from = m_idx[None, :] >= enrol[enrolled, None]
     dep_steps = 5.5 - inputs.imd_decile[rows]
     phi = cfg.activity.frailty_dispersion
     effect = cfg.health_effect
@@ -163,17 +181,25 @@ def _chunk_counts(
             + FEMALE_LOG_RR[j] * inputs.female[rows]
             + cfg.activity.deprivation_log_rr_per_decile[measure] * dep_steps
         )
+        # conditions diagnosed before the window raise the whole series; later ones from diagnosis on
+        for c in range(len(CONDITIONS)):
+            log_base = log_base + CONDITION_LOG_RR[c, j] * (diag[:, c] <= 0)
         frailty = rng.gamma(1 / phi, phi, n) if phi > 0 else np.ones(n)
-        lam = (np.exp(log_base) * frailty)[:, None] * months[j][None, :]
+        lam = (np.exp(log_base) * frailty).astype(np.float32)[:, None] * months[j].astype(np.float32)[None, :]
         for c in range(len(CONDITIONS)):
             rr = CONDITION_LOG_RR[c, j]
-            if rr != 0.0:
-                lam *= np.where(m_idx[None, :] >= diag[:, c, None], np.exp(rr), 1.0)
+            later = np.flatnonzero((diag[:, c] > 0) & (diag[:, c] < N_MONTHS))
+            if rr != 0.0 and len(later):
+                lam[later] *= np.where(
+                    m_idx[None, :] >= diag[later, c, None], np.float32(np.exp(rr)), np.float32(1)
+                )
         change = effect.relative_change[measure] if effect.enabled else 0.0
-        if change != 0.0:
-            lam *= np.where(enrolled_from, 1.0 + change, 1.0)
-        lam = np.where(active, lam, 0.0)
-        out[:, :, j] = _poisson_inverse_cdf(lam, rng.random(lam.shape))
+        if change != 0.0 and len(enrolled):
+            lam[enrolled] *= np.where(enrolled_from, np.float32(1.0 + change), np.float32(1))
+        np.minimum(lam, MAX_MONTHLY_RATE[j], out=lam)
+        if len(partial):
+            lam[partial] = np.where(outside, np.float32(0), lam[partial])
+        out[:, :, j] = _poisson_inverse_cdf(lam, rng.random(lam.shape, dtype=np.float32))
     return out
 
 
@@ -181,13 +207,15 @@ def _poisson_inverse_cdf(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Exact Poisson draws by inverting the CDF at ``u``; only non-zero cells are iterated."""
     p0 = np.exp(-lam)
     counts = np.zeros(lam.shape, dtype=np.int16)
-    idx = np.flatnonzero(u > p0)
+    idx = np.flatnonzero(u > p0)  # u <= exp(-lam) is a zero count
     if len(idx) == 0:
         return counts
-    lam_nz = lam.ravel()[idx]
-    u_nz = u.ravel()[idx]
-    pmf = p0.ravel()[idx] * lam_nz
-    cdf = p0.ravel()[idx] + pmf
+    # the tail is summed in double precision so the CDF can always climb past u
+    lam_nz = lam.ravel()[idx].astype(np.float64)
+    u_nz = u.ravel()[idx].astype(np.float64)
+    p0_nz = np.exp(-lam_nz)
+    pmf = p0_nz * lam_nz
+    cdf = p0_nz + pmf
     k = np.ones(len(idx), dtype=np.int16)
     todo = np.flatnonzero(u_nz > cdf)
     step = 1

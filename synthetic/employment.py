@@ -568,7 +568,7 @@ def _ways_to_work_layout(part: pd.DataFrame, persons: pd.DataFrame, rng: np.rand
     mention = rng.random(len(part)) < 0.2
     notes = np.where(
         mention,
-        [f"Spoke to {fn} - {n.lower()}" for fn, n in zip(part["rec_forename"], notes, strict=True)],
+        [f"Spoke to {fn} - {n[0].lower()}{n[1:]}" for fn, n in zip(part["rec_forename"], notes, strict=True)],
         notes,
     )
     phone = np.array([f"07700 900{x:03d}" for x in rng.integers(0, 1000, len(part))], dtype=object)

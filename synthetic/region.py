@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ig_policies.errors import EhlError
+from ig_policies.errors import ConfigError
 from ig_policies.workspace import Workspace, atomic_path, write_json
 from synthetic import activity as activity_mod
 from synthetic import employment, nhs_number, reference
@@ -71,12 +71,14 @@ def generate_region(
     """
     cfg = config or SynthConfig()
     if not MIN_PEOPLE <= people <= MAX_PEOPLE:
-        raise EhlError(
+        raise ConfigError(
             f"Cannot generate {people:,} people: the generator supports {MIN_PEOPLE:,} to {MAX_PEOPLE:,}.",
             hint="use --people 10000 for tests, 200000 for the demo, 5000000 for benchmarks.",
         )
     if seed < 0:
-        raise EhlError(f"The seed must be zero or positive, not {seed}.", hint="pass --seed 1, for example.")
+        raise ConfigError(
+            f"The seed must be zero or positive, not {seed}.", hint="pass --seed 1, for example."
+        )
     tick: Progress = progress or (lambda _n, _d: None)
 
     tick(2, "Laying out LSOAs, practices and postcodes")
