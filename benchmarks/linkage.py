@@ -1,0 +1,252 @@
+"""Linkage benchmark: speed per phase, peak memory and accuracy, on DuckDB and Spark, tokens vs cleartext.
+
+Usage (from the repository root):
+
+    .venv/bin/python benchmarks/linkage.py --size small            # 20k clients x 200k patients
+    .venv/bin/python benchmarks/linkage.py --size large            # 100k x 1M
+    .venv/bin/python benchmarks/linkage.py --size 5000x50000 --backends duckdb --cleartext
+
+The population is synthetic with the default planted error rates of the linkage tests (typos,
+nicknames, swapped names, transposed dates, moves, missing NHS numbers, people without a health
+record, duplicate enrolments). "cleartext" runs the same model on the standardised values before
+pseudonymisation, with fuzzy levels (Jaro-Winkler names, one-edit dates and postcodes) that only
+cleartext allows: the difference in F1 is what pseudonymisation costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import pandas as pd  # noqa: E402
+
+import flows  # noqa: E402,F401  (offline defaults)
+from linkage import quality, splink_model  # noqa: E402
+from linkage.link import link_tables  # noqa: E402
+from linkage.link_backend import duckdb_api, spark_api  # noqa: E402
+from linkage.linkage_config import LinkageConfig  # noqa: E402
+from tests.unit.test_link_population import (  # noqa: E402
+    CANONICAL,
+    RESEARCH_KEY,
+    make_population,
+    research_pseudonym,
+    tokenise,
+    write_workspace_tables,
+)
+
+SIZES = {"small": (20_000, 200_000), "large": (100_000, 1_000_000)}
+PHASES = ("load", "training", "blocking_count", "predict", "decide_and_cluster")
+
+
+def cleartext_comparisons() -> list[dict]:
+    """The token model's comparisons plus the fuzzy levels cleartext permits (DuckDB SQL)."""
+    comparisons = copy.deepcopy(splink_model.token_comparisons())
+    fuzzy = {
+        "name": {
+            "sql_condition": "jaro_winkler_similarity(t_forename_l, t_forename_r) >= 0.88 "
+            "AND jaro_winkler_similarity(t_surname_l, t_surname_r) >= 0.88",
+            "label_for_charts": "both names similar",
+            "m_probability": 0.03,
+            "u_probability": 1e-4,
+        },
+        "date_of_birth": {
+            "sql_condition": "levenshtein(t_dob_l, t_dob_r) <= 1",
+            "label_for_charts": "one character different",
+            "m_probability": 0.02,
+            "u_probability": 1e-3,
+        },
+        "postcode": {
+            "sql_condition": "levenshtein(t_postcode_l, t_postcode_r) <= 1",
+            "label_for_charts": "one character different",
+            "m_probability": 0.01,
+            "u_probability": 1e-3,
+        },
+    }
+    for comparison in comparisons:
+        extra = fuzzy.get(comparison["output_column_name"])
+        if extra:
+            levels = comparison["comparison_levels"]
+            # after the exact level(s), before the weaker partial ones
+            levels.insert(2, extra)
+    return comparisons
+
+
+def cleartext_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Standardised values in the token columns' places (what the pseudonymiser would hash)."""
+    dob = pd.to_datetime(pd.Series(df["dob"]), errors="coerce")
+    out = tokenise(df)  # for the non-token columns and the layout
+    out["t_nhs_number"] = df["nhs_number"].to_numpy()
+    out["t_forename"] = df["forename"].to_numpy()
+    out["t_forename_canonical"] = df["forename"].map(lambda v: CANONICAL.get(v, v)).to_numpy()
+    out["t_surname"] = df["surname"].to_numpy()
+    import jellyfish
+
+    out["t_forename_phonetic"] = df["forename"].map(jellyfish.metaphone).to_numpy()
+    out["t_surname_phonetic"] = df["surname"].map(jellyfish.metaphone).to_numpy()
+    out["t_forename_initial"] = df["forename"].str[:1].to_numpy()
+    out["t_dob"] = dob.dt.strftime("%Y-%m-%d").to_numpy()
+    out["t_dob_year"] = dob.dt.strftime("%Y").to_numpy()
+    out["t_dob_month"] = dob.dt.strftime("%m").to_numpy()
+    out["t_dob_day"] = dob.dt.strftime("%d").to_numpy()
+    out["t_postcode"] = df["postcode"].to_numpy()
+    out["t_postcode_sector"] = df["postcode"].str[:-2].to_numpy()
+    out["t_postcode_district"] = df["postcode"].str.split(" ").str[0].to_numpy()
+    return out
+
+
+def write_cleartext(pop, root: Path) -> None:
+    left = cleartext_table(pop.clients)
+    left.insert(
+        0,
+        "client_pseudonym",
+        research_pseudonym(pop.clients["programme"] + ":" + pop.clients["client_ref"], RESEARCH_KEY, "C"),
+    )
+    left.insert(1, "programme", pop.clients["programme"].to_numpy())
+    left["enrolment_date"] = pop.clients["enrolment_date"].to_numpy()
+    right = cleartext_table(pop.patients)
+    right.insert(0, "patient_pseudonym", research_pseudonym(pop.patients["patient_id"], RESEARCH_KEY, "P"))
+    for name, table in (("employment_support", left), ("health_demographics", right)):
+        (root / "pseudonymised" / name).mkdir(parents=True, exist_ok=True)
+        table.to_parquet(root / "pseudonymised" / name / "part-00000.parquet", index=False)
+
+
+def truth_table(pop) -> pd.DataFrame:
+    truth = pop.truth
+    clients = truth[truth["dataset"] != "health_demographics"].copy()
+    patients = truth[truth["dataset"] == "health_demographics"].set_index("person_id")["record_id"]
+    clients["client_pseudonym"] = research_pseudonym(
+        clients["dataset"] + ":" + clients["record_id"], RESEARCH_KEY, "C"
+    )
+    true_patient = clients["person_id"].map(patients)
+    clients["true_patient"] = research_pseudonym(true_patient.dropna(), RESEARCH_KEY, "P").reindex(
+        clients.index
+    )
+    return clients[["client_pseudonym", "true_patient"]]
+
+
+def _rss_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _jvm_peak_mb(spark) -> float:
+    try:
+        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except Exception:  # the figure is informative only
+        return float("nan")
+    return float("nan")
+
+
+def run(
+    label: str, db_api, root: Path, config: LinkageConfig, truth: pd.DataFrame, comparisons=None, spark=None
+) -> dict:
+    t0 = time.perf_counter()
+    outcome = link_tables(db_api, root, config, comparisons=comparisons)
+    wall = time.perf_counter() - t0
+    scores = quality.score_links(outcome.links, truth)
+    row = {"run": label, "wall_s": round(wall, 1)}
+    row |= {f"{p}_s": round(outcome.timings.get(p, float("nan")), 1) for p in PHASES}
+    row["comparisons"] = outcome.blocking_counts[-1].cumulative
+    row["python_peak_mb"] = round(_rss_peak_mb())
+    if spark is not None:
+        row["jvm_peak_mb"] = round(_jvm_peak_mb(spark))
+    row |= {k: round(scores[k], 4) for k in ("precision", "recall", "f1")}
+    print(
+        f"{label}: wall {wall:.1f} s | "
+        + " | ".join(f"{p} {outcome.timings.get(p, float('nan')):.1f} s" for p in PHASES)
+        + f" | comparisons {row['comparisons']:,} | precision {scores['precision']:.4f} recall {scores['recall']:.4f} "
+        f"F1 {scores['f1']:.4f}",
+        flush=True,
+    )
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="small", help="small, large, or CLIENTSxPATIENTS (e.g. 5000x50000)")
+    parser.add_argument("--backends", default="duckdb,spark")
+    parser.add_argument("--cleartext", action="store_true", help="also run the cleartext model (DuckDB)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--u-max-pairs", type=float, default=5e6)
+    args = parser.parse_args()
+    logging.getLogger("splink").setLevel(logging.ERROR)
+
+    n_clients, n_patients = SIZES[args.size] if args.size in SIZES else map(int, args.size.split("x"))
+    scratch = Path(tempfile.mkdtemp(prefix="ehl-link-bench-"))
+    t0 = time.perf_counter()
+    pop = make_population(n_patients, n_clients, seed=args.seed)
+    write_workspace_tables(pop, scratch / "tokens")
+    truth = truth_table(pop)
+    print(
+        f"{n_clients:,} clients x {n_patients:,} patients; data generated and tokenised in {time.perf_counter() - t0:.0f} s"
+    )
+    config = LinkageConfig(u_max_pairs=args.u_max_pairs)
+    rows = []
+    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        if backend == "duckdb":
+            rows.append(
+                run(
+                    "tokens/duckdb",
+                    duckdb_api("8GB", temp_dir=scratch / "duckdb"),
+                    scratch / "tokens",
+                    config,
+                    truth,
+                )
+            )
+        elif backend == "spark":
+            from flows.settings import SparkSettings
+            from flows.spark_session import build_spark_session
+
+            spark = build_spark_session(
+                SparkSettings(master="local[2]", driver_memory="6g", shuffle_partitions=8),
+                scratch_dir=scratch / "spark",
+            )
+            rows.append(run("tokens/spark", spark_api(spark), scratch / "tokens", config, truth, spark=spark))
+        else:
+            raise SystemExit(f"unknown backend {backend!r}")
+    if args.cleartext:
+        write_cleartext(pop, scratch / "clear")
+        rows.append(
+            run(
+                "cleartext/duckdb",
+                duckdb_api("8GB", temp_dir=scratch / "duckdb"),
+                scratch / "clear",
+                config,
+                truth,
+                comparisons=cleartext_comparisons(),
+            )
+        )
+    table = pd.DataFrame(rows)
+    print()
+    print(table.to_string(index=False))
+    f1 = table.set_index("run")["f1"]
+    if "cleartext/duckdb" in f1 and "tokens/duckdb" in f1:
+        print(
+            f"\nF1 cost of pseudonymisation: {100 * (f1['cleartext/duckdb'] - f1['tokens/duckdb']):.2f} points"
+        )
+    wall = table.set_index("run")["wall_s"]
+    if "tokens/spark" in wall and "tokens/duckdb" in wall:
+        print(f"Spark / DuckDB wall time: {wall['tokens/spark'] / wall['tokens/duckdb']:.2f}x")
+    if os.environ.get("EHL_KEEP_BENCH"):
+        print(f"(scratch data kept in {scratch})")
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
