@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ig_policies.errors import InputError
@@ -334,7 +335,8 @@ def load_census_population_by_group(
     authorities Code", "Age (N categories)", "Sex (2 categories)", "Ethnic group (N categories)",
     "Disability (N categories)", "Economic activity status (N categories)", "Observation").
     Returns ``lad22cd, status, people`` plus whichever of ``age_band, sex, ethnicity,
-    disability`` the file has, with values in the programme data's coding (sex ``F``/``M``,
+    disability`` the file has (and ``imd_quintile`` when rows are by LSOA and the lookup has
+    IMD), with values in the programme data's coding (sex ``F``/``M``,
     ethnic groups ``Asian``/``Black``/``Mixed``/``White``/``Other``, disability ``Yes``/``No``).
     """
     p = Path(path)
@@ -344,14 +346,22 @@ def load_census_population_by_group(
         df, ("lad22cd", "Lower tier local authorities Code", "Local authority code", "LAD22CD", "lad23cd")
     )
     out = pd.DataFrame({"people": _numbers(df, count, p)})
+    lsoa = _find(df, ("lsoa21cd", *_LSOA_CODE))
+    by_lsoa = lsoa_lookup.set_index("lsoa21cd") if lsoa_lookup is not None else None
     if la is not None:
         out["lad22cd"] = df[la].astype(str).str.strip()
+    elif lsoa is not None and by_lsoa is not None:
+        out["lad22cd"] = df[lsoa].astype(str).str.strip().map(by_lsoa["lad22cd"])
     else:
-        lsoa = _require(df, p, "the local authority (or LSOA) code", ("lsoa21cd", *_LSOA_CODE))
-        if lsoa_lookup is None:
-            raise InputError(str(p), "rows are by LSOA but no LSOA lookup was given", column=lsoa)
-        lad = lsoa_lookup.set_index("lsoa21cd")["lad22cd"]
-        out["lad22cd"] = df[lsoa].astype(str).str.strip().map(lad)
+        raise InputError(
+            str(p),
+            "no local authority code column (and no LSOA code with a lookup to find it)",
+            hint="use a table by local authority ('Lower tier local authorities Code') or by LSOA.",
+        )
+    if lsoa is not None and by_lsoa is not None and by_lsoa["imd_decile"].notna().any():
+        # area deprivation of where people live: the LSOA's IMD decile, as quintile 1..5
+        decile = pd.to_numeric(df[lsoa].astype(str).str.strip().map(by_lsoa["imd_decile"]), errors="coerce")
+        out["imd_quintile"] = np.ceil(decile / 2).astype("Int64").astype("string")
     status = _label_column(df, ("economic_activity", "Economic activity status"))
     if status is None:
         raise InputError(
@@ -370,7 +380,9 @@ def load_census_population_by_group(
         if col is not None:
             out[name] = df[col].astype(str).map(mapper)
     dims = [
-        c for c in ("lad22cd", "status", "age_band", "sex", "ethnicity", "disability") if c in out.columns
+        c
+        for c in ("lad22cd", "status", "age_band", "sex", "ethnicity", "imd_quintile", "disability")
+        if c in out.columns
     ]
     out = out.dropna(subset=dims)
     return out.groupby(dims, as_index=False)["people"].sum()

@@ -127,7 +127,16 @@ def fit_elasticities(
         data[f"x{i}"] = np.log(df[c].astype(float))
     fe = " + C(lad22cd)" if data["lad22cd"].nunique() > 1 else ""
     formula = "y ~ " + " + ".join(names.values()) + fe
-    fit = smf.ols(formula, data=data).fit(cov_type=cov_type)
+    model = smf.ols(formula, data=data)
+    rank = int(np.linalg.matrix_rank(model.exog))
+    if rank < model.exog.shape[1] or len(data) - rank < 1:
+        raise InputError(
+            "area profile",
+            f"the {len(conditions)} conditions' prevalences and the local authorities cannot be told apart "
+            f"in {len(data)} LSOAs (the model has {model.exog.shape[1]} parameters but only {rank} can be estimated)",
+            hint="use fewer conditions, or data covering more LSOAs.",
+        )
+    fit = model.fit(cov_type=cov_type)
     ci = fit.conf_int(alpha=alpha)
     rows = []
     for c, x in names.items():

@@ -73,6 +73,10 @@ class SuccessConfig(BaseModel):
         default_factory=dict,
         description="reference category per covariate (default: PREFERRED_REFERENCE if present, else the commonest)",
     )
+    among_job_starts: bool = Field(
+        False,
+        description="model sustained_26_weeks only among clients who started a job (job retention, not placement)",
+    )
     min_people_with_condition: int = Field(
         10, ge=1, description="conditions held by fewer people (or all but fewer) are left out of the model"
     )
@@ -301,6 +305,13 @@ def fit_success_models(clients: pd.DataFrame, config: SuccessConfig) -> list[Suc
 
     ``clients`` is one row per enrolment; clustering by person handles repeat enrolments.
     """
+    if config.among_job_starts:
+        if config.outcome != "sustained_26_weeks":
+            raise ConfigError(
+                "among_job_starts applies only to the outcome sustained_26_weeks.",
+                hint="set outcome: sustained_26_weeks, or remove among_job_starts",
+            )
+        clients = clients[clients["job_start"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
     sr = condition_columns(clients, "sr_") if config.self_reported_conditions else []
     models = [
         fit_success_model(

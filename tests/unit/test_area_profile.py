@@ -219,3 +219,86 @@ def test_lsoa_lookup(tmp_path: Path):
         "lad22nm": "Liverpool",
         "imd_decile": 1,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The stage and its command, on files in the published layouts
+
+
+def _write_reference(workspace, seed: int = 7) -> None:
+    """The synthetic areas above, written as TS066 / QOF / GP-registration / lookup files."""
+    qof, reg, census, lookup = synthetic_areas(seed)
+    ts066 = pd.DataFrame(
+        {
+            "date": 2021,
+            "geography": census["lsoa21cd"],
+            "geography code": census["lsoa21cd"],
+            "Economic activity status: Total: All usual residents aged 16 years and over": census[
+                "residents_16_plus"
+            ],
+            "Economic activity status: Economically active: Unemployed": census["unemployed"],
+            "Economic activity status: Economically inactive": census["inactive"],
+            "Economic activity status: Economically inactive: Long-term sick or disabled": census[
+                "inactive_sick"
+            ],
+        }
+    )
+    ts066.to_csv(workspace.reference / "census_economic_activity.csv", index=False)
+    codes = {"depression": "DEP", "diabetes": "DM", "copd": "COPD"}
+    pd.DataFrame(
+        {
+            "PRACTICE_CODE": qof["practice_code"],
+            "GROUP_CODE": qof["condition"].map(codes),
+            "REGISTER": qof["register"],
+            "PATIENT_LIST_TYPE": "TOTAL",
+            "PRACTICE_LIST_SIZE": qof["list_size"],
+        }
+    ).to_csv(workspace.reference / "qof_prevalence.csv", index=False)
+    pd.DataFrame(
+        {
+            "PUBLICATION": "x",
+            "EXTRACT_DATE": "01APR2023",
+            "PRACTICE_CODE": reg["practice_code"],
+            "PRACTICE_NAME": "P",
+            "LSOA_CODE": reg["lsoa21cd"],
+            "SEX": "ALL",
+            "NUMBER_OF_PATIENTS": reg["patients"],
+        }
+    ).to_csv(workspace.reference / "gp_registrations_lsoa.csv", index=False)
+    lookup.assign(lsoa21nm="n", lad22nm="la", imd_decile=1).to_csv(
+        workspace.reference / "lsoa_lookup.csv", index=False
+    )
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_and_command_request_elasticities_for_review(workspace, monkeypatch):
+    from typer.testing import CliRunner
+
+    from analysis.area_profile import run_area_profile
+    from flows.cli import app
+    from ig_policies.audit import AuditLog
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS, demo_engine
+
+    _write_reference(workspace)
+    result = run_area_profile(workspace, demo_engine(workspace), DEMO_USERS["researcher"])
+    assert [s for _, _, s in result.requests] == ["pending"] * 4
+    table = pd.read_csv(result.pending[0] / "preview" / "area-profile-inactive-sick-rate.csv").set_index(
+        "term"
+    )
+    for c, truth in PLANTED.items():
+        assert abs(table.loc[c, "estimate"] - truth) < 3.5 * table.loc[c, "std_error"]
+    assert (result.pending[1] / "preview" / "area-profile-inactive-sick-rate-chart.png").exists()
+    assert any("significant conditions: depression, diabetes" in s for s in result.sentences)
+    entry = [e for e in AuditLog.for_workspace(workspace).entries() if e["action"] == "area_profile"][-1]
+    assert entry["decision"] == "allowed" and entry["analysis"] == "area_profile"
+
+    monkeypatch.setenv("EHL_TRUST_STORE", str(DEMO_TRUST_STORE))
+    args = ["analyse", "area-profile", "--workspace", str(workspace.root), "--policy", str(DEMO_POLICY)]
+    ok = CliRunner().invoke(app, [*args, "--user", DEMO_USERS["researcher"]])
+    assert ok.exit_code == 0, ok.output
+    assert "A 1% higher prevalence of depression" in ok.output and "outputs/pending/" in ok.output
+    refused = CliRunner().invoke(app, [*args, "--user", DEMO_USERS["data_processor"]])
+    assert refused.exit_code == 3 and "Traceback" not in refused.output
+    (workspace.reference / "qof_prevalence.csv").unlink()
+    missing = CliRunner().invoke(app, [*args, "--user", DEMO_USERS["researcher"]])
+    assert missing.exit_code == 4 and "qof_prevalence.csv" in missing.output

@@ -24,6 +24,7 @@ def planted(
         {
             "client_pseudonym": [f"C{i}" for i in range(n)],
             "client_cluster": [f"K{i}" for i in range(n)],
+            "programme": "ways_to_work",
             "enrolment_date": pd.Timestamp("2022-01-01"),
             "linked": True,
             "sr_depression": sr,
@@ -80,3 +81,34 @@ def test_kappa_and_wilson_properties(a: int, b: int, c: int, d: int):
     lo, hi = wilson_interval(a, a + b)
     if a + b:
         assert 0 <= lo <= a / (a + b) <= hi <= 1
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_releases_counts_and_estimates_with_small_cells_withheld(workspace):
+    from analysis.concordance import run_concordance
+    from ig_policies.demo import DEMO_USERS, demo_engine
+    from ig_policies.workspace import write_parquet
+
+    clients = planted(n=2000)
+    # a rare condition: 4 people on the register who reported it -> its cells must be withheld
+    rng = np.random.default_rng(9)
+    clients["gp_epilepsy"] = pd.Series(False, index=clients.index, dtype="boolean").where(
+        clients["linked"], pd.NA
+    )
+    clients["sr_epilepsy"] = False
+    clients.loc[:3, ["gp_epilepsy", "sr_epilepsy"]] = True
+    clients.loc[4:40, "sr_epilepsy"] = rng.random(37) < 0.5
+    write_parquet(clients, workspace.analysis / "clients.parquet")
+    result = run_concordance(workspace, demo_engine(workspace), DEMO_USERS["researcher"])
+    assert [n for n, _, _ in result.requests] == [
+        "concordance-counts",
+        "concordance-estimates",
+        "concordance-chart",
+    ]
+    estimates = pd.read_csv(result.pending[1] / "preview" / "concordance-estimates.csv").set_index("term")
+    assert estimates.loc["epilepsy | sensitivity", "note"] == "suppressed"
+    assert pd.isna(estimates.loc["epilepsy | sensitivity", "estimate"])
+    assert 0.55 < estimates.loc["depression | sensitivity", "estimate"] < 0.65
+    counts = pd.read_csv(result.pending[0] / "preview" / "concordance-counts.csv")
+    assert "count_people_rounded" in counts.columns
+    assert all(s.startswith("depression") for s in result.sentences)  # nothing said about epilepsy

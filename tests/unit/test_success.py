@@ -129,3 +129,37 @@ def test_config_file_errors_name_file_and_key(tmp_path: Path):
         load_success_config(bad)
     assert "bad.yaml" in str(err.value) and "outcome" in str(err.value)
     assert load_success_config(None) == SuccessConfig()
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_requests_both_models_and_charts(workspace):
+    from analysis.success import run_success_factors
+    from ig_policies.audit import AuditLog
+    from ig_policies.demo import DEMO_USERS, demo_engine
+    from ig_policies.workspace import write_parquet
+
+    write_parquet(planted_clients(n=3000, repeat_enrolments=100), workspace.analysis / "clients.parquet")
+    config = SuccessConfig(covariates=["age_band", "sex", "programme"])
+    result = run_success_factors(workspace, demo_engine(workspace), DEMO_USERS["researcher"], config)
+    names = [n for n, _, _ in result.requests]
+    assert names == [
+        "success-job-start-all-clients",
+        "success-job-start-all-clients-chart",
+        "success-job-start-linked-clients",
+        "success-job-start-linked-clients-chart",
+    ]
+    assert not result.blocked
+    released = pd.read_csv(result.pending[0] / "preview" / "success-job-start-all-clients.csv").set_index(
+        "term"
+    )
+    assert {"n_people_rounded", "n_events_rounded"} <= set(released.columns)
+    assert released.loc["sr_depression", "estimate"] < 1
+    assert any(s.startswith("People who reported depression had lower odds") for s in result.sentences)
+    entry = [e for e in AuditLog.for_workspace(workspace).entries() if e["action"] == "success_factors"][-1]
+    assert entry["decision"] == "allowed"
+
+    retention = SuccessConfig(outcome="sustained_26_weeks", among_job_starts=True, gp_conditions=False)
+    models = fit_success_models(planted_clients(n=3000, repeat_enrolments=0), retention)
+    assert models[0].fit["n_people"] < 1500  # only those who started a job
+    with pytest.raises(ConfigError, match="among_job_starts"):
+        fit_success_models(planted_clients(n=500, repeat_enrolments=0), SuccessConfig(among_job_starts=True))
