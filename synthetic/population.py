@@ -213,12 +213,19 @@ def build_population(people: int, region: Region, cfg: SynthConfig, rng: np.rand
     )
     dies = (death_day <= WINDOW_END) & (reg.mortality_scale > 0)
     date_of_death = np.where(dies, death_day, np.datetime64("NaT"))
+    # someone who dies before their late registration would never have registered: register earlier
+    early_death = dies & (death_day <= reg_start)
+    reg_start = np.where(
+        early_death,
+        np.maximum(dob, death_day - rng.integers(30, 400, n).astype("timedelta64[D]")),
+        reg_start,
+    )
     leaves = (rng.random(n) < reg.left_region) & ~dies
     leave_day = _random_dates(
         rng, np.maximum(reg_start, CENSUS_DAY) + np.timedelta64(1, "D"), np.full(n, WINDOW_END)
     )
     reg_end = np.where(dies, date_of_death, np.where(leaves, leave_day, np.datetime64("NaT")))
-    reg_end = np.where(~np.isnat(reg_end) & (reg_end < reg_start), reg_start, reg_end)
+    reg_end = np.where(~np.isnat(reg_end) & (reg_end < reg_start), reg_start, reg_end)  # leavers only
 
     # --- economic status on census day: planted LSOA rates, individually targeted at the ill
     area, status = _economic_status(rng, cfg, region, lsoa_idx, la_idx, age, has, diagnosis)
