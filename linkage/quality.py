@@ -9,8 +9,6 @@ synthetic truth measures precision, recall and F1; it refuses to run without ``t
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,12 +289,8 @@ class Evaluation:
 
 def research_pseudonyms(values: pd.Series, key: bytes, prefix: str) -> pd.Series:
     """Truth ids -> research pseudonyms, with the pseudonymiser's own function."""
-    try:
-        from linkage.pseudonymise import research_pseudonym
-    except ImportError:  # the contract of ARCHITECTURE.md "Research pseudonyms", computed here
-        return values.astype(str).map(
-            lambda v: prefix + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:20]
-        )
+    from linkage.tokens import research_pseudonym
+
     return research_pseudonym(values.astype(str), key, prefix)
 
 

@@ -24,7 +24,7 @@ def test_spark_and_duckdb_agree_on_model_and_links(spark, tmp_path) -> None:
     logging.getLogger("splink").setLevel(logging.ERROR)
     ws = Workspace.open(tmp_path / "ws")
     write_workspace_tables(make_population(300, 100, seed=21, errors={"swap_names": 0.05}), ws.root)
-    config = LinkageConfig(u_max_pairs=1e4, max_em_iterations=10)
+    config = LinkageConfig(u_max_pairs=1e4, max_em_iterations=5)
 
     on_duckdb = link_tables(duckdb_api("1GB", threads=2), ws.root, config, seed=7)
     on_spark = link_tables(spark_api(spark), ws.root, config, seed=7)
