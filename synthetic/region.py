@@ -186,6 +186,7 @@ def generate_region(
         diagnosis_month=diag_month,
         enrolment_month=enrol_month[patient_rows],
     )
+    tick(0, "Generating monthly activity")
     activity_share = 70.0
     n_pat = max(len(patient_rows), 1)
     activity_path = health_dir / "activity.parquet"
