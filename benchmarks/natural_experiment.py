@@ -5,8 +5,14 @@ effects and with none, and runs the three designs. Coverage is the share of seed
 the relative change contains the planted value (target 90-98%). Then the event study is timed on
 100k clients x 48 months.
 
+``--synthetic-seeds N`` also runs the research-dataset builder and the three designs on the full
+synthetic city region (``synthetic.generate_region``: COVID dip, diagnoses during the window,
+selection into enrolment, partial registration), with and without its planted effect, using the
+true links (so linkage error is left out) and reading the planted values from ``truth/planted.json``.
+
     .venv/bin/python benchmarks/natural_experiment.py --seeds 20
     .venv/bin/python benchmarks/natural_experiment.py --seeds 3 --speed-clients 20000   # quick look
+    .venv/bin/python benchmarks/natural_experiment.py --seeds 0 --speed-clients 0 --synthetic-seeds 3
 """
 
 from __future__ import annotations
@@ -56,8 +62,11 @@ def accuracy(seeds: int, clients: int, pool: int) -> pd.DataFrame:
                         }
                     )
         print(f"seed {seed + 1}/{seeds} done", flush=True)
-    df = pd.DataFrame(rows)
-    df["error"] = df["estimate"] - df["truth"]
+    return _summarise(pd.DataFrame(rows))
+
+
+def _summarise(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.assign(error=df["estimate"] - df["truth"])
     return (
         df.groupby(["estimator", "outcome", "scenario"])
         .agg(
@@ -74,10 +83,113 @@ def accuracy(seeds: int, clients: int, pool: int) -> pd.DataFrame:
     )
 
 
+def _oracle_research_inputs(ws) -> None:
+    """Write the pseudonymised-zone tables and a perfect link table from the synthetic truth.
+
+    Research pseudonyms are replaced by the synthetic ids themselves: only the analysis is under
+    test here, not pseudonymisation or linkage.
+    """
+    from ig_policies.workspace import write_parquet
+
+    persons = pd.read_parquet(ws.truth / "persons.parquet")
+    enrol = pd.read_parquet(ws.truth / "enrolments.parquet")
+    enrol = enrol[enrol["defect"].isna() & enrol["client_ref"].notna()].copy()
+    enrol["client_pseudonym"] = enrol["programme"] + ":" + enrol["client_ref"].astype(str)
+    links = pd.DataFrame(
+        {
+            "client_pseudonym": enrol["client_pseudonym"],
+            "programme": enrol["programme"],
+            "patient_pseudonym": enrol["patient_id"],
+            "match_probability": 1.0,
+            "match_weight": 30.0,
+            "match_status": np.where(enrol["patient_id"].notna(), "matched", "unmatched"),
+            "client_cluster": enrol["person_id"],
+        }
+    )
+    write_parquet(links, ws.linked / "links.parquet")
+    who = persons.set_index("person_id")
+    es = enrol[["client_pseudonym", "programme", "enrolment_date", "job_start", "sustained_26_weeks"]].copy()
+    for col in ("sex", "ethnicity", "lsoa21cd"):
+        es[col] = enrol["person_id"].map(who[col]).to_numpy()
+    es["local_authority"] = enrol["person_id"].map(who["lad22nm"]).to_numpy()
+    es["year_of_birth"] = pd.to_datetime(enrol["person_id"].map(who["date_of_birth"])).dt.year.to_numpy()
+    for c in [c for c in enrol.columns if c.startswith("sr_")]:
+        es[c] = enrol[c].to_numpy()
+    demo = pd.read_parquet(ws.landing / "health" / "demographics.parquet")
+    demo = demo.rename(columns={"patient_id": "patient_pseudonym"})
+    demo["year_of_birth"] = pd.to_datetime(demo["date_of_birth"]).dt.year
+    demo = demo.drop(columns=["nhs_number", "forename", "surname", "date_of_birth", "postcode"])
+    for name, df in (
+        ("employment_support", es),
+        ("health_demographics", demo),
+        ("health_conditions", pd.read_parquet(ws.landing / "health" / "conditions.parquet")),
+        ("health_activity", pd.read_parquet(ws.landing / "health" / "activity.parquet")),
+    ):
+        df = df.rename(columns={"patient_id": "patient_pseudonym"})
+        (ws.pseudonymised / name).mkdir(parents=True, exist_ok=True)
+        write_parquet(df, ws.pseudonymised / name / "part-00000.parquet")
+
+
+def synthetic_region(seeds: int, people: int, outcomes: tuple[str, ...]) -> pd.DataFrame:
+    import json
+    import tempfile
+
+    from analysis.natural_experiment import estimate_all
+    from analysis.research_dataset import PanelSpec, ResearchDatasetInputs, build_tables
+    from ig_policies.workspace import Workspace
+    from synthetic import generate_region
+    from synthetic.config import SynthConfig
+
+    rows = []
+    for seed in range(seeds):
+        for scenario, cfg in (("planted", SynthConfig()), ("null", SynthConfig().without_health_effect())):
+            with tempfile.TemporaryDirectory(prefix="ne-bench-") as tmp:
+                ws = Workspace.open(tmp)
+                generate_region(ws, people, 100 + seed, cfg)
+                planted = json.loads((ws.truth / "planted.json").read_text())["health_effect"]
+                _oracle_research_inputs(ws)
+                t = time.perf_counter()
+                tables = build_tables(ResearchDatasetInputs.of(ws), PanelSpec(pool_size=20_000))
+                built = time.perf_counter() - t
+                t = time.perf_counter()
+                res = estimate_all(
+                    tables.panel,
+                    tables.comparison_people,
+                    tables.comparison_pool,
+                    outcomes,
+                    placebo_shift=None,
+                )
+                print(
+                    f"  seed {seed} {scenario}: {tables.panel['client_pseudonym'].nunique():,} clients in the panel, "
+                    f"research dataset {built:.1f} s, estimators {time.perf_counter() - t:.1f} s",
+                    flush=True,
+                )
+            for est in res.estimates:
+                truth = planted["relative_change"][est.outcome] if planted["enabled"] else 0.0
+                rows.append(
+                    {
+                        "estimator": est.estimator,
+                        "outcome": est.outcome,
+                        "scenario": scenario,
+                        "truth": truth,
+                        "estimate": est.relative_change,
+                        "covered": est.covers(truth),
+                        "ci_width": est.relative_ci_high - est.relative_ci_low,
+                        "significant": not (est.relative_ci_low <= 0 <= est.relative_ci_high),
+                    }
+                )
+    return _summarise(pd.DataFrame(rows))
+
+
 def speed(clients: int) -> None:
     t = time.perf_counter()
     region = simulate_region(
-        n_clients=clients, n_pool=10, seed=7, effects=PLANTED, measures=("gp_appointments",)
+        n_clients=clients,
+        n_pool=10,
+        seed=7,
+        effects=PLANTED,
+        measures=("gp_appointments",),
+        full_windows=True,
     )
     sim = time.perf_counter() - t
     n_months = len(region.panel)
@@ -106,6 +218,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--pool", type=int, default=4000)
     parser.add_argument("--speed-clients", type=int, default=100_000)
+    parser.add_argument("--synthetic-seeds", type=int, default=0)
+    parser.add_argument("--synthetic-people", type=int, default=60_000)
     args = parser.parse_args()
     if args.seeds > 0:
         summary = accuracy(args.seeds, args.clients, args.pool)
@@ -114,6 +228,15 @@ def main() -> None:
             print(summary.to_string(index=False))
     if args.speed_clients > 0:
         speed(args.speed_clients)
+    if args.synthetic_seeds > 0:
+        print(f"\nSynthetic city region, {args.synthetic_people:,} residents, true links:")
+        summary = synthetic_region(
+            args.synthetic_seeds,
+            args.synthetic_people,
+            ("gp_appointments", "ae_attendances", "antidepressant_items"),
+        )
+        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
+            print(summary.to_string(index=False))
 
 
 if __name__ == "__main__":

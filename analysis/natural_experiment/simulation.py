@@ -104,16 +104,26 @@ def simulate_region(
     months_before: int = 24,
     months_after: int = 24,
     measures: tuple[str, ...] = MEASURES,
+    full_windows: bool = False,
 ) -> SimulatedRegion:
-    """Simulate clients' panel and a never-enrolled pool with ``effects`` (relative, e.g. -0.08)."""
+    """Simulate clients' panel and a never-enrolled pool with ``effects`` (relative, e.g. -0.08).
+
+    ``full_windows`` draws enrolment months so that every client's whole window lies inside the
+    study period (and everyone is registered throughout): exactly ``months_before + months_after + 1``
+    months per client, as for timing the estimators on a fixed panel size.
+    """
     rng = np.random.default_rng(seed)
     effects = {m: 0.0 for m in measures} | dict(effects or {})
     t0 = int(pd.Timestamp(start).year * 12 + pd.Timestamp(start).month - 1)
     k = np.arange(-months_before, months_after + 1)
 
     clients = _people(rng, n_clients, deprived=True)
-    cohort = rng.integers(0, n_months, size=n_clients)
-    reg_start, reg_end = _registration(rng, n_clients, n_months)
+    if full_windows:
+        cohort = rng.integers(months_before, n_months - months_after, size=n_clients)
+        reg_start, reg_end = np.full(n_clients, -10_000), np.full(n_clients, 10_000)
+    else:
+        cohort = rng.integers(0, n_months, size=n_clients)
+        reg_start, reg_end = _registration(rng, n_clients, n_months)
     cols = cohort[:, None] + k[None, :]
     keep = (cols >= 0) & (cols < n_months) & (cols >= reg_start[:, None]) & (cols <= reg_end[:, None])
     who, _ = np.nonzero(keep)
