@@ -142,7 +142,7 @@ def concordance_outputs(table: pd.DataFrame, min_people: int) -> list[tuple[str,
     """The 2x2 counts (people) as a frequency table; sensitivity, PPV and kappa as estimates; a chart.
 
     Each estimate row carries the people it rests on (``n_people``) and the smallest cell of the
-    2x2 table it uses (``n_min_cell``), so a sensitivity of, say, 3 out of 40 is withheld just as
+    2x2 table it uses (``n_smallest_cell``), so a sensitivity of, say, 3 out of 40 is withheld just as
     the cell of 3 is withheld from the frequency table.
     """
     from analysis.charts import estimate_chart
@@ -201,7 +201,7 @@ def concordance_outputs(table: pd.DataFrame, min_people: int) -> list[tuple[str,
                     "ci_upper": hi,
                     "p_value": np.nan,
                     "n_people": int(people),
-                    "n_min_cell": int(min(used)),
+                    "n_smallest_cell": int(min(used)),
                 }
             )
     estimates = pd.DataFrame(rows)

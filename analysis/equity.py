@@ -837,12 +837,14 @@ def run_equity_audit(
         step.counts(clients=len(clients), outputs_requested=len(requests))
         step.detail(basis=basis, characteristics=sorted({a.characteristic for a in audit.characteristics}))
     min_people = engine.policy.outputs.min_cell_count
-    sentences = [
-        describe_ratio(a.characteristic, r.category, r.ratio, r.ci_low, r.ci_high, basis)
-        for a in audit.characteristics
-        for r in a.ratios.itertuples()
-        if r.clients >= min_people
-    ]
+    sentences = []
+    for a in audit.characteristics:
+        sentences.append(f"{a.programme}, by {CHARACTERISTICS.get(a.characteristic, a.characteristic)}:")
+        sentences.extend(
+            "  " + describe_ratio(a.characteristic, r.category, r.ratio, r.ci_low, r.ci_high, basis)
+            for r in a.ratios.itertuples()
+            if r.clients >= min_people
+        )
     if len(audit.linkage):
         sentences.extend(audit.linkage["sentence"])
     return AnalysisOutputs("equity_audit", requests, folders, tuple(sentences))
