@@ -492,7 +492,7 @@ def _apply_defects(
         part.iat[i, part.columns.get_loc("rec_client_ref")] = refs[clean[-1]]
     for i in np.flatnonzero(defect == "enrolment_date_out_of_window"):
         future = rng.random() < 0.5
-        year = int(rng.integers(2027, 2031)) if future else int(rng.integers(2018, 2021))
+        year = int(rng.integers(2027, 2031)) if future else int(rng.integers(2016, 2019))
         bad = np.datetime64(f"{year}-{int(rng.integers(1, 13)):02d}-{int(rng.integers(1, 29)):02d}")
         part.iat[i, part.columns.get_loc("rec_enrolment_date_text")] = str(bad)
     for i in np.flatnonzero(defect == "unknown_sex_code"):
