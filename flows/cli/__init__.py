@@ -47,6 +47,7 @@ app.add_typer(research_dataset.app, name="research-dataset")
 app.add_typer(analyse.app, name="analyse")
 app.add_typer(outputs.app, name="outputs")
 app.add_typer(run.app, name="run")
+app.command("demo")(run.demo)
 
 
 def main() -> None:

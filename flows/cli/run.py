@@ -1,7 +1,195 @@
-"""`ehl run`: being built (see the matching issue)."""
+"""`ehl run ...` and `ehl demo`: the whole approved pipeline as Prefect flow runs."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(no_args_is_help=True)
+from flows.cli.common import (
+    PolicyOption,
+    WorkspaceOption,
+    console,
+    err_console,
+    handle_errors,
+    open_workspace,
+    policy_path,
+    print_outputs,
+    progress,
+)
+
+app = typer.Typer(
+    no_args_is_help=True, help="Run the approved pipeline (or its release step) as Prefect flows."
+)
+
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option("--settings", "-s", help="Settings YAML: Spark master, Prefect API, linkage backend."),
+]
+TrustStoreOption = Annotated[
+    Path | None, typer.Option("--trust-store", help="Trusted IG officer keys (default: $EHL_TRUST_STORE).")
+]
+
+
+def _run_approved(
+    workspace: Path,
+    policy: Path,
+    processor: str,
+    researcher: str,
+    settings: Path | None,
+    trust_store: Path | None,
+    analyses: list[str] | None,
+) -> list[dict]:
+    """Run ``approved_linkage_flow`` with a progress bar fed by the flow's stage events."""
+    from flows import pipeline
+    from flows.settings import load_settings
+
+    run_settings = load_settings(settings)
+    if run_settings.prefect.api_url:
+        import os
+
+        os.environ["PREFECT_API_URL"] = run_settings.prefect.api_url
+    total = 4 + (len(analyses) if analyses is not None else 5)
+    with progress("Approved pipeline: starting (policy check)", total=total) as advance:
+
+        def on_stage(outcome) -> None:
+            advance(1, description=f"Approved pipeline: {outcome.stage} done")
+            console.print(f"  [green]✓[/] {outcome.line()}")
+
+        pipeline.stage_listeners.append(on_stage)
+        try:
+            return pipeline.approved_linkage_flow(
+                workspace=str(workspace),
+                policy=str(policy),
+                processor=processor,
+                researcher=researcher,
+                settings=str(settings) if settings else None,
+                trust_store=str(trust_store) if trust_store else None,
+                analyses=analyses,
+            )
+        finally:
+            pipeline.stage_listeners.remove(on_stage)
+
+
+@app.command("approved")
+@handle_errors
+def approved(
+    processor: Annotated[str, typer.Option(help="The data processor named in the policy.")],
+    researcher: Annotated[str, typer.Option(help="The researcher named in the policy.")],
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    settings: SettingsOption = None,
+    trust_store: TrustStoreOption = None,
+    analysis: Annotated[
+        list[str] | None,
+        typer.Option("--analysis", help="Run only these analyses (default: all the policy permits)."),
+    ] = None,
+) -> None:
+    """Validate, pseudonymise, link, build the research dataset and run the permitted analyses."""
+    ws = open_workspace(workspace)
+    _run_approved(ws.root, policy_path(policy), processor, researcher, settings, trust_store, analysis)
+    print_outputs(
+        [
+            ("Outputs waiting for IG review", ws.pending),
+            ("Linkage report", ws.reports / "linkage"),
+            ("Data Docs", ws.reports / "data_docs"),
+            ("Audit log", ws.audit),
+        ]
+    )
+
+
+@app.command("release")
+@handle_errors
+def release(
+    workspace: WorkspaceOption = None,
+    policy: PolicyOption = None,
+    trust_store: TrustStoreOption = None,
+    timeout_hours: Annotated[float, typer.Option(help="How long the run waits for the officer.")] = 72.0,
+) -> None:
+    """Start a release run that pauses until an IG officer decides (needs a Prefect server)."""
+    import os
+
+    from flows import pipeline
+
+    if not os.environ.get("PREFECT_API_URL"):
+        err_console.print(
+            "A paused release run needs a Prefect server (set PREFECT_API_URL); without one, "
+            "review with 'ehl outputs review' and 'ehl outputs release ID'."
+        )
+        raise typer.Exit(2)
+    ws = open_workspace(workspace)
+    result = pipeline.output_release_flow(
+        workspace=str(ws.root),
+        policy=str(policy_path(policy)),
+        trust_store=str(trust_store) if trust_store else None,
+        timeout_hours=timeout_hours,
+    )
+    console.print(f"Released {len(result['released'])}, rejected {len(result['rejected'])}.")
+    print_outputs([("Released outputs", ws.released)])
+
+
+@handle_errors
+def demo(
+    workspace: WorkspaceOption = None,
+    people: Annotated[int, typer.Option(help="Synthetic residents to generate.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic region.")] = 1,
+    settings: SettingsOption = None,
+) -> None:
+    """The whole pipeline on a synthetic city region, ending with a released, re-checked bundle.
+
+    DEMO ONLY: uses the DEMO-ONLY IG officer key and policy in ig_policies/configs/demo/.
+    """
+    from analysis.disclosure.workflow import verify_all_releases
+    from flows.demo import ensure_demo_master_secret, ensure_synthetic_region, review_as_demo_officer
+    from ig_policies.audit import AuditLog
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+    from ig_policies.engine import PolicyEngine
+    from ig_policies.errors import EhlError, TamperedError
+
+    started = time.perf_counter()
+    ws = open_workspace(workspace)
+    ensure_demo_master_secret(ws)
+    console.print(f"[bold]ehl demo[/] — synthetic region of {people:,} people in {ws.root} (DEMO-ONLY keys)")
+    with progress(f"Synthetic region: {people:,} people") as advance:
+        made = ensure_synthetic_region(ws, people, seed)
+        advance(description="Synthetic region ready")
+    console.print(f"  [green]✓[/] synthetic region: {'generated' if made else 'unchanged, skipped'}")
+
+    _run_approved(
+        ws.root,
+        DEMO_POLICY,
+        DEMO_USERS["data_processor"],
+        DEMO_USERS["researcher"],
+        settings,
+        DEMO_TRUST_STORE,
+        None,
+    )
+    review = review_as_demo_officer(ws)
+    console.print(
+        f"  [green]✓[/] demo IG officer: released {len(review.released)}, rejected {len(review.rejected)}, "
+        f"left {len(review.left_for_review)} for a human reviewer"
+    )
+    engine = PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST_STORE, actor=DEMO_USERS["ig_officer"])
+    reports = verify_all_releases(ws, engine.policy.outputs)
+    if not all(r.ok for r in reports):
+        raise EhlError(
+            "The independent re-check found a problem in a released output:\n"
+            + "".join(r.to_text() for r in reports if not r.ok)
+        )
+    audit = AuditLog.for_workspace(ws).verify()
+    if not audit.ok:
+        raise TamperedError(audit.summary())
+    console.print(f"  [green]✓[/] independent re-check of {len(reports)} released outputs: all pass")
+    console.print(f"  [green]✓[/] {audit.summary()}")
+    console.print(f"Demo finished in {time.perf_counter() - started:.0f} s.")
+    print_outputs(
+        [
+            ("Released outputs", ws.released),
+            ("Outputs still pending review", ws.pending),
+            ("Linkage report", ws.reports / "linkage"),
+            ("Data Docs", ws.reports / "data_docs" / "index.html"),
+            ("Audit log (verified)", ws.audit / "audit.jsonl"),
+        ]
+    )

@@ -1,0 +1,261 @@
+"""Prefect flows: one per stage, and ``approved_linkage_flow`` that runs the whole approved pipeline.
+
+Flows are a list of stages; each task calls one function of ``flows/stages.py``, which calls one
+library function. Flow parameters are paths and user names, never data, and task results are
+counts and paths (not persisted), so Prefect's database and logs hold no identifiers. Tasks that
+write to storage retry on unexpected errors (their writes are atomic, so a retry is safe); a policy
+refusal or a bad input never retries: it ends the run with its plain-English message.
+
+Runs on Prefect's ephemeral local API by default, or on a real server when ``PREFECT_API_URL`` (or
+``prefect.api_url`` in the settings file) points at one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flows.offline import apply_offline_defaults
+
+apply_offline_defaults()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
+from prefect.flow_runs import pause_flow_run  # noqa: E402
+from prefect.input import RunInput  # noqa: E402
+
+from flows import stages  # noqa: E402
+from flows.settings import load_settings  # noqa: E402
+from flows.stages import PipelineContext, StageOutcome  # noqa: E402
+from ig_policies.errors import EhlError  # noqa: E402
+from ig_policies.workspace import Workspace  # noqa: E402
+
+#: Called with each StageOutcome as it completes (the CLI draws its progress bar from these).
+stage_listeners: list[Callable[[StageOutcome], None]] = []
+
+
+def _retry_unexpected(task_: Any, task_run: Any, state: Any) -> bool:
+    """Retry a storage hiccup, never a refusal or a bad input (those need a person, not a retry)."""
+    exc = state.result(raise_on_failure=False)
+    return not isinstance(exc, EhlError)
+
+
+def _report(outcome: StageOutcome) -> dict[str, Any]:
+    get_run_logger().info(outcome.line())
+    for listener in list(stage_listeners):
+        listener(outcome)
+    return {
+        "stage": outcome.stage,
+        "skipped": outcome.skipped,
+        "seconds": round(outcome.seconds, 2),
+        **outcome.summary,
+    }
+
+
+_STAGE_TASK = {
+    "cache_policy": NONE,
+    "persist_result": False,
+    "retries": 2,
+    "retry_delay_seconds": 3,
+    "retry_condition_fn": _retry_unexpected,
+}
+
+
+@task(name="validate", **_STAGE_TASK)
+def validate_task(ctx: PipelineContext) -> dict[str, Any]:
+    return _report(stages.run_validate(ctx))
+
+
+@task(name="pseudonymise", **_STAGE_TASK)
+def pseudonymise_task(ctx: PipelineContext) -> dict[str, Any]:
+    return _report(stages.run_pseudonymise(ctx))
+
+
+@task(name="link", **_STAGE_TASK)
+def link_task(ctx: PipelineContext, model_path: str | None = None) -> dict[str, Any]:
+    return _report(stages.run_link(ctx, Path(model_path) if model_path else None))
+
+
+@task(name="research-dataset", **_STAGE_TASK)
+def research_dataset_task(ctx: PipelineContext) -> dict[str, Any]:
+    return _report(stages.run_research_dataset(ctx))
+
+
+@task(name="analysis", task_run_name="analysis-{name}", **_STAGE_TASK)
+def analysis_task(ctx: PipelineContext, name: str) -> dict[str, Any]:
+    return _report(stages.run_analysis(ctx, name))
+
+
+@task(name="policy-check", cache_policy=NONE, persist_result=False)
+def policy_check_task(ctx: PipelineContext, actor: str) -> str:
+    """Fail closed before any stage: no valid signed policy, no run."""
+    engine = ctx.engine(actor)
+    get_run_logger().info(f"policy {engine.policy.project.id} verified (hash {engine.policy_hash[:12]})")
+    return engine.policy_hash
+
+
+def _context(
+    workspace: str,
+    policy: str,
+    processor: str,
+    researcher: str,
+    settings: str | None,
+    trust_store: str | None,
+) -> PipelineContext:
+    return PipelineContext(
+        workspace=Workspace.open(workspace),
+        policy_path=Path(policy),
+        settings=load_settings(settings),
+        processor=processor,
+        researcher=researcher,
+        trust_store=Path(trust_store) if trust_store else None,
+    )
+
+
+# ---- one flow per stage ----------------------------------------------------------------------
+
+
+@flow(name="validate", persist_result=False)
+def validate_flow(
+    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+) -> dict[str, Any]:
+    ctx = _context(workspace, policy, user, user, settings, trust_store)
+    policy_check_task(ctx, user)
+    return validate_task(ctx)
+
+
+@flow(name="pseudonymise", persist_result=False)
+def pseudonymise_flow(
+    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+) -> dict[str, Any]:
+    ctx = _context(workspace, policy, user, user, settings, trust_store)
+    policy_check_task(ctx, user)
+    return pseudonymise_task(ctx)
+
+
+@flow(name="link", persist_result=False)
+def link_flow(
+    workspace: str,
+    policy: str,
+    user: str,
+    settings: str | None = None,
+    trust_store: str | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    ctx = _context(workspace, policy, user, user, settings, trust_store)
+    policy_check_task(ctx, user)
+    return link_task(ctx, model)
+
+
+@flow(name="research-dataset", persist_result=False)
+def research_dataset_flow(
+    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+) -> dict[str, Any]:
+    ctx = _context(workspace, policy, user, user, settings, trust_store)
+    policy_check_task(ctx, user)
+    return research_dataset_task(ctx)
+
+
+@flow(name="analysis", persist_result=False)
+def analysis_flow(
+    workspace: str,
+    policy: str,
+    user: str,
+    analysis: str,
+    settings: str | None = None,
+    trust_store: str | None = None,
+) -> dict[str, Any]:
+    ctx = _context(workspace, policy, user, user, settings, trust_store)
+    policy_check_task(ctx, user)
+    return analysis_task(ctx, analysis)
+
+
+@flow(name="output-request", persist_result=False)
+def output_request_flow(
+    workspace: str, policy: str, user: str, name: str, justification: str, trust_store: str | None = None
+) -> str:
+    """A researcher asks for a staged analysis output to be checked and queued for IG review."""
+    from analysis.disclosure.workflow import request_staged
+
+    ctx = _context(workspace, policy, user, user, None, trust_store)
+    engine = ctx.engine(user)
+    return request_staged(ctx.workspace, engine, user, name, justification)
+
+
+# ---- the whole approved pipeline -------------------------------------------------------------
+
+
+@flow(name="approved-linkage", persist_result=False)
+def approved_linkage_flow(
+    workspace: str,
+    policy: str,
+    processor: str,
+    researcher: str,
+    settings: str | None = None,
+    trust_store: str | None = None,
+    analyses: list[str] | None = None,
+    model: str | None = None,
+) -> list[dict[str, Any]]:
+    """Validate, pseudonymise, link, build the research dataset and run the permitted analyses.
+
+    Outputs end in ``outputs/pending/`` for an IG officer (``output_release_flow`` or
+    ``ehl outputs review``). Re-running resumes after the last completed stage and does no work
+    when nothing changed.
+    """
+    ctx = _context(workspace, policy, processor, researcher, settings, trust_store)
+    policy_check_task(ctx, processor)
+    results = [
+        validate_task(ctx),
+        pseudonymise_task(ctx),
+        link_task(ctx, model),
+        research_dataset_task(ctx),
+    ]
+    chosen = analyses if analyses is not None else stages.permitted_analyses(ctx)
+    results.extend(analysis_task(ctx, name) for name in chosen)
+    return results
+
+
+# ---- release: waits for an IG officer --------------------------------------------------------
+
+
+class ReleaseDecision(RunInput):
+    """What the IG officer enters in the Prefect UI to resume a paused release run."""
+
+    officer: str
+    release: list[str] = []
+    reject: dict[str, str] = {}
+
+
+@flow(name="output-release", persist_result=False)
+def output_release_flow(
+    workspace: str, policy: str, trust_store: str | None = None, timeout_hours: float = 72.0
+) -> dict[str, list[str]]:
+    """List pending outputs with their checks, pause until an IG officer decides, then apply it.
+
+    The officer resumes the run (Prefect UI or API) with a ``ReleaseDecision``; the policy engine
+    checks that they are named as an IG officer in the policy before anything is released.
+    """
+    from analysis.disclosure.workflow import list_requests, reject_output, release_output
+
+    ws = Workspace.open(workspace)
+    logger = get_run_logger()
+    pending = list_requests(ws, status="pending")
+    if not pending:
+        logger.info("no outputs are waiting for review")
+        return {"released": [], "rejected": []}
+    for req in pending:
+        logger.info(f"pending {req.request_id}: {req.title} [{req.outcome}] {req.summary}")
+    decision = pause_flow_run(wait_for_input=ReleaseDecision, timeout=int(timeout_hours * 3600))
+    ctx = _context(workspace, policy, decision.officer, decision.officer, None, trust_store)
+    engine = ctx.engine(decision.officer)
+    released = [release_output(ws, engine, decision.officer, rid).request_id for rid in decision.release]
+    for rid, reason in decision.reject.items():
+        reject_output(ws, engine, decision.officer, rid, reason)
+    return {"released": released, "rejected": list(decision.reject)}
+
+
+def prefect_api_in_use() -> str:
+    """Where flow runs are recorded: a server URL, or the ephemeral local API."""
+    return os.environ.get("PREFECT_API_URL") or "ephemeral local API (no server)"
