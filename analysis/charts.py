@@ -10,6 +10,8 @@ import io
 
 import pandas as pd
 
+_RATIO_TICKS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
+
 
 def estimate_chart(
     table: pd.DataFrame,
@@ -54,7 +56,15 @@ def estimate_chart(
         if reference is not None:
             ax.axvline(reference, color="grey", linestyle="--", linewidth=1)
         if log_scale:
+            from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
             ax.set_xscale("log")
+            # plain numbers (0.5, 1, 2), not powers of ten: readers compare ratios with 1
+            low, high = ax.get_xlim()
+            ticks = [t for t in _RATIO_TICKS if low <= t <= high] or [1.0]
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(y)
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_xlabel(xlabel)

@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analysis.equity import (
     audit_programmes,
@@ -301,3 +303,22 @@ def test_stage_requests_outputs_through_disclosure_control_and_is_audited(worksp
     narrow = write_demo_policy(tmp_path / "narrow.yaml", {"analyses": ["natural_experiment"]})
     with pytest.raises(PolicyRefused, match="equity_audit"):
         run_equity_audit(workspace, demo_engine(workspace, narrow), DEMO_USERS["researcher"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.integers(0, 500), min_size=2, max_size=6),
+    st.lists(st.integers(1, 100_000), min_size=6, max_size=6),
+)
+def test_ratios_weighted_by_population_share_sum_to_one(clients: list[int], population: list[int]):
+    """Clients' shares sum to 1, so the ratios weighted by the population shares must too."""
+    cats = [f"c{i}" for i in range(len(clients))]
+    if sum(clients) == 0:
+        return
+    out = representation_ratios(
+        pd.Series(clients, index=cats), pd.Series(population[: len(cats)], index=cats)
+    )
+    assert (out["ratio"] * out["population_share"]).sum() == pytest.approx(1.0)
+    has = out["clients"] > 0
+    assert (out.loc[has, "ci_low"] <= out.loc[has, "ratio"]).all()
+    assert (out.loc[has, "ratio"] <= out.loc[has, "ci_high"]).all()
