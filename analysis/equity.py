@@ -355,16 +355,19 @@ def audit_characteristic(
 # Linkage bias
 
 
-def linkage_skew(match_rates: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+def linkage_skew(match_rates: pd.DataFrame, alpha: float = 0.05, min_clients: int = 10) -> pd.DataFrame:
     """For each grouping in the linkage report, test whether match rates differ between levels.
 
     Why: analyses of GP-recorded conditions use only linked clients; if, say, younger clients
     link less often, those analyses over-represent older clients. A chi-square test of the
     matched/unmatched counts across levels says whether the difference is more than chance.
+    Levels that are unknown or have fewer than ``min_clients`` clients are left out, so no
+    statement quotes the match rate of a handful of people.
     """
     rows = []
-    for group, g in match_rates.groupby("group", sort=True):
-        g = g[g["clients"] > 0]
+    known = match_rates[match_rates["group"] != "overall"]
+    for group, g in known.groupby("group", sort=True):
+        g = g[(g["clients"] >= max(min_clients, 1)) & (g["level"].astype(str).str.lower() != "unknown")]
         if len(g) < 2:
             continue
         matched = g["matched"].to_numpy(dtype=float)
@@ -501,6 +504,7 @@ def audit_programmes(
     basis: PopulationBasis = "out_of_work",
     match_rates: pd.DataFrame | None = None,
     lad_of_client: pd.Series | None = None,
+    min_people: int = 10,
 ) -> EquityAudit:
     """Audit every programme on every characteristic that both sides have.
 
@@ -508,6 +512,7 @@ def audit_programmes(
     ``lad22cd``, the characteristic, ``people`` and optionally ``age_band``/``sex``.
     ``lad_of_client`` gives each client row's local authority code (aligned with ``clients``);
     each programme is compared with the population of the local authorities its clients live in.
+    ``min_people``: match-rate levels with fewer clients are left out of the linkage-bias test.
     """
     df = with_disability(clients)
     if lad_of_client is not None:
@@ -537,7 +542,11 @@ def audit_programmes(
             if pop["people"].sum() == 0:
                 continue
             audits.append(audit_characteristic(str(programme), cl, pop, characteristic, basis))
-    skew = linkage_skew(match_rates) if match_rates is not None and len(match_rates) else pd.DataFrame()
+    skew = (
+        linkage_skew(match_rates, min_clients=min_people)
+        if match_rates is not None and len(match_rates)
+        else pd.DataFrame()
+    )
     return EquityAudit(basis, tuple(audits), skew)
 
 
@@ -828,7 +837,12 @@ def run_equity_audit(
         population = {c: pop for c in CHARACTERISTICS if c in pop.columns}
         match_rates = pd.read_parquet(paths["match_rates"]) if paths["match_rates"].exists() else None
         audit = audit_programmes(
-            clients, population, basis, match_rates, client_local_authorities(clients, lookup)
+            clients,
+            population,
+            basis,
+            match_rates,
+            client_local_authorities(clients, lookup),
+            min_people=engine.policy.outputs.min_cell_count,
         )
         outputs = equity_outputs(audit, engine.policy.outputs.min_cell_count)
         requests, folders = request_outputs(workspace, engine, actor, outputs, justification)

@@ -177,16 +177,18 @@ def test_age_bands_are_harmonised_to_common_cuts():
 def test_linkage_skew_flags_a_planted_difference_only():
     rates = pd.DataFrame(
         {
-            "group": ["age_band"] * 2 + ["sex"] * 2,
-            "level": ["16-24", "50-64", "F", "M"],
-            "clients": [1000, 1000, 1000, 1000],
-            "matched": [800, 900, 850, 852],
+            "group": ["overall"] + ["age_band"] * 4 + ["sex"] * 2,
+            "level": ["all", "16-24", "50-64", "unknown", "65+", "F", "M"],
+            "clients": [4504, 1000, 1000, 500, 4, 1000, 1000],
+            "matched": [3706, 800, 900, 100, 0, 850, 852],
         }
     )
     rates["match_rate"] = rates["matched"] / rates["clients"]
     out = linkage_skew(rates).set_index("group")
     assert out.loc["age_band", "skewed"] and not out.loc["sex", "skewed"]
+    # unknown and tiny levels (4 clients, none matched) are not quoted
     assert "from 80% (16-24) to 90% (50-64)" in out.loc["age_band", "sentence"]
+    assert out.loc["age_band", "clients"] == 2000 and "overall" not in out.index
 
 
 def test_linkage_weights_make_the_linked_subset_resemble_all_clients():
