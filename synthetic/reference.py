@@ -102,22 +102,40 @@ def write_reference(
     )
     paths["census_economic_activity"] = write_delimited(census, folder / "census_economic_activity.csv")
 
+    # cross-tabulate on integer codes (fast at millions of rows), label only the non-empty cells
     bands = age_band(persons["age_at_census"].to_numpy(), CENSUS_AGE_BANDS)
-    grouped = (
-        pd.DataFrame(
-            {
-                "lsoa21cd": persons["lsoa21cd"].to_numpy()[adult],
-                "lad22cd": persons["lad22cd"].to_numpy()[adult],
-                "age_band": bands[adult],
-                "sex": np.where(persons["sex"].to_numpy()[adult] == "F", "Female", "Male"),
-                "ethnicity": persons["ethnicity"].to_numpy()[adult],
-                "economic_activity": pd.Series(status[adult]).map(CENSUS_STATUS_LABELS).to_numpy(),
-            }
-        )
-        .groupby(["lsoa21cd", "lad22cd", "age_band", "sex", "ethnicity", "economic_activity"], sort=True)
-        .size()
-        .rename("count")
-        .reset_index()
+    band_labels = np.array(CENSUS_AGE_BANDS, dtype=object)
+    eth_labels = np.array(sorted(set(persons["ethnicity"].unique())), dtype=object)
+    status_keys = list(CENSUS_STATUS_LABELS)
+    codes = [
+        lsoa_idx[adult],
+        np.searchsorted(band_labels, bands[adult]),
+        (persons["sex"].to_numpy()[adult] == "M").astype(np.int64),
+        np.searchsorted(eth_labels, persons["ethnicity"].to_numpy()[adult]),
+        pd.Categorical(status[adult], categories=status_keys).codes.astype(np.int64),
+    ]
+    sizes = [n_lsoa, len(band_labels), 2, len(eth_labels), len(status_keys)]
+    key = np.zeros(int(adult.sum()), dtype=np.int64)
+    for c, size in zip(codes, sizes, strict=True):
+        key = key * size + c
+    cells, cell_counts = np.unique(key, return_counts=True)
+    parts = []
+    for size in reversed(sizes):
+        parts.append(cells % size)
+        cells = cells // size
+    lsoa_c, band_c, sex_c, eth_c, status_c = reversed(parts)
+    grouped = pd.DataFrame(
+        {
+            "lsoa21cd": lsoas["lsoa21cd"].to_numpy()[lsoa_c],
+            "lad22cd": lsoas["lad22cd"].to_numpy()[lsoa_c],
+            "age_band": band_labels[band_c],
+            "sex": np.array(["Female", "Male"], dtype=object)[sex_c],
+            "ethnicity": eth_labels[eth_c],
+            "economic_activity": np.array([CENSUS_STATUS_LABELS[k] for k in status_keys], dtype=object)[
+                status_c
+            ],
+            "count": cell_counts.astype(np.int64),
+        }
     )
     paths["census_economic_activity_by_group"] = write_delimited(
         grouped, folder / "census_economic_activity_by_group.csv"

@@ -360,6 +360,20 @@ def test_reference_files_have_published_layouts(region: Workspace):
     assert {sick, unemployed, total, "geography code"} <= set(census.columns)
     group = pd.read_csv(ref / "census_economic_activity_by_group.csv")
     assert group["count"].sum() == census[total].sum()
+    by_lsoa = group[group["economic_activity"] == "Economically inactive: Long-term sick or disabled"]
+    by_lsoa = by_lsoa.groupby("lsoa21cd")["count"].sum()
+    assert (
+        by_lsoa.reindex(census["geography code"], fill_value=0).to_numpy() == census[sick].to_numpy()
+    ).all()
+    persons = pd.read_parquet(region.truth / "persons.parquet")
+    young_black_women = persons[
+        (persons["age_at_census"].between(16, 24))
+        & (persons["sex"] == "F")
+        & (persons["ethnicity"] == "Black")
+    ]
+    assert group.query("age_band == '16-24' and sex == 'Female' and ethnicity == 'Black'")[
+        "count"
+    ].sum() == len(young_black_women)
     assert set(group["age_band"]) == {"16-24", "25-34", "35-49", "50-64", "65+"}
     qof = pd.read_csv(ref / "qof_prevalence.csv")
     assert {"PRACTICE_CODE", "GROUP_CODE", "REGISTER", "PRACTICE_LIST_SIZE"} <= set(qof.columns)
