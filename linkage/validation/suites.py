@@ -74,7 +74,7 @@ def build_suite(
 
     present = set(columns)
     mostly = _mostly(tolerated_fraction)
-    suite = gx.ExpectationSuite(name=f"ehl.{config.name}")
+    suite = gx.ExpectationSuite(name=config.name)
 
     def add(expectation: Any, description: str) -> None:
         expectation.meta = {"ehl": description}
@@ -189,7 +189,7 @@ class ValidationContext:
         batch = asset.add_batch_definition_whole_dataframe("as_received")
         suite = self.context.suites.add(suite)
         definition = self.context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"ehl.{dataset}", data=batch, suite=suite)
+            gx.ValidationDefinition(name=dataset, data=batch, suite=suite)
         )
         result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
         outcomes = []
@@ -224,7 +224,5 @@ class ValidationContext:
         pages: dict[str, Path] = {}
         validations = directory / "validations"
         for page in sorted(validations.rglob("*.html")) if validations.is_dir() else []:
-            suite_dir = page.relative_to(validations).parts[0]
-            if suite_dir.startswith("ehl."):
-                pages[suite_dir.removeprefix("ehl.")] = page
+            pages[page.relative_to(validations).parts[0]] = page
         return pages
