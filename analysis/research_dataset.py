@@ -187,7 +187,8 @@ def _read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 def _month(s: pd.Series) -> pd.Series:
     """First day of the month, as datetime64 (missing stays missing)."""
     d = pd.to_datetime(s, errors="coerce")
-    return d.dt.to_period("M").dt.to_timestamp()
+    values = d.to_numpy(dtype="datetime64[ns]").astype("datetime64[M]").astype("datetime64[ns]")
+    return pd.Series(values, index=s.index, name=s.name)
 
 
 def _as_bool(s: pd.Series) -> pd.Series:
@@ -313,9 +314,9 @@ def linkage_weights(clients: pd.DataFrame) -> pd.Series:
 
 
 def _study_window(activity: pd.DataFrame, spec: PanelSpec) -> tuple[pd.Timestamp, pd.Timestamp]:
-    months = _month(activity["month"])
-    start = spec.study_start if spec.study_start is not None else months.min()
-    end = spec.study_end if spec.study_end is not None else months.max()
+    months = activity["month"]
+    start = spec.study_start if spec.study_start is not None else pd.to_datetime(months.min())
+    end = spec.study_end if spec.study_end is not None else pd.to_datetime(months.max())
     if pd.isna(start) or pd.isna(end):
         raise InputError(
             "pseudonymised/health_activity",
@@ -339,12 +340,17 @@ def _registration(demographics: pd.DataFrame) -> pd.DataFrame:
     return reg
 
 
-def _pivot_activity_sql() -> str:
+def _pivot_activity_sql(people_table: str) -> str:
+    """Sparse (patient, month, measure, count) rows -> one row per patient-month with a column per
+    measure, for the people in ``people_table`` only (months truncated to their first day)."""
     cols = ",\n".join(
         f"  CAST(SUM(CASE WHEN measure = '{m}' THEN \"count\" ELSE 0 END) AS INTEGER) AS {m}"
         for m in MEASURES
     )
-    return f"SELECT patient_pseudonym, CAST(month AS DATE) AS month,\n{cols}\nFROM activity GROUP BY 1, 2"
+    return (
+        f"SELECT patient_pseudonym, CAST(date_trunc('month', CAST(month AS DATE)) AS DATE) AS month,\n{cols}\n"
+        f"FROM activity WHERE patient_pseudonym IN (SELECT patient_pseudonym FROM {people_table}) GROUP BY 1, 2"
+    )
 
 
 def build_panel(
@@ -382,8 +388,7 @@ def build_panel(
             "death",
         ]
     ]
-    act = activity[["patient_pseudonym", "month", "measure", "count"]].copy()
-    act["month"] = _month(act["month"])
+    act = activity[["patient_pseudonym", "month", "measure", "count"]]
     con = duckdb.connect()
     try:
         con.register("people", keep)
@@ -399,7 +404,7 @@ def build_panel(
             AND reg_start IS NOT NULL AND month >= CAST(reg_start AS DATE)
             AND (reg_end IS NULL OR month <= CAST(reg_end AS DATE))
             AND (death IS NULL OR month <= CAST(death AS DATE))
-        ), act AS ({_pivot_activity_sql()})
+        ), act AS ({_pivot_activity_sql("people")})
         SELECT g.client_pseudonym, g.client_cluster, g.programme, g.patient_pseudonym,
                CAST(g.enrolment_month AS DATE) AS enrolment_month, g.month, g.event_time,
                {", ".join(f"COALESCE(a.{m}, 0) AS {m}" for m in MEASURES)}
@@ -474,10 +479,7 @@ def build_comparison_pool(
         ]
     ].reset_index(drop=True)
 
-    act = activity.loc[
-        activity["patient_pseudonym"].isin(sampled), ["patient_pseudonym", "month", "measure", "count"]
-    ]
-    act = act.assign(month=_month(act["month"]))
+    act = activity[["patient_pseudonym", "month", "measure", "count"]]
     con = duckdb.connect()
     try:
         con.register("people", people_out[["patient_pseudonym", "reg_start", "reg_end", "death"]])
@@ -491,7 +493,7 @@ def build_comparison_pool(
           WHERE p.reg_start IS NOT NULL AND m.month >= CAST(p.reg_start AS DATE)
             AND (p.reg_end IS NULL OR m.month <= CAST(p.reg_end AS DATE))
             AND (p.death IS NULL OR m.month <= CAST(p.death AS DATE))
-        ), act AS ({_pivot_activity_sql()})
+        ), act AS ({_pivot_activity_sql("people")})
         SELECT g.patient_pseudonym, g.month, {", ".join(f"COALESCE(a.{m}, 0) AS {m}" for m in MEASURES)}
         FROM grid g LEFT JOIN act a ON a.patient_pseudonym = g.patient_pseudonym AND a.month = g.month
         ORDER BY 1, 2
