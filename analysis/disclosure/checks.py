@@ -30,7 +30,6 @@ from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.suppression import (
     Grid,
     build_grid,
-    exposed_cells,
     primary_suppression,
     released_frequency_table,
     round_to_base,
@@ -260,7 +259,7 @@ def check_secondary(output: DisclosureOutput, rules: OutputRules, context: Check
     primary = {k for k in context.withheld if k in grid.counts}
     if not primary or not grid.equations:
         return []
-    added = secondary_suppression(grid, primary)
+    added, protected = secondary_suppression(grid, primary)
     findings = []
     for key, protects in added.items():
         reason = f"suppressed so that the suppressed cell ({grid.label(protects)}) cannot be worked out from the totals"
@@ -268,13 +267,12 @@ def check_secondary(output: DisclosureOutput, rules: OutputRules, context: Check
         findings.append(
             Finding("secondary_suppression", grid.label(key), Outcome.FAIL, reason, withheld=True, key=key)
         )
-    still_exposed = exposed_cells(grid, set(context.withheld) & set(grid.counts), primary)
-    if still_exposed:
+    if not protected:
         findings.append(
             _whole(
                 "secondary_suppression",
                 Outcome.FAIL,
-                f"{len(still_exposed)} suppressed cell(s) could still be worked out from the totals; "
+                "a suppressed cell could still be worked out from the totals; "
                 "release the table without totals or with coarser categories",
             )
         )
@@ -589,7 +587,7 @@ _LABEL_COLUMNS = ("term", "event_time", "month")
 def _protect_model(output: ModelResult, withheld: dict[tuple[Any, ...], str], base: int) -> pd.DataFrame:
     out = output.coefficients.copy().reset_index(drop=True)
     for column in _model_count_columns(out):
-        out[f"{column}_rounded"] = [round_to_base(int(n), base) for n in out[column]]
+        out[f"{column}_rounded"] = [pd.NA if pd.isna(n) else round_to_base(int(n), base) for n in out[column]]
         out = out.drop(columns=[column])
     out["note"] = ""
     value_columns = [c for c in out.columns if c not in (*_LABEL_COLUMNS, "note")]

@@ -61,8 +61,8 @@ class Finding:
         }
 
     def line(self) -> str:
-        action = " -> withheld from the release" if self.withheld else ""
-        return f"[{self.outcome.value.upper():6}] {self.rule}: {self.item}: {self.reason}{action}"
+        tag = "WITHHELD" if self.withheld else self.outcome.value.upper()
+        return f"[{tag:8}] {self.rule}: {self.item}: {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -136,23 +136,58 @@ def feasible_interval(grid: Grid, suppressed: set[CellKey], target: CellKey) -> 
     return float(low), float(high)
 
 
-def exposed_cells(grid: Grid, suppressed: set[CellKey], protect: set[CellKey]) -> list[CellKey]:
+def _determined(a: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """Which unknowns of ``a x = b`` are fixed by the equations alone (whatever ``b`` is).
+
+    Gauss-Jordan elimination with partial pivoting: an unknown is fixed when it is a pivot whose
+    reduced row has no free unknown in it. Written with element-wise numpy rather than LAPACK,
+    which is slower than this on small matrices when the machine's BLAS threads are contended.
+    """
+    m = a.astype(float).copy()
+    rows, cols = m.shape
+    pivots: list[tuple[int, int]] = []
+    r = 0
+    for c in range(cols):
+        if r >= rows:
+            break
+        p = r + int(np.argmax(np.abs(m[r:, c])))
+        if abs(m[p, c]) <= tol:
+            continue
+        if p != r:
+            m[[r, p]] = m[[p, r]]
+        m[r] /= m[r, c]
+        factors = m[:, c].copy()
+        factors[r] = 0.0
+        nz = np.nonzero(np.abs(factors) > tol)[0]
+        if len(nz):
+            m[nz] -= factors[nz, None] * m[r][None, :]
+        pivots.append((r, c))
+        r += 1
+    pivot_cols = {c for _, c in pivots}
+    free = np.array([c not in pivot_cols for c in range(cols)])
+    fixed = np.zeros(cols, dtype=bool)
+    for row, c in pivots:
+        fixed[c] = not free.any() or bool(np.all(np.abs(m[row, free]) <= tol))
+    return fixed
+
+
+def exposed_cells(
+    grid: Grid, suppressed: set[CellKey], protect: set[CellKey], use_bounds: bool = True
+) -> list[CellKey]:
     """Cells in ``protect`` whose value can be worked out exactly from the published cells.
 
-    Linear algebra first: a cell is pinned by the equations alone when it has no component in
-    their null space. Otherwise it can move, unless every direction it can move in drives some
+    Linear algebra first: a cell is pinned by the equations alone when elimination leaves it
+    depending on no free cell. Otherwise it can move, unless every direction it can move in drives some
     other suppressed cell below zero, which needs a suppressed cell whose true value is 0; only
-    then are the (slower) linear programmes solved.
+    then are the (slower) linear programmes solved, and only with ``use_bounds``.
     """
     index, a_eq, _ = _system(grid, suppressed)
     targets = sorted(k for k in protect if k in index)
     if not len(a_eq) or not targets:
         return []
-    _, singular, vt = np.linalg.svd(a_eq, full_matrices=True)
-    rank = int((singular > 1e-9).sum())
-    null = vt[rank:].T  # columns span the directions the suppressed cells can move in together
-    exposed = [k for k in targets if null.shape[1] == 0 or np.abs(null[index[k]]).max() < 1e-9]
-    if any(grid.counts[k] == 0 for k in index):
+    pinned = _determined(a_eq)
+    exposed = [k for k in targets if pinned[index[k]]]
+    if use_bounds and any(grid.counts[k] == 0 for k in index):
         for key in targets:
             if key not in exposed:
                 low, high = feasible_interval(grid, suppressed, key)
@@ -211,8 +246,11 @@ def _close_cycle_2d(grid: Grid, suppressed: set[CellKey], target: CellKey) -> li
     return path
 
 
-def secondary_suppression(grid: Grid, primary: set[CellKey]) -> dict[CellKey, CellKey]:
+def secondary_suppression(grid: Grid, primary: set[CellKey]) -> tuple[dict[CellKey, CellKey], bool]:
     """Extra cells to suppress so no primary cell can be recovered: secondary cell -> cell it protects.
+
+    Also returns whether the final pattern passed the audit (False only if no cell was left to
+    hide, which the caller reports as a failure).
 
     2-way tables with margins close the cheapest cycle through each exposed cell; other shapes
     (1-way, 3 or more dimensions) add, one at a time, the cheapest cell on a line through an
@@ -222,14 +260,23 @@ def secondary_suppression(grid: Grid, primary: set[CellKey]) -> dict[CellKey, Ce
     suppressed = set(primary)
     added: dict[CellKey, CellKey] = {}
     two_way = len(grid.dimensions) == 2 and bool(grid.equations)
-    for _ in range(len(grid.counts)):
-        exposed_primary = exposed_cells(grid, suppressed, primary)
+    # Search with the equations alone (fast), then audit once more with non-negativity (LPs) and
+    # carry on in that mode only if zeros pin a cell down.
+    use_bounds = False
+    for _ in range(2 * len(grid.counts) + 2):
+        exposed_primary = exposed_cells(grid, suppressed, primary, use_bounds)
         if not exposed_primary:
-            return added
+            if use_bounds:
+                return added, True
+            use_bounds = True
+            continue
         target = exposed_primary[0]
         chosen: list[CellKey] = _close_cycle_2d(grid, suppressed, target) if two_way else []
         if not chosen:
-            pinned = [target, *exposed_cells(grid, suppressed, suppressed - primary)]
+            pinned = [
+                target,
+                *(k for k in exposed_cells(grid, suppressed, suppressed, False) if k not in primary),
+            ]
             candidates: set[CellKey] = set()
             for key in pinned:
                 for total, parts in grid.lines_through(key):
@@ -239,17 +286,17 @@ def secondary_suppression(grid: Grid, primary: set[CellKey]) -> dict[CellKey, Ce
             if not candidates:
                 candidates = set(grid.counts) - suppressed
             if not candidates:
-                return added
+                return added, False
             ranked = sorted(candidates, key=lambda k: (_cost(grid, k), k))
             chosen = [ranked[0]]
-            for key in ranked[:12]:
-                if not exposed_cells(grid, suppressed | {key}, {target}):
+            for key in ranked[:8]:
+                if not exposed_cells(grid, suppressed | {key}, {target}, use_bounds):
                     chosen = [key]
                     break
         for key in chosen:
             suppressed.add(key)
             added[key] = target
-    return added
+    return added, not exposed_cells(grid, suppressed, primary)
 
 
 def round_to_base(n: int, base: int) -> int:
