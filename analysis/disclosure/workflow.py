@@ -21,14 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 from analysis.disclosure.checks import _IDENTIFIER_COLUMN, _IDENTIFIER_VALUE, check_output, ledger_entry_for
-from analysis.disclosure.ledger import LedgerEntry, append_ledger, read_ledger, small_differences
+from analysis.disclosure.ledger import LedgerEntry, append_ledger, ledger_dir, read_ledger, small_differences
 from analysis.disclosure.outputs import DisclosureOutput, Figure, kind_of, load_output, save_output
 from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.suppression import round_to_base
@@ -168,13 +170,12 @@ def _drawn(
 
 
 def _new_request_id(workspace: Workspace, name: str) -> str:
+    """Time, name and a random suffix, so two processes requesting at once never share an id."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{name}"
-    candidate, n = base, 1
-    while (workspace.pending / candidate).exists() or (workspace.released / candidate).exists():
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
+    while True:
+        candidate = f"{stamp}-{name}-{secrets.token_hex(2)}"
+        if not (workspace.pending / candidate).exists() and not (workspace.released / candidate).exists():
+            return candidate
 
 
 def _write_preview(directory: Path, name: str, report: CheckReport) -> list[Path]:
@@ -372,7 +373,11 @@ def release_output(workspace: Workspace, engine: Any, actor: str, request_id: st
     """
     request = _find_request(workspace, request_id)
     rules: OutputRules = engine.policy.outputs
-    with engine.step(actor, Role.IG_OFFICER, "output_release") as step:
+    ledger_dir(workspace).mkdir(parents=True, exist_ok=True)
+    # One release at a time: the re-check against the ledger and the ledger update must not
+    # interleave with another release, or two tables that difference could both slip out.
+    lock = FileLock(str(ledger_dir(workspace) / ".release.lock"), timeout=300)
+    with lock, engine.step(actor, Role.IG_OFFICER, "output_release") as step:
         if request.status != PENDING:
             raise DisclosureBlocked(
                 f"Request {request.request_id} is {request.status}, so it cannot be released.",

@@ -269,3 +269,18 @@ def test_event_study_times_with_too_few_people_are_suppressed() -> None:
     assert report.protected["estimate"].isna().tolist() == [False, True, False, True]
     assert report.protected["event_time"].tolist() == [-2, -1, 0, 1]
     assert all("event time rests on fewer than 10 people" in f.reason for f in report.withheld)
+
+
+def test_from_records_counts_distinct_people_and_keeps_empty_cells() -> None:
+    records = literal(
+        """
+        | person | sex | programme |
+        | p1     | F   | wtw       |
+        | p1     | F   | wtw       |
+        | p2     | F   | hiw       |
+        | p3     | M   | wtw       |
+        """
+    )
+    t = FrequencyTable.from_records(records, ["sex", "programme"], "person", "analysis/clients", "people")
+    counts = {(r.sex, r.programme): r.count for r in t.table.itertuples()}
+    assert counts == {("F", "hiw"): 1, ("F", "wtw"): 1, ("M", "hiw"): 0, ("M", "wtw"): 1}

@@ -231,3 +231,32 @@ def test_cli_request_review_release_list_verify(
     assert res.exit_code == 0 and "pass the independent re-check" in res.output
     res = runner.invoke(app, ["outputs", "request", "nothing", "-j", "x", *common, "--user", RESEARCHER])
     assert res.exit_code == 4 and "Traceback" not in res.output
+
+
+def test_nobody_releases_their_own_request(workspace: Workspace, engine: PolicyEngine) -> None:
+    rid = request_output(workspace, engine, RESEARCHER, age_table([30, 300, 200]), "age", "j")
+    # As if the officer had also been named a researcher in the policy and made the request.
+    path = workspace.pending / rid / "request.json"
+    path.write_text(
+        path.read_text().replace(f'"requested_by": "{RESEARCHER}"', f'"requested_by": "{OFFICER}"')
+    )
+    with pytest.raises(PolicyRefused) as refused:
+        release_output(workspace, engine, OFFICER, rid)
+    assert refused.value.rule == "four_eyes"
+    assert not (workspace.released / rid).exists()
+
+
+def test_cli_request_attaches_a_justification_to_an_analysis_request(
+    workspace: Workspace, engine: PolicyEngine
+) -> None:
+    from flows.cli import app
+
+    rid = request_output(
+        workspace, engine, RESEARCHER, age_table([30, 300, 200]), "age", "default from analysis"
+    )
+    common = ["--workspace", str(workspace.root), "--policy", str(DEMO / "policy.yaml")]
+    common += ["--trust-store", str(DEMO / "trust_store.yaml"), "--user", RESEARCHER]
+    res = CliRunner().invoke(app, ["outputs", "request", "age", "-j", "for the board", *common])
+    assert res.exit_code == 0, res.output
+    [req] = list_requests(workspace)
+    assert req.request_id == rid and req.justification == "for the board"
