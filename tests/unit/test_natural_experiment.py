@@ -242,3 +242,36 @@ def test_stage_requests_outputs_through_disclosure_control_and_is_audited(worksp
     narrow = write_demo_policy(tmp_path / "narrow.yaml", {"analyses": ["equity_audit"]})
     with pytest.raises(PolicyRefused, match="natural_experiment"):
         run_natural_experiment(workspace, demo_engine(workspace, narrow), DEMO_USERS["researcher"])
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_cli_runs_the_analysis_and_says_what_is_missing(workspace) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+    from ig_policies.errors import EXIT_BAD_INPUT
+    from ig_policies.workspace import write_parquet
+
+    common = [
+        "analyse",
+        "natural-experiment",
+        "--workspace",
+        str(workspace.root),
+        "--policy",
+        str(DEMO_POLICY),
+        "--trust-store",
+        str(DEMO_TRUST_STORE),
+        "--user",
+        DEMO_USERS["researcher"],
+    ]
+    runner = CliRunner()
+    missing = runner.invoke(app, common)
+    assert missing.exit_code == EXIT_BAD_INPUT and "ehl research-dataset" in missing.output
+    bad = runner.invoke(app, [*common, "--measure", "steps_walked"])
+    assert bad.exit_code == EXIT_BAD_INPUT and "steps_walked" in bad.output
+    region = simulate_region(n_clients=400, n_pool=10, seed=8, effects=PLANTED, measures=("gp_appointments",))
+    write_parquet(region.panel, workspace.analysis / "panel.parquet")
+    ok = runner.invoke(app, [*common, "--measure", "gp_appointments", "--placebo-shift", "0"])
+    assert ok.exit_code == 0, ok.output
+    assert "gp_appointments:" in ok.output and "outputs/pending/" in ok.output

@@ -224,3 +224,31 @@ def test_stage_writes_analysis_tables_under_the_policy_engine_and_is_audited(wor
     assert "C1b" not in text and "P9" not in text  # counts and hashes only, no pseudonyms
     with pytest.raises(PolicyRefused):
         build_research_dataset(workspace, engine, DEMO_USERS["researcher"])
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_cli_builds_the_research_dataset_and_refuses_a_researcher(workspace: Workspace) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+    from ig_policies.errors import EXIT_REFUSED
+
+    _write_inputs(workspace)
+    common = [
+        "--workspace",
+        str(workspace.root),
+        "--policy",
+        str(DEMO_POLICY),
+        "--trust-store",
+        str(DEMO_TRUST_STORE),
+    ]
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["research-dataset", *common, "--user", DEMO_USERS["data_processor"], "--months-before", "6"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "4 enrolments (3 linked)" in ok.output and "analysis/panel.parquet" in ok.output
+    assert pd.read_parquet(workspace.analysis / "panel.parquet")["event_time"].min() >= -6
+    refused = runner.invoke(app, ["research-dataset", *common, "--user", DEMO_USERS["researcher"]])
+    assert refused.exit_code == EXIT_REFUSED and "Traceback" not in refused.output
