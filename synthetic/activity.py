@@ -12,7 +12,9 @@ person-month, which is what lets 5 million people run in minutes.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,48 +108,77 @@ def write_activity(
     seed: int,
     path: str | os.PathLike[str],
     advance: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, int]:
     """Write ``activity.parquet`` chunk by chunk to ``path`` (a temporary path; caller renames).
 
-    Each chunk has its own random stream derived from (seed, chunk number), so results depend only
-    on the seed and the chunk size, never on timing. Returns row counts per measure.
+    Each chunk has its own random stream derived from (seed, chunk number) and chunks are written
+    in order, so the file depends only on the seed and the chunk size, never on ``workers`` or
+    timing. ``workers`` threads generate chunks side by side (numpy and Arrow release the GIL for
+    the heavy loops); at most ``workers + 1`` chunks are held in memory. Returns rows per measure.
     """
-    month_days = (
-        (np.arange(N_MONTHS).astype("timedelta64[M]") + np.datetime64("2019-01", "M"))
-        .astype("datetime64[D]")
-        .astype(np.int64)
-        .astype(np.int32)
-    )
     months = month_multipliers(cfg)
-    measures = pa.array(list(MEASURES), type=pa.string())
     totals = dict.fromkeys(MEASURES, 0)
     n = len(inputs.patient_id)
     chunk = cfg.chunk_people
-    with pq.ParquetWriter(path, SCHEMA, store_schema=False, **PARQUET_OPTIONS) as writer:
-        for k, lo in enumerate(range(0, max(n, 1), chunk)):
-            hi = min(lo + chunk, n)
-            if hi <= lo:
-                break
-            rng = np.random.default_rng(np.random.SeedSequence([seed, 7, k]))
-            counts = _chunk_counts(inputs, slice(lo, hi), cfg, months, rng)
-            person, month, measure = np.nonzero(counts)
-            values = counts[person, month, measure].astype(np.int64)
-            ids = pa.array(inputs.patient_id[lo:hi], type=pa.string())
-            table = pa.table(
-                {
-                    "patient_id": pa.DictionaryArray.from_arrays(pa.array(person.astype(np.int32)), ids),
-                    "month": pa.array(month_days[month], type=pa.int32()).cast(pa.date32()),
-                    "measure": pa.DictionaryArray.from_arrays(pa.array(measure.astype(np.int32)), measures),
-                    "count": pa.array(values, type=pa.int64()),
-                },
-                schema=SCHEMA,
-            )
+    bounds = [(k, lo, min(lo + chunk, n)) for k, lo in enumerate(range(0, n, chunk))]
+
+    def make(k: int, lo: int, hi: int) -> tuple[pa.Table, np.ndarray]:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 7, k]))
+        counts = _chunk_counts(inputs, slice(lo, hi), cfg, months, rng)
+        return _chunk_table(counts, inputs.patient_id[lo:hi]), _measure_totals(counts)
+
+    with (
+        pq.ParquetWriter(path, SCHEMA, store_schema=False, **PARQUET_OPTIONS) as writer,
+        ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="synth-activity") as pool,
+    ):
+        pending: deque[tuple[int, Future[tuple[pa.Table, np.ndarray]]]] = deque()
+
+        def write_next() -> None:
+            size, future = pending.popleft()
+            table, per_measure = future.result()
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             for j, m in enumerate(MEASURES):
-                totals[m] += int((measure == j).sum())
+                totals[m] += int(per_measure[j])
             if advance is not None:
-                advance(hi - lo)
+                advance(size)
+
+        for k, lo, hi in bounds:
+            pending.append((hi - lo, pool.submit(make, k, lo, hi)))
+            if len(pending) > max(1, workers):
+                write_next()
+        while pending:
+            write_next()
     return totals
+
+
+_MONTH_DAYS = (
+    (np.arange(N_MONTHS).astype("timedelta64[M]") + np.datetime64("2019-01", "M"))
+    .astype("datetime64[D]")
+    .astype(np.int64)
+    .astype(np.int32)
+)
+_MEASURE_NAMES = pa.array(list(MEASURES), type=pa.string())
+
+
+def _measure_totals(counts: np.ndarray) -> np.ndarray:
+    return np.count_nonzero(counts, axis=(0, 1))
+
+
+def _chunk_table(counts: np.ndarray, patient_ids: np.ndarray) -> pa.Table:
+    """Non-zero cells of a (people, months, measures) array as rows, in that order."""
+    person, month, measure = np.nonzero(counts)
+    values = counts[person, month, measure].astype(np.int64)
+    ids = pa.array(patient_ids, type=pa.string())
+    return pa.table(
+        {
+            "patient_id": pa.DictionaryArray.from_arrays(pa.array(person.astype(np.int32)), ids),
+            "month": pa.array(_MONTH_DAYS[month], type=pa.int32()).cast(pa.date32()),
+            "measure": pa.DictionaryArray.from_arrays(pa.array(measure.astype(np.int32)), _MEASURE_NAMES),
+            "count": pa.array(values, type=pa.int64()),
+        },
+        schema=SCHEMA,
+    )
 
 
 def _chunk_counts(

@@ -31,6 +31,13 @@ ROW_GROUP_ROWS = 1 << 20
 
 def to_arrow_column(values: np.ndarray | pd.Series) -> pa.Array:
     """numpy/pandas values -> Arrow: datetime64 -> date32, object strings with None -> string."""
+    if (
+        isinstance(values, pd.Series)
+        and pd.api.types.is_string_dtype(values.dtype)
+        and values.dtype != object
+    ):
+        # pandas' Arrow-backed strings convert without building a Python object per value
+        return pa.array(values, from_pandas=True).cast(pa.string())
     arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
     if np.issubdtype(arr.dtype, np.datetime64):
         days = arr.astype("datetime64[D]")

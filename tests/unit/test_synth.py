@@ -428,3 +428,16 @@ def test_config_errors_name_the_file_and_key(tmp_path: Path):
     unknown.write_text("selection:\n  or_condition:\n    gout: 2.0\n")
     with pytest.raises(ConfigError, match="gout"):
         load_config(unknown)
+
+
+def test_activity_file_does_not_depend_on_the_number_of_threads(tmp_path: Path):
+    cfg = SynthConfig().model_copy(update={"chunk_people": 1000})
+    digests = []
+    for workers in (1, 2):
+        ws = Workspace.open(tmp_path / f"w{workers}")
+        generate_region(ws, 3_500, seed=9, config=cfg, workers=workers)
+        digests.append(hashlib.sha256((ws.landing / "health" / "activity.parquet").read_bytes()).hexdigest())
+        table = pd.read_parquet(ws.landing / "health" / "activity.parquet")
+        assert table["patient_id"].is_monotonic_increasing
+        assert not table.duplicated(["patient_id", "month", "measure"]).any()
+    assert digests[0] == digests[1]
