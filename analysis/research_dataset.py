@@ -538,6 +538,13 @@ def build_tables(inputs: ResearchDatasetInputs, spec: PanelSpec = PanelSpec()) -
     lsoa = pd.read_csv(inputs.lsoa_lookup, dtype={"lsoa21cd": str})
     if "imd_decile" not in lsoa.columns:
         raise InputError(str(inputs.lsoa_lookup), "has no imd_decile column", column="imd_decile")
+    if employment["client_pseudonym"].duplicated().any():
+        raise InputError(
+            str(inputs.employment_support),
+            "an enrolment (client pseudonym) appears more than once",
+            hint="re-run pseudonymisation; each programme's client reference must be unique.",
+            column="client_pseudonym",
+        )
     if links["client_pseudonym"].duplicated().any():
         raise InputError(
             str(inputs.links), "a client appears more than once in the link table", column="client_pseudonym"

@@ -35,6 +35,7 @@ from scipy import stats
 
 from analysis.natural_experiment.panel import month_index
 from analysis.natural_experiment.results import Z95, Estimate
+from ig_policies.errors import InputError
 
 Family = Literal["poisson", "negative_binomial"]
 Errors = Literal["person_cluster", "hac"]
@@ -87,6 +88,12 @@ def interrupted_time_series(
 
     series = aggregate_series(panel, outcome, person)
     series = series[series["person_months"] > 0].reset_index(drop=True)
+    if (series["event_time"] < 0).sum() < 3 or (series["event_time"] >= 0).sum() < 3:
+        raise InputError(
+            "analysis/panel.parquet",
+            "the panel needs at least three months before and three after enrolment for a time series",
+            hint="rebuild the research dataset with a wider window (--months-before/--months-after).",
+        )
     k = series["event_time"].to_numpy(dtype=float)
     post = (k >= 0).astype(float)
     X = pd.DataFrame({"const": 1.0, "trend": k, "level": post, "slope": k * post})

@@ -252,3 +252,12 @@ def test_cli_builds_the_research_dataset_and_refuses_a_researcher(workspace: Wor
     assert pd.read_parquet(workspace.analysis / "panel.parquet")["event_time"].min() >= -6
     refused = runner.invoke(app, ["research-dataset", *common, "--user", DEMO_USERS["researcher"]])
     assert refused.exit_code == EXIT_REFUSED and "Traceback" not in refused.output
+
+
+def test_duplicate_enrolment_rows_are_a_plain_input_error(workspace: Workspace) -> None:
+    inputs = _write_inputs(workspace)
+    part = inputs.employment_support / "part-00000.parquet"
+    es = pd.read_parquet(part)
+    pd.concat([es, es.head(1)]).to_parquet(part)
+    with pytest.raises(InputError, match="more than once"):
+        build_tables(inputs)
