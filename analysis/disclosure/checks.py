@@ -422,6 +422,8 @@ def check_individual_values(
 def check_residual_df(output: DisclosureOutput, rules: OutputRules, context: CheckContext) -> list[Finding]:
     assert isinstance(output, ModelResult)
     df = output.residual_df
+    if df is not None and not np.isfinite(float(df)):
+        df = None  # a NaN residual df is no evidence at all
     if df is None:
         if output.kind == "regression":
             return [
@@ -601,12 +603,15 @@ def _protect_model(output: ModelResult, withheld: dict[tuple[Any, ...], str], ba
 
 
 def _model_summary(output: ModelResult, base: int) -> dict[str, Any]:
-    stats = {k: float(v) for k, v in output.statistics.items() if not _INDIVIDUAL_STATISTIC.search(k)}
+    def finite(v: Any) -> float | None:
+        return float(v) if v is not None and np.isfinite(float(v)) else None
+
+    stats = {k: finite(v) for k, v in output.statistics.items() if not _INDIVIDUAL_STATISTIC.search(k)}
     return {
         "model_kind": output.kind,
         "n_obs_rounded": round_to_base(int(output.n_obs), base),
         "n_people_rounded": round_to_base(int(output.n_people), base),
-        "residual_df": output.residual_df,
+        "residual_df": finite(output.residual_df),
         "statistics": stats,
     }
 

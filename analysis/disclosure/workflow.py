@@ -378,6 +378,7 @@ def release_output(workspace: Workspace, engine: Any, actor: str, request_id: st
     # interleave with another release, or two tables that difference could both slip out.
     lock = FileLock(str(ledger_dir(workspace) / ".release.lock"), timeout=300)
     with lock, engine.step(actor, Role.IG_OFFICER, "output_release") as step:
+        request = OutputRequest.read(request.directory)  # as it is now, under the lock
         if request.status != PENDING:
             raise DisclosureBlocked(
                 f"Request {request.request_id} is {request.status}, so it cannot be released.",

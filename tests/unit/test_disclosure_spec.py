@@ -242,8 +242,17 @@ def coefficients(n_people: list[int]) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize(("df", "outcome"), [(9, Outcome.FAIL), (10, Outcome.PASS), (11, Outcome.PASS)])
-def test_residual_df_boundary(df: int, outcome: Outcome) -> None:
+@pytest.mark.parametrize(
+    ("df", "outcome"),
+    [
+        (9, Outcome.FAIL),
+        (10, Outcome.PASS),
+        (11, Outcome.PASS),
+        (None, Outcome.FAIL),
+        (float("nan"), Outcome.FAIL),
+    ],
+)
+def test_residual_df_boundary(df: float | None, outcome: Outcome) -> None:
     m = ModelResult(coefficients([500, 500]), n_obs=500, n_people=500, source="s", title="m", residual_df=df)
     assert check_output(m, RULES).outcome is outcome
 

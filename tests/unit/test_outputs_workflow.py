@@ -15,6 +15,7 @@ import ig_policies
 from analysis.disclosure import (
     Figure,
     FrequencyTable,
+    MagnitudeTable,
     ModelResult,
     list_requests,
     reject_output,
@@ -80,6 +81,8 @@ def test_request_review_release_and_verify(workspace: Workspace, engine: PolicyE
     )  # which cell was small: not told
     assert "count_people_rounded" in manifest["columns"]
     assert verify_release(result.directory, engine.policy.outputs).ok
+    with pytest.raises(DisclosureBlocked, match="is released"):
+        release_output(workspace, engine, OFFICER, rid)
     assert [e.request_id for e in read_ledger(workspace, "analysis/clients")] == [rid]
     assert [r.status for r in list_requests(workspace)] == ["released"]
     actions = [(e["action"], e["decision"]) for e in audit_entries(workspace)]
@@ -260,3 +263,41 @@ def test_cli_request_attaches_a_justification_to_an_analysis_request(
     assert res.exit_code == 0, res.output
     [req] = list_requests(workspace)
     assert req.request_id == rid and req.justification == "for the board"
+
+
+def test_model_and_magnitude_bundles_pass_the_independent_recheck(
+    workspace: Workspace, engine: PolicyEngine
+) -> None:
+    coefs = pd.DataFrame(
+        {
+            "term": ["e-1", "e0", "e1"],
+            "event_time": [-1, 0, 1],
+            "estimate": [0.1, 0.4, 0.5],
+            "ci_lower": [0.0, 0.2, 0.3],
+            "ci_upper": [0.2, 0.6, 0.7],
+            "p_value": [0.3, 0.01, 0.01],
+            "n_people": [240, 7, 180],
+            "n_comparison_people": [float("nan"), 400.0, 350.0],
+        }
+    )
+    model = ModelResult(
+        coefs, n_obs=9000, n_people=250, source="analysis/panel", title="es", kind="event_study"
+    )
+    magnitude = MagnitudeTable(
+        pd.DataFrame({"sex": ["F"] * 12 + ["M"] * 12, "visits": [3] * 12 + [2] * 11 + [400]}),
+        ("sex",),
+        "visits",
+        "analysis/panel",
+        "GP visits by sex",
+    )
+    for name, output in (("es", model), ("visits", magnitude)):
+        rid = request_output(workspace, engine, RESEARCHER, output, name, "j")
+        result = release_output(workspace, engine, OFFICER, rid)
+        assert verify_release(result.directory, engine.policy.outputs).ok
+    es = pd.read_csv(workspace.released / list_requests(workspace, "released")[0].request_id / "es.csv")
+    assert es["estimate"].isna().tolist() == [False, True, False]  # event time 0 rests on 7 people
+    assert {"n_people_rounded", "n_comparison_people_rounded"} <= set(es.columns)
+    visits = pd.read_csv(
+        workspace.released / list_requests(workspace, "released")[1].request_id / "visits.csv"
+    )
+    assert visits.set_index("sex")["sum_visits"].isna().to_dict() == {"F": False, "M": True}  # M is dominated
