@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument("--backends", default="duckdb,spark")
     parser.add_argument("--cleartext", action="store_true", help="also run the cleartext model (DuckDB)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--u-max-pairs", type=float, default=5e6)
+    parser.add_argument("--u-max-pairs", type=float, default=2e6)
     args = parser.parse_args()
     logging.getLogger("splink").setLevel(logging.ERROR)
 

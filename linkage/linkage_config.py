@@ -94,7 +94,7 @@ class LinkageConfig(BaseModel):
         ]
     )
     #: u probabilities are counted on (about) this many random non-matching pairs
-    u_max_pairs: float = Field(5e6, gt=0)
+    u_max_pairs: float = Field(2e6, gt=0)
     #: candidate pairs below this probability are not kept at all (bounds the prediction table)
     prediction_floor: float = Field(0.001, gt=0, lt=1)
     #: best and second-best candidates closer than this many bits of match weight are "ambiguous"
