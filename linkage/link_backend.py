@@ -73,3 +73,29 @@ def build_db_api(backend: Backend, *, spark: Any = None, duckdb_memory_limit: st
             )
         return spark_api(spark)
     return duckdb_api(duckdb_memory_limit)
+
+
+def db_api_for_run(
+    root: Path,
+    config: Any,
+    requested: str,
+    duckdb_max_records: int,
+    *,
+    spark_factory: Any = None,
+    duckdb_memory_limit: str = "8GB",
+) -> tuple[Backend, Any]:
+    """Choose the backend for the two tables of ``config`` under ``root`` and build its API.
+
+    ``spark_factory`` is called (with no arguments) only when Spark is chosen, so a DuckDB run
+    never starts a JVM. This is what ``ehl link`` and the pipeline flow call.
+    """
+    from linkage.splink_model import table_rows
+
+    records = table_rows(root, config.left) + table_rows(root, config.right)
+    backend = choose_backend(requested, records, duckdb_max_records)
+    spark = None
+    if backend == "spark":
+        if spark_factory is None:
+            raise ConfigError("the Spark backend was chosen but no Spark session can be built here")
+        spark = spark_factory()
+    return backend, build_db_api(backend, spark=spark, duckdb_memory_limit=duckdb_memory_limit)

@@ -83,7 +83,7 @@ def link(
     from ig_policies.engine import PolicyEngine
     from linkage import quality
     from linkage.link import link_records
-    from linkage.link_backend import build_db_api, choose_backend
+    from linkage.link_backend import db_api_for_run
     from linkage.linkage_config import load_linkage_config
     from linkage.splink_model import table_rows
 
@@ -93,16 +93,21 @@ def link(
     run_settings = _settings(settings)
     engine = PolicyEngine.load(policy_path(policy), ws, trust_store=trust_store, actor=actor)
     link_config = load_linkage_config(config)
-    records = table_rows(ws.root, link_config.left) + table_rows(ws.root, link_config.right)
-    chosen = choose_backend(
-        backend or run_settings.linkage.backend, records, run_settings.linkage.duckdb_max_comparisons_records
-    )
-    spark = None
-    if chosen == "spark":
+
+    def start_spark():
         from flows.spark_session import build_spark_session
 
-        spark = build_spark_session(run_settings.spark)
-    db_api = build_db_api(chosen, spark=spark, duckdb_memory_limit=run_settings.linkage.duckdb_memory_limit)
+        return build_spark_session(run_settings.spark)
+
+    chosen, db_api = db_api_for_run(
+        ws.root,
+        link_config,
+        backend or run_settings.linkage.backend,
+        run_settings.linkage.duckdb_max_comparisons_records,
+        spark_factory=start_spark,
+        duckdb_memory_limit=run_settings.linkage.duckdb_memory_limit,
+    )
+    records = table_rows(ws.root, link_config.left) + table_rows(ws.root, link_config.right)
     with progress(f"Linking {records:,} records on {chosen}") as advance:
         result = link_records(
             ws, engine, actor, db_api, model_path=model, config=link_config, seed=run_settings.linkage.seed

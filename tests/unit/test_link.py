@@ -18,7 +18,7 @@ from ig_policies.errors import ConfigError, InputError
 from ig_policies.workspace import Workspace
 from linkage import quality, splink_model
 from linkage.link import AMBIGUOUS, MATCHED, UNMATCHED, decide, link_tables, write_linked
-from linkage.link_backend import choose_backend, duckdb_api
+from linkage.link_backend import choose_backend, db_api_for_run, duckdb_api
 from linkage.linkage_config import LinkageConfig, LinkageTable, load_linkage_config
 from tests.unit.test_link_population import RESEARCH_KEY, Population, make_population, write_workspace_tables
 
@@ -272,7 +272,16 @@ def test_config_errors_name_the_file_key_and_column(tmp_path: Path, linked_ws) -
         link_tables(duckdb_api("1GB", threads=1), tmp_path, CONFIG)
 
 
-def test_backend_choice() -> None:
+def test_backend_choice(linked_ws) -> None:
+    ws, _ = linked_ws
+
+    def no_spark():
+        raise AssertionError("a DuckDB-sized run must not start Spark")
+
+    backend, api = db_api_for_run(ws.root, CONFIG, "auto", 3_000_000, spark_factory=no_spark)
+    assert backend == "duckdb" and api.sql_dialect.sql_dialect_str == "duckdb"
+    with pytest.raises(ConfigError, match="no Spark session"):
+        db_api_for_run(ws.root, CONFIG, "auto", 10)
     assert choose_backend("auto", 1_000, 3_000_000) == "duckdb"
     assert choose_backend("auto", 3_000_001, 3_000_000) == "spark"
     assert choose_backend("spark", 10, 3_000_000) == "spark"
