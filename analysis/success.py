@@ -296,8 +296,14 @@ def _subject(variable: str, level: str) -> str:
         return f"People who reported {variable[3:].replace('_', ' ')}"
     if variable.startswith("gp_"):
         return f"People with GP-recorded {variable[3:].replace('_', ' ')}"
-    words = {"age_band": "aged", "imd_quintile": "in IMD quintile", "programme": "on", "sex": "of sex"}
-    return f"People {words.get(variable, variable)} {level}"
+    if variable == "sex" and level in ("F", "M"):
+        return "Women" if level == "F" else "Men"
+    if variable == "ethnicity":
+        return f"People of {level} ethnicity"
+    if variable == "programme":
+        return f"People on {level.replace('_', ' ').title()}"
+    words = {"age_band": "aged", "imd_quintile": "in IMD quintile", "sex": "of sex"}
+    return f"People {words.get(variable, variable)} {level.replace('-', '–')}"
 
 
 def fit_success_models(clients: pd.DataFrame, config: SuccessConfig) -> list[SuccessModel]:
