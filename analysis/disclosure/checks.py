@@ -39,7 +39,8 @@ from ig_policies.policy import OutputRules
 
 #: column names that mean a table holds identifiers or pseudonyms, i.e. rows about individuals
 _IDENTIFIER_COLUMN = re.compile(
-    r"pseudonym|patient_id|person_id|client_ref|record_id|nhs_number|client_cluster|^t_[a-z_]+$|token|postcode|date_of_birth|forename|surname",
+    r"pseudonym|patient_id|person_id|client_ref|record_id|nhs_number|client_cluster|date_of_birth|forename"
+    r"|surname|^t_(?:nhs|forename|surname|dob|postcode)|token",
     re.IGNORECASE,
 )
 #: values that look like research pseudonyms or HMAC tokens

@@ -182,3 +182,16 @@ def test_min_max_and_percentiles_are_refused() -> None:
     assert any(
         f.rule == "individual_values" and "max_age" in f.reason for f in check_output(m, RULES).blocking
     )
+
+
+def test_ordinary_statistics_columns_are_not_mistaken_for_identifiers() -> None:
+    coefs = pd.DataFrame(
+        {"term": ["age_band[50-64]"], "estimate": [1.2], "ci_lower": [1.0], "ci_upper": [1.4], "p_value": [0.01],
+         "n_people": [300], "t_stat": [2.5], "std_error": [0.1]}
+    )  # fmt: skip
+    m = ModelResult(coefs, n_obs=900, n_people=900, source="s", title="m", residual_df=880)
+    assert check_output(m, RULES).outcome is Outcome.PASS
+    # ... while token columns are.
+    coefs["t_nhs_number"] = ["ab" * 32]
+    m = ModelResult(coefs, n_obs=900, n_people=900, source="s", title="m", residual_df=880)
+    assert any(f.rule == "row_level" for f in check_output(m, RULES).blocking)
