@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.disclosure.ledger import LedgerEntry, small_differences
 from analysis.disclosure.outputs import (
+    TOTAL,
     DisclosureOutput,
     Figure,
     FrequencyTable,
@@ -30,6 +31,7 @@ from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.suppression import (
     Grid,
     build_grid,
+    full_counts,
     primary_suppression,
     released_frequency_table,
     round_to_base,
@@ -135,23 +137,65 @@ def _coefficient_label(output: ModelResult, i: int) -> str:
 
 
 def ledger_entry_for(
-    output: DisclosureOutput, request_id: str = "", released_at: str = ""
+    output: DisclosureOutput,
+    request_id: str = "",
+    released_at: str = "",
+    report: CheckReport | None = None,
 ) -> LedgerEntry | None:
-    """The true counts an output would add to the release ledger (None for model results)."""
+    """The true counts an output adds to the release ledger (None for model results).
+
+    With the ``report`` of the release, the entry also records which cells the release did not
+    show (suppressed cells, and margins the table did not publish).
+    """
     if isinstance(output, Figure):
-        return ledger_entry_for(output.table, request_id, released_at)
+        return ledger_entry_for(output.table, request_id, released_at, report)
+    withheld = {f.key for f in report.withheld} if report is not None else set()
     if isinstance(output, FrequencyTable):
         grid = build_grid(output)
         cells = tuple((k, n) for k, n in grid.counts.items() if not grid.is_margin(k))
-        return LedgerEntry(
-            request_id, output.title, output.source, output.unit, output.dimensions, cells, released_at
-        )
-    if isinstance(output, MagnitudeTable):
+        hidden = withheld | (set() if output.margins else grid.margin_keys)
+        unit = output.unit
+    elif isinstance(output, MagnitudeTable):
         cells = tuple((k, len(v)) for k, v in _magnitude_cells(output).items())
-        return LedgerEntry(
-            request_id, output.title, output.source, "people", output.dimensions, cells, released_at
-        )
-    return None
+        _, counts = full_counts(output.dimensions, dict(cells))
+        hidden = withheld | {k for k in counts if TOTAL in k}
+        unit = "people"
+    else:
+        return None
+    return LedgerEntry(
+        request_id,
+        output.title,
+        output.source,
+        unit,
+        output.dimensions,
+        cells,
+        released_at,
+        tuple(sorted(k for k in hidden if k is not None)),
+    )
+
+
+def known_from_earlier(
+    grid: Grid, source: str, unit: str, earlier: Iterable[LedgerEntry]
+) -> set[tuple[str, ...]]:
+    """Cells of ``grid`` a reader already knows from earlier releases of the same people.
+
+    An earlier release over a subset of this table's dimensions shows cells that are margins
+    here. When its count equals this table's margin exactly, both count the same people, so the
+    reader can use the earlier number in place of a margin this table hides. (When they differ
+    a little, the differencing check refuses the table; when they differ a lot, they are not the
+    same group.)
+    """
+    known: set[tuple[str, ...]] = set()
+    for entry in earlier:
+        if entry.source != source or entry.unit != unit or not set(entry.dimensions) <= set(grid.dimensions):
+            continue
+        for key, n in entry.published_cells().items():
+            mapped = tuple(
+                key[entry.dimensions.index(d)] if d in entry.dimensions else TOTAL for d in grid.dimensions
+            )
+            if grid.counts.get(mapped) == n:
+                known.add(mapped)
+    return known
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,10 +304,15 @@ def check_secondary(output: DisclosureOutput, rules: OutputRules, context: Check
     primary = {k for k in context.withheld if k in grid.counts}
     if not primary or not grid.equations:
         return []
-    added, protected = secondary_suppression(grid, primary)
+    known = known_from_earlier(grid, output.source, output.unit, context.earlier_releases)
+    hidden = set() if output.margins else grid.margin_keys
+    added, protected = secondary_suppression(grid, primary, hidden, known)
     findings = []
     for key, protects in added.items():
-        reason = f"suppressed so that the suppressed cell ({grid.label(protects)}) cannot be worked out from the totals"
+        reason = (
+            f"suppressed so that the suppressed cell ({grid.label(protects)}) cannot be worked out "
+            "from the totals (including those in earlier releases)"
+        )
         context.withheld[key] = reason
         findings.append(
             Finding("secondary_suppression", grid.label(key), Outcome.FAIL, reason, withheld=True, key=key)

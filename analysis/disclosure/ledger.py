@@ -29,6 +29,16 @@ class LedgerEntry:
     dimensions: tuple[str, ...]
     cells: tuple[tuple[tuple[str, ...], int], ...]
     released_at: str = ""
+    #: cells (margins included, ``Total`` for a summed dimension) that the release did NOT show
+    hidden: tuple[tuple[str, ...], ...] = ()
+
+    def published_cells(self) -> dict[tuple[str, ...], int]:
+        """Every cell and margin a reader of this release can see, with its true count."""
+        from analysis.disclosure.suppression import full_counts
+
+        _, counts = full_counts(self.dimensions, dict(self.cells))
+        hidden = set(self.hidden)
+        return {k: n for k, n in counts.items() if k not in hidden}
 
     @property
     def total(self) -> int:
@@ -50,6 +60,7 @@ class LedgerEntry:
             "dimensions": list(self.dimensions),
             "cells": [[list(k), n] for k, n in self.cells],
             "released_at": self.released_at,
+            "hidden": [list(k) for k in self.hidden],
         }
 
     @classmethod
@@ -62,6 +73,7 @@ class LedgerEntry:
             dimensions=tuple(d["dimensions"]),
             cells=tuple((tuple(k), int(n)) for k, n in d["cells"]),
             released_at=d.get("released_at", ""),
+            hidden=tuple(tuple(k) for k in d.get("hidden", [])),
         )
 
 

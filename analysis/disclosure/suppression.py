@@ -27,17 +27,28 @@ CellKey = tuple[str, ...]
 
 @dataclass(frozen=True)
 class Grid:
-    """A frequency table as cells (interior and margins) and the equations that tie them together."""
+    """A frequency table as cells (interior and margins) and the equations that tie them together.
+
+    Margins are always part of the grid, because they exist whether or not this table publishes
+    them: another release may have published them already. ``margins_published`` says whether
+    this table shows them.
+    """
 
     dimensions: tuple[str, ...]
     categories: tuple[tuple[str, ...], ...]
     counts: dict[CellKey, int]
     #: each equation: (total cell, the cells that add up to it)
     equations: tuple[tuple[CellKey, tuple[CellKey, ...]], ...]
+    margins_published: bool = True
 
     @property
     def keys(self) -> list[CellKey]:
-        return list(self.counts)
+        """The cells this table publishes (interior, then margins when published), in order."""
+        return [k for k in self.counts if self.margins_published or not self.is_margin(k)]
+
+    @property
+    def margin_keys(self) -> set[CellKey]:
+        return {k for k in self.counts if self.is_margin(k)}
 
     def is_margin(self, key: CellKey) -> bool:
         return TOTAL in key
@@ -50,48 +61,52 @@ class Grid:
         return [eq for eq in self.equations if eq[0] == key or key in eq[1]]
 
 
+def full_counts(
+    dimensions: tuple[str, ...], interior: dict[CellKey, int]
+) -> tuple[tuple[tuple[str, ...], ...], dict[CellKey, int]]:
+    """Categories per dimension and the counts of every cell and margin of a long-format table."""
+    categories = tuple(tuple(dict.fromkeys(str(k[i]) for k in interior)) for i in range(len(dimensions)))
+    counts: dict[CellKey, int] = {key: 0 for key in itertools.product(*categories)}
+    for key, n in interior.items():
+        counts[tuple(str(v) for v in key)] = int(n)
+    margins: dict[CellKey, int] = {}
+    for mask in itertools.product((False, True), repeat=len(dimensions)):
+        if not any(mask):
+            continue
+        for key in itertools.product(
+            *[(TOTAL,) if m else cats for m, cats in zip(mask, categories, strict=True)]
+        ):
+            margins[key] = 0
+        for key, n in list(counts.items()):
+            margin = tuple(TOTAL if m else v for m, v in zip(mask, key, strict=True))
+            margins[margin] += n
+    counts.update(margins)
+    return categories, counts
+
+
 def build_grid(table: FrequencyTable) -> Grid:
-    """Cells of ``table`` (categories as text) plus, when ``table.margins``, every margin."""
+    """Cells of ``table`` (categories as text), every margin, and the equations between them."""
     dims = table.dimensions
-    df = table.table.copy()
-    for d in dims:
-        df[d] = df[d].astype(str)
-    categories = tuple(tuple(dict.fromkeys(df[d].tolist())) for d in dims)
+    df = table.table
     interior: dict[CellKey, int] = {
-        tuple(row[:-1]): int(row[-1]) for row in df[[*dims, table.count_column]].itertuples(index=False)
+        tuple(str(v) for v in row[:-1]): int(row[-1])
+        for row in df[[*dims, table.count_column]].itertuples(index=False)
     }
-    counts: dict[CellKey, int] = {}
-    for key in itertools.product(*categories):
-        counts[key] = interior.get(key, 0)
+    categories, counts = full_counts(dims, interior)
     equations: list[tuple[CellKey, tuple[CellKey, ...]]] = []
-    if table.margins:
-        levels = [(*cats, TOTAL) for cats in categories]
-        for key in itertools.product(*levels):
-            if TOTAL not in key:
-                continue
-            covered = [
-                k
-                for k in interior_keys(categories)
-                if all(v == TOTAL or v == k[i] for i, v in enumerate(key))
-            ]
-            counts[key] = sum(counts[k] for k in covered)
-        for key in itertools.product(*levels):
-            for i, v in enumerate(key):
-                if v != TOTAL:
-                    continue
+    for key in counts:
+        for i, v in enumerate(key):
+            if v == TOTAL:
                 parts = tuple((*key[:i], c, *key[i + 1 :]) for c in categories[i])
                 equations.append((key, parts))
-    return Grid(dims, categories, counts, tuple(equations))
-
-
-def interior_keys(categories: tuple[tuple[str, ...], ...]) -> list[CellKey]:
-    return list(itertools.product(*categories))
+    return Grid(dims, categories, counts, tuple(equations), margins_published=table.margins)
 
 
 def primary_suppression(grid: Grid, min_count: int, zeros_disclosive: bool) -> dict[CellKey, str]:
     """Cells below the threshold (and zeros, when zeros are disclosive) -> reason."""
     reasons: dict[CellKey, str] = {}
-    for key, n in grid.counts.items():
+    for key in grid.keys:
+        n = grid.counts[key]
         if 0 < n < min_count:
             reasons[key] = f"fewer than {min_count} people (threshold rule)"
         elif n == 0 and zeros_disclosive:
@@ -204,18 +219,21 @@ def _cost(grid: Grid, key: CellKey) -> float:
     return cost + margins * 1e9
 
 
-def _close_cycle_2d(grid: Grid, suppressed: set[CellKey], target: CellKey) -> list[CellKey]:
+def _close_cycle_2d(
+    grid: Grid, suppressed: set[CellKey], target: CellKey, known: set[CellKey]
+) -> list[CellKey]:
     """Cheapest cells that put ``target`` on a cycle of suppressed cells in a 2-way table with margins.
 
     With margins, a 2-way table is a bipartite graph (rows and columns, the Total row and column
     included) whose edges are cells; every row and column sums to zero once totals are negated.
     A suppressed cell can be moved without changing any published number exactly when it lies on
     a cycle of suppressed cells, so the cheapest protection is the cheapest path from its row to
-    its column that avoids the cell itself (already-suppressed cells cost nothing).
+    its column that avoids the cell itself (already-suppressed cells cost nothing, cells known
+    from earlier releases cannot be used).
     """
     adjacency: dict[tuple[str, str], list[tuple[tuple[str, str], CellKey]]] = {}
     for key in grid.counts:
-        if key == target:
+        if key == target or key in known:
             continue
         r, c = ("r", key[0]), ("c", key[1])
         adjacency.setdefault(r, []).append((c, key))
@@ -246,20 +264,28 @@ def _close_cycle_2d(grid: Grid, suppressed: set[CellKey], target: CellKey) -> li
     return path
 
 
-def secondary_suppression(grid: Grid, primary: set[CellKey]) -> tuple[dict[CellKey, CellKey], bool]:
+def secondary_suppression(
+    grid: Grid,
+    primary: set[CellKey],
+    hidden: set[CellKey] = frozenset(),  # type: ignore[assignment]
+    known: set[CellKey] = frozenset(),  # type: ignore[assignment]
+) -> tuple[dict[CellKey, CellKey], bool]:
     """Extra cells to suppress so no primary cell can be recovered: secondary cell -> cell it protects.
 
-    Also returns whether the final pattern passed the audit (False only if no cell was left to
-    hide, which the caller reports as a failure).
+    ``hidden`` cells are unknown to a reader without being suppressed (margins this table does not
+    publish); ``known`` cells are known to a reader from earlier releases even if this table hides
+    them, so they can never serve as protection. Also returns whether the final pattern passed
+    the audit (False only if no usable cell was left to hide).
 
     2-way tables with margins close the cheapest cycle through each exposed cell; other shapes
     (1-way, 3 or more dimensions) add, one at a time, the cheapest cell on a line through an
     exposed cell, preferring one that protects the small cell on its own. Every round is audited
     by linear programming, so the result is checked, not assumed.
     """
-    suppressed = set(primary)
+    suppressed = set(primary) | (set(hidden) - set(known))
+    primary = set(primary) - set(known)  # a cell already published elsewhere cannot be protected here
     added: dict[CellKey, CellKey] = {}
-    two_way = len(grid.dimensions) == 2 and bool(grid.equations)
+    two_way = len(grid.dimensions) == 2
     # Search with the equations alone (fast), then audit once more with non-negativity (LPs) and
     # carry on in that mode only if zeros pin a cell down.
     use_bounds = False
@@ -271,7 +297,7 @@ def secondary_suppression(grid: Grid, primary: set[CellKey]) -> tuple[dict[CellK
             use_bounds = True
             continue
         target = exposed_primary[0]
-        chosen: list[CellKey] = _close_cycle_2d(grid, suppressed, target) if two_way else []
+        chosen: list[CellKey] = _close_cycle_2d(grid, suppressed, target, set(known)) if two_way else []
         if not chosen:
             pinned = [
                 target,
@@ -282,9 +308,9 @@ def secondary_suppression(grid: Grid, primary: set[CellKey]) -> tuple[dict[CellK
                 for total, parts in grid.lines_through(key):
                     candidates.update(parts)
                     candidates.add(total)
-            candidates -= suppressed
+            candidates -= suppressed | set(known)
             if not candidates:
-                candidates = set(grid.counts) - suppressed
+                candidates = set(grid.counts) - suppressed - set(known)
             if not candidates:
                 return added, False
             ranked = sorted(candidates, key=lambda k: (_cost(grid, k), k))
@@ -316,7 +342,8 @@ def released_frequency_table(
     """
     column = f"count_{table.unit}_rounded"
     rows = []
-    for key, n in grid.counts.items():
+    for key in grid.keys:
+        n = grid.counts[key]
         row = dict(zip(grid.dimensions, key, strict=True))
         if key in withheld:
             row[column] = pd.NA

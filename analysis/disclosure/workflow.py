@@ -441,7 +441,7 @@ def release_output(workspace: Workspace, engine: Any, actor: str, request_id: st
                     + verification.to_text(),
                     hint="report this: the protected table should always pass",
                 )
-        entry = ledger_entry_for(output, request.request_id, released_at)
+        entry = ledger_entry_for(output, request.request_id, released_at, report)
         if entry is not None:
             append_ledger(workspace, entry)
         _decide(request, RELEASED, actor)

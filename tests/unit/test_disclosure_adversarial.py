@@ -195,3 +195,22 @@ def test_ordinary_statistics_columns_are_not_mistaken_for_identifiers() -> None:
     coefs["t_nhs_number"] = ["ab" * 32]
     m = ModelResult(coefs, n_obs=900, n_people=900, source="s", title="m", residual_df=880)
     assert any(f.rule == "row_level" for f in check_output(m, RULES).blocking)
+
+
+def test_a_suppressed_cell_derivable_from_an_earlier_release_is_protected() -> None:
+    by_age = freq([("16-24", 120), ("25-49", 300), ("50-64", 200)], ("age_band",), "by age")
+    earlier = ledger_entry_for(by_age, "r1", report=check_output(by_age, RULES))
+    # Without totals, but the earlier table already published the age-band totals of the same people.
+    by_sex_age = freq(
+        [("F", "16-24", 3), ("M", "16-24", 117), ("F", "25-49", 150), ("M", "25-49", 150),
+         ("F", "50-64", 100), ("M", "50-64", 100)],
+        ("sex", "age_band"),
+        "by sex and age",
+        margins=False,
+    )  # fmt: skip
+    alone = check_output(by_sex_age, RULES)
+    assert {f.key for f in alone.withheld} == {("F", "16-24")}  # nothing to work it out from
+    report = check_output(by_sex_age, RULES, [earlier])
+    assert {f.key for f in report.withheld} >= {("F", "16-24"), ("M", "16-24")}  # 120 - 117 would give 3
+    assert any("earlier releases" in f.reason for f in report.withheld if f.rule == "secondary_suppression")
+    assert report.outcome is Outcome.PASS

@@ -83,7 +83,8 @@ def test_request_review_release_and_verify(workspace: Workspace, engine: PolicyE
     assert verify_release(result.directory, engine.policy.outputs).ok
     with pytest.raises(DisclosureBlocked, match="is released"):
         release_output(workspace, engine, OFFICER, rid)
-    assert [e.request_id for e in read_ledger(workspace, "analysis/clients")] == [rid]
+    [entry] = read_ledger(workspace, "analysis/clients")
+    assert entry.request_id == rid and len(entry.hidden) == 2  # what readers could not see
     assert [r.status for r in list_requests(workspace)] == ["released"]
     actions = [(e["action"], e["decision"]) for e in audit_entries(workspace)]
     assert ("output_request", "allowed") in actions and ("output_release", "allowed") in actions
