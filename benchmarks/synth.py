@@ -53,15 +53,15 @@ def main() -> None:
     root = args.keep or Path(tempfile.mkdtemp(prefix="ehl-synth-bench-"))
     ws = Workspace.open(root)
 
-    phases: list[tuple[str, float, float]] = []
+    phases: list[tuple[str, float, float, float]] = []
     state = {"label": "start", "wall": time.perf_counter(), "cpu": time.process_time()}
 
     def progress(_n: float, description: str) -> None:
         if description != state["label"]:
             now_wall, now_cpu = time.perf_counter(), time.process_time()
-            phases.append(
-                (str(state["label"]), now_wall - float(state["wall"]), now_cpu - float(state["cpu"]))
-            )
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            label = str(state["label"])
+            phases.append((label, now_wall - float(state["wall"]), now_cpu - float(state["cpu"]), peak))
             state.update(label=description, wall=now_wall, cpu=now_cpu)
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -76,9 +76,9 @@ def main() -> None:
     print(f"people/s (wall)       {args.people / wall:,.0f}")
     print(f"people/s (cpu)        {args.people / cpu:,.0f}")
     print(f"peak memory (RSS)     {_human(peak_kb * 1024)}")
-    print("phases (wall s, cpu s):")
-    for label, w, c in phases[1:]:
-        print(f"  {label:<50} {w:8.1f} {c:8.1f}")
+    print(f"  {'phase':<50} {'wall s':>8} {'cpu s':>8} {'peak RSS so far':>16}")
+    for label, w, c, peak in phases[1:]:
+        print(f"  {label:<50} {w:8.1f} {c:8.1f} {_human(peak):>16}")
     print("counts:")
     for k, v in result.counts.items():
         print(f"  {k:<24} {v:,}")
