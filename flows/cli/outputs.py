@@ -21,6 +21,7 @@ from flows.cli.common import (
     open_workspace,
     policy_path,
     print_outputs,
+    progress,
 )
 from flows.cli.keys import say
 from flows.cli.policy import TrustStoreOption
@@ -75,7 +76,8 @@ def request(
             "--justification", "the justification is empty", "say why this output needs to leave"
         )
     if name in list_staged(ws):
-        request_id = request_staged(ws, engine, actor, name, justification)
+        with progress(f"Checking {name} against the output rules"):
+            request_id = request_staged(ws, engine, actor, name, justification)
     elif any(name in (r.request_id, r.name) for r in list_requests(ws) if r.status in ("pending", "blocked")):
         request_id = justify_request(ws, engine, actor, name, justification)
     else:
@@ -106,12 +108,18 @@ def review(
     trust_store: TrustStoreOption = None,
 ) -> None:
     """(IG officer) Show each pending request, its check report and what it could combine with."""
-    from analysis.disclosure.workflow import review_requests
+    from analysis.disclosure.workflow import list_requests, review_requests
 
     ws = open_workspace(workspace)
     actor = current_user(user)
     engine = _engine(ws, policy, trust_store, actor)
     reviews = review_requests(ws, engine, actor)
+    blocked = list_requests(ws, "blocked")
+    if blocked:
+        say(
+            f"{len(blocked)} request(s) were blocked by the automatic checks and cannot be released "
+            "('ehl outputs list --status blocked'); reject them with a reason."
+        )
     if not reviews:
         say("No output requests are waiting for review.")
         return
@@ -153,7 +161,8 @@ def release(
     ws = open_workspace(workspace)
     actor = current_user(user)
     engine = _engine(ws, policy, trust_store, actor)
-    result = release_output(ws, engine, actor, request_id)
+    with progress(f"Re-checking and releasing {request_id}"):
+        result = release_output(ws, engine, actor, request_id)
     say(f"Released {result.request_id}; the bundle passed its independent re-check.")
     print_outputs([("released", result.directory), *((f.name, f) for f in result.files)])
 
