@@ -241,7 +241,8 @@ def build_enrolments(
     dup = np.flatnonzero(rng.random(len(chosen)) < errs.duplicate_enrolment)
     gap = rng.integers(30, 400, len(dup)).astype("timedelta64[D]")
     dup_when = when[chosen[dup]] + gap
-    too_late = dup_when > ENROL_END
+    # never after the window or after death: then the second enrolment is the earlier one
+    too_late = (dup_when > ENROL_END) | (dup_when >= death[chosen[dup]])
     dup_when = np.where(too_late, np.maximum(when[chosen[dup]] - gap, ENROL_START), dup_when)
     dup_programme = np.where(
         rng.random(len(dup)) < 0.5,
