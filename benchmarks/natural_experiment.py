@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,11 @@ def accuracy(seeds: int, clients: int, pool: int) -> pd.DataFrame:
                 truth = effects.get(outcome, 0.0)
                 found = {
                     "interrupted_time_series": interrupted_time_series(region.panel, outcome).estimate,
+                    "interrupted_time_series_controlled": interrupted_time_series(
+                        region.panel,
+                        outcome,
+                        calendar_rate=region.comparison_pool.groupby("month")[outcome].mean(),
+                    ).estimate,
                     "event_study": event_study(
                         DensePanel.from_long(region.panel, outcome), outcome, placebo_shift=None
                     ).overall,
@@ -164,7 +170,14 @@ def synthetic_region(seeds: int, people: int, outcomes: tuple[str, ...]) -> pd.D
                     f"research dataset {built:.1f} s, estimators {time.perf_counter() - t:.1f} s",
                     flush=True,
                 )
-            for est in res.estimates:
+            uncontrolled = [
+                replace(
+                    interrupted_time_series(tables.panel, o).estimate,
+                    estimator="interrupted_time_series_uncontrolled",
+                )
+                for o in outcomes
+            ]
+            for est in [*res.estimates, *uncontrolled]:
                 truth = planted["relative_change"][est.outcome] if planted["enabled"] else 0.0
                 rows.append(
                     {

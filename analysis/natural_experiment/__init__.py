@@ -94,7 +94,12 @@ def estimate_all(
     for outcome in outcomes:
         if outcome not in panel.columns:
             raise InputError("analysis/panel.parquet", f"there is no measure '{outcome}'", column=outcome)
-        its = interrupted_time_series(panel, outcome, family=its_family)  # type: ignore[arg-type]
+        its = interrupted_time_series(
+            panel,
+            outcome,
+            family=its_family,  # type: ignore[arg-type]
+            calendar_rate=_calendar_rate(comparison_pool, outcome),
+        )
         its_results.append(its)
         estimates.append(its.estimate)
         dense = DensePanel.from_long(panel, outcome)
@@ -112,6 +117,13 @@ def estimate_all(
                 )
             )
     return NaturalExperimentResults(tuple(estimates), tuple(studies), tuple(its_results))
+
+
+def _calendar_rate(pool: pd.DataFrame | None, outcome: str) -> pd.Series | None:
+    """Never-enrolled patients' mean count per person-month, by calendar month (ITS reference)."""
+    if pool is None or len(pool) == 0 or outcome not in pool.columns:
+        return None
+    return pool.groupby("month")[outcome].mean()
 
 
 def _read(path: Path) -> pd.DataFrame:

@@ -8,6 +8,10 @@ registered do not look like falls in use.
 
 Seasonality: event time mixes calendar months (people enrol in different months), so each event
 month's seasonal position is the exposure-weighted average of its people's calendar-month harmonics.
+Shocks common to everyone (the spring-2020 fall in contacts) are not seasonal and, when enrolment
+is concentrated in a few years, land in the same event months for most clients; given a reference
+series (the never-enrolled pool's rate by calendar month), each person-month's exposure is weighted
+by that month's reference index instead, which removes seasonality and common shocks alike.
 
 Standard errors must allow for autocorrelation. The aggregate series is autocorrelated mainly
 because the *same people* make up neighbouring months (a frequent attender lifts every month they
@@ -49,13 +53,34 @@ class ItsResult:
     series: pd.DataFrame  # event_time, count, person_months, n_people, rate, fitted, counterfactual
 
 
-def aggregate_series(panel: pd.DataFrame, outcome: str, person: str = "client_pseudonym") -> pd.DataFrame:
-    """Event-time series: total count, person-months, people and mean seasonal harmonics."""
+def calendar_weights(months: pd.Series, calendar_rate: pd.Series | None) -> np.ndarray:
+    """Each person-month's calendar-time index: the reference rate in that month over its mean.
+
+    ``calendar_rate`` (rate per person-month by calendar month, e.g. in never-enrolled patients)
+    carries the seasonality and shocks common to everyone (a pandemic dip); months it does not
+    cover get 1. Without a reference every month weighs 1.
+    """
+    if calendar_rate is None or len(calendar_rate) == 0:
+        return np.ones(len(months))
+    ref = pd.Series(calendar_rate.to_numpy(dtype=float), index=month_index(calendar_rate.index))
+    ref = ref[ref > 0]
+    index = ref / ref.mean()
+    return index.reindex(month_index(months)).fillna(1.0).to_numpy()
+
+
+def aggregate_series(
+    panel: pd.DataFrame,
+    outcome: str,
+    person: str = "client_pseudonym",
+    calendar_rate: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Event-time series: total count, person-months, calendar-expected months, people, harmonics."""
     moy = month_index(panel["month"]) % 12
     work = pd.DataFrame(
         {
             "event_time": panel["event_time"].to_numpy(),
             "count": panel[outcome].to_numpy(dtype=float),
+            "expected": calendar_weights(panel["month"], calendar_rate),
             "cos1": np.cos(2 * np.pi * moy / 12),
             "sin1": np.sin(2 * np.pi * moy / 12),
             "cos2": np.cos(4 * np.pi * moy / 12),
@@ -65,6 +90,7 @@ def aggregate_series(panel: pd.DataFrame, outcome: str, person: str = "client_ps
     g = work.groupby("event_time")
     series = g.agg(
         count=("count", "sum"),
+        expected=("expected", "sum"),
         cos1=("cos1", "mean"),
         sin1=("sin1", "mean"),
         cos2=("cos2", "mean"),
@@ -82,11 +108,18 @@ def interrupted_time_series(
     maxlags: int | None = None,
     person: str = "client_pseudonym",
     errors: Errors = "person_cluster",
+    calendar_rate: pd.Series | None = None,
 ) -> ItsResult:
-    """Segmented regression: log rate = a + b*k + level*post + slope*k*post + seasonality."""
+    """Segmented regression: log rate = a + b*k + level*post + slope*k*post + seasonality.
+
+    With ``calendar_rate`` (see ``calendar_weights``) the exposure of each event month is its
+    person-months weighted by the calendar index, so seasonality and shocks common to everyone are
+    taken out by the reference population instead of harmonics ("controlled" time series).
+    """
     import statsmodels.api as sm
 
-    series = aggregate_series(panel, outcome, person)
+    series = aggregate_series(panel, outcome, person, calendar_rate)
+    controlled = calendar_rate is not None and len(calendar_rate) > 0
     series = series[series["person_months"] > 0].reset_index(drop=True)
     if (series["event_time"] < 0).sum() < 3 or (series["event_time"] >= 0).sum() < 3:
         raise InputError(
@@ -100,10 +133,11 @@ def interrupted_time_series(
     for h in ("cos1", "sin1", "cos2", "sin2"):
         # A harmonic that barely varies across event time (enrolment spread evenly over the
         # calendar) would be collinear with the intercept: leave it out.
-        if series[h].std() > 0.02:
+        if not controlled and series[h].std() > 0.02:
             X[h] = series[h].to_numpy()
     y = series["count"].to_numpy()
-    exposure = series["person_months"].to_numpy(dtype=float)
+    person_months = series["person_months"].to_numpy(dtype=float)
+    exposure = series["expected"].to_numpy(dtype=float)
     n = len(series)
     lags = maxlags if maxlags is not None else max(1, int(np.floor(4 * (n / 100) ** (2 / 9))))
     if family == "negative_binomial":
@@ -124,7 +158,14 @@ def interrupted_time_series(
     p_value = float(fit.pvalues["level"])
     if errors == "person_cluster" and family == "poisson":
         cov = _person_clustered_cov(
-            panel, outcome, person, series["event_time"].to_numpy(), X, fit.params.to_numpy(), exposure
+            panel,
+            outcome,
+            person,
+            series["event_time"].to_numpy(),
+            X,
+            fit.params.to_numpy(),
+            exposure,
+            calendar_weights(panel["month"], calendar_rate),
         )
         se = np.sqrt(np.diag(cov))
         j_level, j_slope = X.columns.get_loc("level"), X.columns.get_loc("slope")
@@ -138,7 +179,7 @@ def interrupted_time_series(
     X_cf = X.assign(level=0.0, slope=0.0)
     counterfactual = fit.predict(X_cf, exposure=exposure)
     post_mask = post == 1
-    cf_rate = float(counterfactual[post_mask].sum() / exposure[post_mask].sum())
+    cf_rate = float(counterfactual[post_mask].sum() / person_months[post_mask].sum())
     rr = np.exp(level)
     effect = cf_rate * (rr - 1)  # level change, per person-month, at the counterfactual rate
     est = Estimate(
@@ -153,10 +194,11 @@ def interrupted_time_series(
         p_value=p_value,
         n_people=int(panel[person].nunique()),
         n_comparison_people=0,
-        n_person_months=int(exposure.sum()),
+        n_person_months=int(person_months.sum()),
         details={
             "family": family,
             "errors": errors,
+            "calendar_reference": controlled,
             "hac_maxlags": lags,
             "hac_relative_ci": (float(np.exp(hac_ci[0]) - 1), float(np.exp(hac_ci[1]) - 1)),
             "slope_change": slope,
@@ -166,9 +208,9 @@ def interrupted_time_series(
         },
     )
     series = series.assign(
-        rate=y / exposure,
-        fitted=np.asarray(fitted) / exposure,
-        counterfactual=np.asarray(counterfactual) / exposure,
+        rate=y / person_months,
+        fitted=np.asarray(fitted) / person_months,
+        counterfactual=np.asarray(counterfactual) / person_months,
     )
     return ItsResult(estimate=est, slope_change=slope, slope_change_ci=(s_lo, s_hi), series=series)
 
@@ -181,15 +223,16 @@ def _person_clustered_cov(
     X: pd.DataFrame,
     params: np.ndarray,
     exposure: np.ndarray,
+    row_weights: np.ndarray,
 ) -> np.ndarray:
     """Poisson sandwich with each person's score summed over their months (CR1 small-sample factor)."""
     Xa = X.to_numpy(dtype=float)
-    rate = np.exp(Xa @ params)  # per person-month, by event time
+    rate = np.exp(Xa @ params)  # per unit of exposure, by event time
     row_of = pd.Series(np.arange(len(event_times)), index=event_times)
     k = row_of.reindex(panel["event_time"].to_numpy()).to_numpy()
     keep = ~np.isnan(k)
     k = k[keep].astype(np.int64)
-    resid = panel[outcome].to_numpy(dtype=float)[keep] - rate[k]
+    resid = panel[outcome].to_numpy(dtype=float)[keep] - rate[k] * row_weights[keep]
     codes, uniques = pd.factorize(panel[person].to_numpy()[keep])
     scores = np.zeros((len(uniques), Xa.shape[1]))
     for j in range(Xa.shape[1]):

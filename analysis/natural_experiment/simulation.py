@@ -64,6 +64,13 @@ def _registration(rng: np.random.Generator, n: int, n_months: int) -> tuple[np.n
     return start, end
 
 
+def _shock(months: np.ndarray, common_shock: tuple[int, int, float] | None) -> np.ndarray:
+    if common_shock is None:
+        return np.ones(months.shape)
+    first, end, factor = common_shock
+    return np.where((months >= first) & (months < end), factor, 1.0)
+
+
 def _rates(people: pd.DataFrame, months: np.ndarray, measure: str) -> np.ndarray:
     """Expected counts for people (rows) at calendar columns ``months`` (same shape, broadcast)."""
     log_person = (
@@ -105,12 +112,16 @@ def simulate_region(
     months_after: int = 24,
     measures: tuple[str, ...] = MEASURES,
     full_windows: bool = False,
+    enrolment_range: tuple[int, int] | None = None,
+    common_shock: tuple[int, int, float] | None = None,
 ) -> SimulatedRegion:
     """Simulate clients' panel and a never-enrolled pool with ``effects`` (relative, e.g. -0.08).
 
     ``full_windows`` draws enrolment months so that every client's whole window lies inside the
     study period (and everyone is registered throughout): exactly ``months_before + months_after + 1``
-    months per client, as for timing the estimators on a fixed panel size.
+    months per client, as for timing the estimators on a fixed panel size. ``enrolment_range``
+    (first, last+1 month index) concentrates enrolment; ``common_shock`` (first, last+1 month,
+    rate multiplier) is a fall or rise in use shared by everyone, such as the spring-2020 dip.
     """
     rng = np.random.default_rng(seed)
     effects = {m: 0.0 for m in measures} | dict(effects or {})
@@ -118,7 +129,10 @@ def simulate_region(
     k = np.arange(-months_before, months_after + 1)
 
     clients = _people(rng, n_clients, deprived=True)
-    if full_windows:
+    if enrolment_range is not None:
+        cohort = rng.integers(enrolment_range[0], enrolment_range[1], size=n_clients)
+        reg_start, reg_end = _registration(rng, n_clients, n_months)
+    elif full_windows:
         cohort = rng.integers(months_before, n_months - months_after, size=n_clients)
         reg_start, reg_end = np.full(n_clients, -10_000), np.full(n_clients, 10_000)
     else:
@@ -138,6 +152,7 @@ def simulate_region(
     )
     for m in measures:
         lam = _rates(clients, cols, m) * np.where(cols >= cohort[:, None], 1.0 + effects[m], 1.0)
+        lam = lam * _shock(cols, common_shock)
         panel[m] = rng.poisson(lam[keep]).astype(np.int32)
     cov = _covariates(clients, ids)
     for col in cov.columns.drop("person"):
@@ -151,7 +166,8 @@ def simulate_region(
     p_ids = np.array([f"P{i:07d}" for i in range(n_pool)], dtype=object)
     pool_panel = pd.DataFrame({"patient_pseudonym": p_ids[p_who], "month": index_to_month(t0 + p_col)})
     for m in measures:
-        lam = _rates(pool, np.broadcast_to(months, p_keep.shape), m)
+        grid = np.broadcast_to(months, p_keep.shape)
+        lam = _rates(pool, grid, m) * _shock(grid, common_shock)
         pool_panel[m] = rng.poisson(lam[p_keep]).astype(np.int32)
 
     cal = pd.Timestamp(start).year
