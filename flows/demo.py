@@ -77,13 +77,21 @@ def review_as_demo_officer(workspace: Workspace, trust_store: Path = DEMO_TRUST_
     """
     from analysis.disclosure.workflow import BLOCKED, list_requests, reject_output, release_output
     from ig_policies.engine import PolicyEngine
+    from ig_policies.errors import DisclosureBlocked
 
     officer = DEMO_USERS["ig_officer"]
     engine = PolicyEngine.load(DEMO_POLICY, workspace, trust_store=trust_store, actor=officer)
     released, rejected, left = [], [], []
     for req in list_requests(workspace):
         if req.status == "pending" and req.outcome == "pass":
-            release_output(workspace, engine, officer, req.request_id)
+            try:
+                release_output(workspace, engine, officer, req.request_id)
+            except DisclosureBlocked as exc:  # the release-time re-check sees earlier releases too
+                reject_output(
+                    workspace, engine, officer, req.request_id, f"Re-check at release failed: {exc.message}"
+                )
+                rejected.append(req.request_id)
+                continue
             released.append(req.request_id)
         elif req.status in ("pending", BLOCKED) and req.outcome == "fail":
             reject_output(

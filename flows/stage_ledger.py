@@ -23,9 +23,16 @@ from filelock import FileLock
 from ig_policies.workspace import Workspace, content_hash, write_json
 
 
-def _hash_paths(paths: Iterable[Path]) -> dict[str, str]:
-    """Content hash of each path that exists ("missing" otherwise), keyed by its path."""
-    return {str(p): (content_hash(p) if p.exists() else "missing") for p in sorted(set(map(Path, paths)))}
+def _hash_paths(paths: Iterable[Path], root: Path) -> dict[str, str]:
+    """Content hash of each path ("missing" if absent), keyed by its path relative to the workspace.
+
+    Relative keys keep a copied or moved workspace's ledger valid.
+    """
+    hashes = {}
+    for p in sorted(set(map(Path, paths))):
+        key = p.resolve().relative_to(root).as_posix() if p.resolve().is_relative_to(root) else str(p)
+        hashes[key] = content_hash(p) if p.exists() else "missing"
+    return hashes
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,8 @@ class StagePlan:
 
 class StageLedger:
     def __init__(self, workspace: Workspace):
-        self.path = workspace.root / ".state" / "stages.json"
+        self.root = workspace.root.resolve()
+        self.path = self.root / ".state" / "stages.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(self.path) + ".lock")
 
@@ -52,7 +60,7 @@ class StageLedger:
             return {}  # a damaged ledger only costs a re-run, never a wrong skip
 
     def fingerprint(self, stage: str, inputs: Iterable[Path], params: Mapping[str, Any]) -> str:
-        doc = {"stage": stage, "inputs": _hash_paths(inputs), "params": dict(params)}
+        doc = {"stage": stage, "inputs": _hash_paths(inputs, self.root), "params": dict(params)}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
     def plan(self, stage: str, inputs: Iterable[Path], params: Mapping[str, Any]) -> StagePlan:
@@ -63,18 +71,21 @@ class StageLedger:
             and record.get("fingerprint") == fp
             and record.get("outputs")
             and all(
-                Path(p).exists() and content_hash(p) == h for p, h in record["outputs"].items()
+                (self.root / p).exists() and content_hash(self.root / p) == h
+                for p, h in record["outputs"].items()
             )
         )
         return StagePlan(stage, fp, up_to_date)
 
-    def complete(self, plan: StagePlan, outputs: Iterable[Path], summary: Mapping[str, Any] | None = None) -> None:
+    def complete(
+        self, plan: StagePlan, outputs: Iterable[Path], summary: Mapping[str, Any] | None = None
+    ) -> None:
         existing = [Path(p) for p in outputs if Path(p).exists()]
         with self._lock:
             ledger = self._read()
             ledger[plan.stage] = {
                 "fingerprint": plan.fingerprint,
-                "outputs": _hash_paths(existing),
+                "outputs": _hash_paths(existing, self.root),
                 "summary": dict(summary or {}),
                 "completed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "pid": os.getpid(),

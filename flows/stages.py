@@ -154,10 +154,9 @@ def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
 
 def run_link(ctx: PipelineContext, model_path: Path | None = None) -> StageOutcome:
     from linkage.link import link_records
-    from linkage.link_backend import build_db_api, choose_backend
+    from linkage.link_backend import db_api_for_run
     from linkage.linkage_config import load_linkage_config
     from linkage.quality import write_report
-    from linkage.splink_model import table_rows
 
     ws = ctx.workspace
     inputs = [ws.pseudonymised / "employment_support", ws.pseudonymised / "health_demographics"]
@@ -167,11 +166,12 @@ def run_link(ctx: PipelineContext, model_path: Path | None = None) -> StageOutco
 
     def run(engine):
         config = load_linkage_config(None)
-        records = table_rows(ws.root, config.left) + table_rows(ws.root, config.right)
-        backend = choose_backend(settings.backend, records, settings.duckdb_max_comparisons_records)
-        db_api = build_db_api(
-            backend,
-            spark=ctx.spark() if backend == "spark" else None,
+        backend, db_api = db_api_for_run(
+            ws.root,
+            config,
+            settings.backend,
+            settings.duckdb_max_comparisons_records,
+            spark_factory=ctx.spark,
             duckdb_memory_limit=settings.duckdb_memory_limit,
         )
         result = link_records(

@@ -33,3 +33,17 @@ def test_a_damaged_ledger_means_rerun_not_skip(workspace: Workspace) -> None:
     ledger = StageLedger(workspace)
     ledger.path.write_text("{not json")
     assert not ledger.plan("link", [], {}).up_to_date
+
+
+def test_a_copied_workspace_keeps_its_completed_stages(workspace: Workspace, tmp_path) -> None:
+    import shutil
+
+    src = workspace.landing / "in.csv"
+    out = workspace.linked / "links.parquet"
+    src.write_text("x\n")
+    out.write_text("links")
+    ledger = StageLedger(workspace)
+    ledger.complete(ledger.plan("link", [src], {}), [out])
+
+    copy = Workspace.open(shutil.copytree(workspace.root, tmp_path / "copy"))
+    assert StageLedger(copy).plan("link", [copy.landing / "in.csv"], {}).up_to_date
