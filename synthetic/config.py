@@ -39,7 +39,7 @@ ETHNICITIES: tuple[str, ...] = ("Asian", "Black", "Mixed", "White", "Other")
 AGE_BANDS: tuple[str, ...] = ("16-24", "25-34", "35-49", "50-64")
 PROGRAMMES: tuple[str, ...] = ("ways_to_work", "health_into_work")
 
-Rate = float
+Rate = float  # a probability in [0, 1]; fields using it are validated by _rate()
 
 
 class _Strict(BaseModel):

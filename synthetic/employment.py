@@ -8,6 +8,7 @@ success-factor models can each be scored against a known answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -539,7 +540,11 @@ def _text_parts(texts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return parts[:, 2], parts[:, 1], parts[:, 0]
 
 
-def _common_fields(part: pd.DataFrame, fmt) -> dict[str, np.ndarray]:
+DateFormatter = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def _common_fields(part: pd.DataFrame, fmt: DateFormatter) -> dict[str, np.ndarray]:
+    """Dates of birth, enrolment and job start as text in the provider's format, defects included."""
     dob = fmt(
         part["rec_dob_day"].to_numpy(), part["rec_dob_month"].to_numpy(), part["rec_dob_year"].to_numpy()
     )
