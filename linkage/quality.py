@@ -284,6 +284,8 @@ class Evaluation:
     false_negatives: int
     by_group: pd.DataFrame
     threshold_curve: pd.DataFrame
+    #: clients whose true health record is absent from the linkable table (e.g. opted out)
+    excluded_true_pairs: int = 0
     report_path: Path | None = None
 
 
@@ -344,7 +346,8 @@ def score_links(
     precision, recall, f1 = _scores(tp, fp, fn)
     rows = []
     if groups is not None:
-        joined = joined.merge(groups, on="client_pseudonym", how="left")
+        overlap = [c for c in groups.columns if c in joined.columns and c != "client_pseudonym"]
+        joined = joined.drop(columns=overlap).merge(groups, on="client_pseudonym", how="left")
         for group in GROUPS:
             if group not in joined:
                 continue
@@ -404,7 +407,16 @@ def evaluate(workspace: Workspace, research_key: bytes, config: LinkageConfig | 
     candidates = pd.read_parquet(_linked_file(workspace, "candidate_pairs.parquet"))
     programmes = set(links["programme"].dropna().astype(str)) if "programme" in links else set()
     truth = true_pairs(workspace, research_key, programmes)
-    known = truth[truth["client_pseudonym"].isin(set(links["client_pseudonym"]))]
+    known = truth[truth["client_pseudonym"].isin(set(links["client_pseudonym"]))].copy()
+    # a client whose health record is not in the linkable table (National Data Opt-out, not
+    # registered) has nothing to link to: "unmatched" is then the right answer, not a miss
+    linkable = set(
+        pd.read_parquet(workspace.root / config.right.path, columns=[config.right.id_column])[
+            config.right.id_column
+        ].astype(str)
+    )
+    excluded = known["true_patient"].notna() & ~known["true_patient"].isin(linkable)
+    known.loc[excluded, "true_patient"] = None
     if known.empty:
         raise InputError(
             str(workspace.truth / "record_links.parquet"),
@@ -429,6 +441,7 @@ def evaluate(workspace: Workspace, research_key: bytes, config: LinkageConfig | 
     write_json(
         out / "evaluation.json",
         {k: scores[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1")}
+        | {"excluded_true_pairs": int(excluded.sum())}
         | {"threshold_curve": curve.to_dict(orient="records")},
     )
     lines = [
@@ -437,6 +450,9 @@ def evaluate(workspace: Workspace, research_key: bytes, config: LinkageConfig | 
         f"Precision: {scores['precision']:.3f}  ",
         f"Recall: {scores['recall']:.3f}  ",
         f"F1: {scores['f1']:.3f}",
+        "",
+        f"{int(excluded.sum()):,} client(s) belong to a person whose health record is not in the linkable table "
+        "(National Data Opt-out or not registered); for them 'unmatched' counts as correct.",
         "",
         "## By group",
         "",
@@ -468,5 +484,6 @@ def evaluate(workspace: Workspace, research_key: bytes, config: LinkageConfig | 
         false_negatives=scores["fn"],
         by_group=scores["by_group"],
         threshold_curve=curve,
+        excluded_true_pairs=int(excluded.sum()),
         report_path=report,
     )

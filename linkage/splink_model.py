@@ -131,6 +131,12 @@ def token_comparisons() -> list[dict[str, Any]]:
             ),
             _level(f"{_eq('t_forename')} OR {_eq('t_forename_canonical')}", "forename only", m=0.03, u=0.02),
             _level(_eq("t_surname"), "surname only", m=0.02, u=0.005, tf="t_surname"),
+            _level(
+                "t_forename_l = t_surname_r OR t_surname_l = t_forename_r",
+                "one name in the other's place",
+                m=0.005,
+                u=1e-4,
+            ),
             _level("ELSE", "different", m=0.01, u=0.97),
         ],
     }

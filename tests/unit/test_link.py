@@ -305,6 +305,7 @@ def test_report_and_evaluation(linked_ws) -> None:
     assert set(rates["group"]) == {"overall", *quality.GROUPS}
     assert not (rates["level"] == "unknown").any()
     result = quality.evaluate(ws, RESEARCH_KEY)
+    assert set(result.by_group["group"]) == set(quality.GROUPS) and result.excluded_true_pairs == 0
     assert result.f1 >= 0.98 and result.precision >= 0.995
     assert result.threshold_curve["recall"].is_monotonic_decreasing
     assert "F1: " in result.report_path.read_text()
