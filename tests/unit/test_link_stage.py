@@ -30,7 +30,7 @@ def _workspace(root: Path) -> Workspace:
     """A synthetic workspace pseudonymised under the test master secret, as the pipeline would."""
     ws = Workspace.open(root)
     key = MasterSecret(bytes.fromhex(TEST_MASTER_SECRET)).derive("research-pseudonym", PROJECT, KEY_VERSION)
-    write_workspace_tables(make_population(800, 250, seed=4), ws.root, research_key=key)
+    write_workspace_tables(make_population(500, 160, seed=4), ws.root, research_key=key)
     return ws
 
 
@@ -38,7 +38,7 @@ def test_link_records_is_audited_and_refuses_the_wrong_role(tmp_path: Path, mast
     logging.getLogger("splink").setLevel(logging.ERROR)
     ws = _workspace(tmp_path / "ws")
     engine = PolicyEngine.load(POLICY, ws, trust_store=TRUST_STORE)
-    config = LinkageConfig(u_max_pairs=1e5)
+    config = LinkageConfig(u_max_pairs=2e4)
 
     with pytest.raises(PolicyRefused) as refused:
         link_records(ws, engine, "demo-researcher", duckdb_api("1GB", threads=2), config=config)
@@ -72,7 +72,7 @@ def test_cli_link_report_and_evaluate(
     ws = _workspace(tmp_path / "ws")
     monkeypatch.setenv("EHL_TRUST_STORE", str(TRUST_STORE))
     config = tmp_path / "link.yaml"
-    config.write_text("u_max_pairs: 100000\n")
+    config.write_text("u_max_pairs: 20000\n")
     runner = CliRunner()
     common = ["--workspace", str(ws.root), "--policy", str(POLICY), "--user", "demo-processor"]
 
