@@ -106,8 +106,16 @@ class DatasetConfig(_Strict):
     dates: dict[str, DateRule] = Field(default_factory=dict)
     date_of_birth: BirthDateRule | None = None
     nhs_number: str | None = Field(None, description="field holding NHS numbers, checked by modulus 11")
-    max_invalid_nhs_fraction: float = Field(0.02, ge=0.0, le=1.0)
-    max_unparseable_dob_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    max_invalid_nhs_fraction: float = Field(0.02, ge=0.0, le=1.0, description="of the NHS numbers given")
+    max_missing_dob_fraction: float = Field(
+        0.05, ge=0.0, le=1.0, description="dates of birth empty or unreadable"
+    )
+    small_extract_allowance: int = Field(
+        3,
+        ge=0,
+        description="invalid NHS numbers / missing dates of birth tolerated whatever the fraction, so that "
+        "one typo in a 20-row extract does not stop the flow (these rows are kept, not quarantined)",
+    )
     expected_rows: RowRange = Field(default_factory=RowRange)
     max_quarantine_fraction: float = Field(0.05, ge=0.0, le=1.0, description="used when the policy sets none")
 

@@ -7,13 +7,14 @@ same conditions on the whole extract as the validation of record (see ``suites``
 
 Judgement calls, kept consistent with "impossible dates are flagged, never silently guessed":
 
-* Dates of birth stay as the provider's text. A date of birth we *can* parse but that is
-  implausible (in the future, or an age outside the dataset's range) quarantines the row. One we
-  cannot parse (``31/02/1980``, a transposed day and month) is kept: standardisation flags it
-  ``dob_valid = false`` and linkage does without it. Such rows are counted and their fraction is a
-  Great Expectations check with its own tolerance.
-* Invalid NHS numbers (bad format or check digit) are kept and counted for the same reason: the
-  record can still link on other fields; pseudonymisation gives them no token.
+* Dates of birth stay as the provider's text (standardisation parses them for linkage). Here a
+  date of birth that is given but is not a real date in the agreed format (``31/02/1985``), or is
+  a real date in the future or giving an age outside the dataset's range, quarantines the row as
+  ``implausible_dob``: guessing what ``31/02`` meant would plant a wrong identifier. An *empty*
+  date of birth is not a fault of the row (linkage does without it); how many are empty or
+  unreadable is a Great Expectations check with its own tolerance.
+* Invalid NHS numbers (bad format or check digit) are kept and counted: the record can still link
+  on other fields, and pseudonymisation gives them no token.
 * Duplicate keys: the first row (by ``source_row``) goes on, later ones are quarantined.
 * Two-digit birth years are put in the century that places the date in the past.
 """
@@ -39,7 +40,7 @@ REASONS: dict[str, str] = {
     "missing_value": "a required field is empty",
     "invalid_date": "a date cannot be read in the agreed format",
     "date_out_of_range": "a date is outside the programme window or in the future",
-    "implausible_dob": "the date of birth is in the future or gives an implausible age",
+    "implausible_dob": "the date of birth is not a real date, is in the future or gives an implausible age",
     "invalid_code": "a coded value is not one of the agreed codes",
 }
 
@@ -186,7 +187,10 @@ def apply_row_checks(frame: DataFrame, config: DatasetConfig, as_of: dt.date) ->
             reference = F.lit(as_of)
         age = F.floor(F.months_between(reference, F.col(CHECK_DOB)) / 12)
         plausible = (F.col(CHECK_DOB) <= F.lit(as_of)) & (age >= dob_rule.min_age) & (age <= dob_rule.max_age)
-        df = df.withColumn(CHECK_DOB_PLAUSIBLE, F.when(F.col(CHECK_DOB).isNotNull(), plausible))
+        # given but not a real date (31/02/1985) counts as implausible: never guessed
+        given = F.col(dob_rule.field).isNotNull()
+        verdict = F.when(F.col(CHECK_DOB).isNotNull(), plausible).when(given, F.lit(False))
+        df = df.withColumn(CHECK_DOB_PLAUSIBLE, verdict)
         failures.append(
             ("implausible_dob", dob_rule.field, F.coalesce(~F.col(CHECK_DOB_PLAUSIBLE), F.lit(False)))
         )

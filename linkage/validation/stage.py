@@ -216,14 +216,15 @@ def _judge(
         if CHECK_DOB in checked.columns
         else F.lit(False)
     )
-    invalid_nhs = (
-        F.col(CHECK_NHS_VALID) == F.lit(False) if CHECK_NHS_VALID in checked.columns else F.lit(False)
-    )
+    has_nhs = CHECK_NHS_VALID in checked.columns
+    invalid_nhs = F.col(CHECK_NHS_VALID) == F.lit(False) if has_nhs else F.lit(False)
+    given_nhs = F.col(CHECK_NHS_VALID).isNotNull() if has_nhs else F.lit(False)
     tallies = (
         checked.groupBy(REASON_CODE)
         .agg(
             F.count(F.lit(1)).alias("rows"),
             F.sum(invalid_nhs.cast("long")).alias("invalid_nhs"),
+            F.sum(given_nhs.cast("long")).alias("given_nhs"),
             F.sum(unreadable_dob.cast("long")).alias("unreadable_dob"),
         )
         .collect()
@@ -236,7 +237,10 @@ def _judge(
             f"{extract.dataset}: row accounting broken: {extract.rows_in} rows read but {accepted} accepted "
             f"+ {quarantined} quarantined; nothing was written"
         )
-    suite = build_suite(config, checked.columns, tolerance, as_of)
+    nhs_given = sum(int(r["given_nhs"] or 0) for r in tallies)
+    suite = build_suite(
+        config, checked.columns, tolerance, as_of, rows=extract.rows_in, nhs_numbers_given=nhs_given
+    )
     outcome = gx_context.validate(config.name, checked.drop(REASON_CODE, REASON), suite)
     result = DatasetValidation(
         dataset=config.name,

@@ -57,7 +57,7 @@ def employment_people(n: int, seed: int = 1) -> list[dict]:
     rng = random.Random(seed)
     people = []
     for i in range(n):
-        enrolment = dt.date(2019, 1, 1) + dt.timedelta(days=rng.randint(0, 6 * 365))
+        enrolment = dt.date(2021, 1, 1) + dt.timedelta(days=rng.randint(0, 3 * 365 - 1))
         dob = enrolment - dt.timedelta(days=rng.randint(18 * 365, 60 * 365))
         job = rng.random() < 0.4
         people.append(
@@ -175,7 +175,9 @@ def write_health(landing: Path, n: int = 40, seed: int = 3) -> dict[str, Path]:
         {
             "patient_id": ids[: n // 2],
             "condition": [rng.choice(["depression", "asthma", "diabetes"]) for _ in ids[: n // 2]],
-            "diagnosis_date": [dt.date(2015, 1, 1) + dt.timedelta(days=rng.randint(0, 3000)) for _ in ids[: n // 2]],
+            "diagnosis_date": [
+                dt.date(2015, 1, 1) + dt.timedelta(days=rng.randint(0, 3000)) for _ in ids[: n // 2]
+            ],
         }
     )
     activity = pd.DataFrame(
@@ -195,7 +197,9 @@ def write_health(landing: Path, n: int = 40, seed: int = 3) -> dict[str, Path]:
     }
     date_columns = ("date_of_birth", "registration_start", "registration_end", "date_of_death")
     schema = pa.schema([(c, pa.date32() if c in date_columns else pa.string()) for c in demographics.columns])
-    pq.write_table(pa.Table.from_pandas(demographics, schema=schema, preserve_index=False), paths["health_demographics"])
+    pq.write_table(
+        pa.Table.from_pandas(demographics, schema=schema, preserve_index=False), paths["health_demographics"]
+    )
     conditions.to_parquet(paths["health_conditions"], index=False)
     activity.to_parquet(paths["health_activity"], index=False)
     return paths

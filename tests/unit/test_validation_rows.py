@@ -80,7 +80,7 @@ def test_nhs_check_digit_on_spark_agrees_with_python(spark) -> None:
 
 
 def test_dates_of_birth_at_the_age_limits(spark, tmp_path: Path) -> None:
-    """Ages 14 and 100 at enrolment pass; 13 and 101 are implausible; unreadable ones pass on."""
+    """Ages 14 and 100 at enrolment pass; 13, 101 and a day that does not exist are quarantined."""
     enrol = dt.date(2022, 6, 15)
     dobs = {
         "14": enrol.replace(year=enrol.year - 14).strftime("%d/%m/%Y"),
@@ -95,5 +95,11 @@ def test_dates_of_birth_at_the_age_limits(spark, tmp_path: Path) -> None:
     path = write_delimited(tmp_path / "wtw.csv", rows)
     extract = ingest_extract(spark, path, WTW, WTW.columns.values())
     got = apply_row_checks(extract.frame, WTW, AS_OF).orderBy("source_row").collect()
-    assert [r[REASON_CODE] for r in got] == [None, "implausible_dob", None, "implausible_dob", None]
+    assert [r[REASON_CODE] for r in got] == [
+        None,
+        "implausible_dob",
+        None,
+        "implausible_dob",
+        "implausible_dob",
+    ]
     assert got[4].check_dob is None and got[4].date_of_birth == "31/04/1990"

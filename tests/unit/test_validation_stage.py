@@ -29,20 +29,19 @@ from tests.unit.test_validation_data import (
 pytestmark = pytest.mark.spark
 
 ACTOR = "demo-processor"
-N = 150  # 6 planted row faults = 4% of rows: under the demo policy's 5% tolerance
+N = 150  # 7 planted row faults = 4.7% of rows: under the demo policy's 5% tolerance
 
 
 def _plant_ways_to_work(rows: list[dict]) -> dict[int, str]:
     """Corrupt single cells; returns source_row -> the reason code validation must give."""
     rows[4]["Client Ref"] = rows[2]["Client Ref"]  # row 5 repeats row 3's key
     rows[9]["Start Date"] = "31/02/2021"  # no such date
-    rows[14]["Start Date"] = "03/03/2018"  # before the programme window
+    rows[14]["Start Date"] = "03/03/2020"  # before the programme window (2021-2023)
     rows[19]["Gender"] = "Unknown"
     rows[24]["DOB"] = rows[24]["Start Date"][:6] + str(int(rows[24]["Start Date"][6:]) - 5)  # aged 5
     rows[29]["Client Ref"] = ""
-    # kept, only counted: an unreadable date of birth and a bad NHS check digit
-    rows[34]["DOB"] = "30/02/1980"
-    rows[39]["NHS Number"] = "1234567890"
+    rows[34]["DOB"] = "30/02/1980"  # no such day: quarantined, never guessed
+    rows[39]["NHS Number"] = "1234567890"  # bad check digit: kept (links on other fields), counted
     return {
         5: "duplicate_key",
         10: "invalid_date",
@@ -50,6 +49,7 @@ def _plant_ways_to_work(rows: list[dict]) -> dict[int, str]:
         20: "invalid_code",
         25: "implausible_dob",
         30: "missing_key",
+        35: "implausible_dob",
     }
 
 
@@ -102,7 +102,7 @@ def test_planted_faults_are_quarantined_with_their_reasons_and_nothing_is_lost(
     assert result.passed
     wtw = result.get("ways_to_work")
     assert (wtw.rows_in, wtw.rows_quarantined, wtw.rows_accepted) == (N, len(planted), N - len(planted))
-    assert wtw.reason_counts == {code: 1 for code in planted.values()}
+    assert wtw.reason_counts == {**{code: 1 for code in planted.values()}, "implausible_dob": 2}
     assert wtw.invalid_nhs_numbers == 1 and wtw.unreadable_dates_of_birth == 1
     assert set(wtw.dropped_columns) == {"Keyworker Notes", "Telephone"}
 
@@ -118,8 +118,7 @@ def test_planted_faults_are_quarantined_with_their_reasons_and_nothing_is_lost(
     assert {r.programme for r in accepted.select("programme").distinct().collect()} == {"ways_to_work"}
     kept = {r.source_row for r in accepted.select("source_row").collect()}
     assert kept.isdisjoint(planted) and kept | set(planted) == set(range(1, N + 1))
-    # the unreadable date of birth goes on as sent, for standardisation to flag
-    assert accepted.where("source_row = 35").first().date_of_birth == "30/02/1980"
+    assert accepted.where("source_row = 40").first().nhs_number == "1234567890"
 
     for name in ("health_into_work", "health_demographics", "health_conditions", "health_activity"):
         d = result.get(name)
@@ -139,7 +138,7 @@ def test_planted_faults_are_quarantined_with_their_reasons_and_nothing_is_lost(
     }
     summary = {d["dataset"]: d for d in entry["details"]["validation"]}
     assert summary["ways_to_work"]["dropped_columns"] == ["Keyworker Notes", "Telephone"]
-    assert summary["ways_to_work"]["reason_counts"] == {code: 1 for code in planted.values()}
+    assert summary["ways_to_work"]["reason_counts"] == wtw.reason_counts
 
     # Data Docs exist for every extract and carry no identifying value
     assert result.data_docs_index.is_file()
