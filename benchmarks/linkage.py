@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--cleartext", action="store_true", help="also run the cleartext model (DuckDB)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--u-max-pairs", type=float, default=2e6)
+    parser.add_argument("--shuffle-partitions", type=int, default=8)
+    parser.add_argument("--no-repartition", action="store_true", help="Spark: no repartition after blocking")
     args = parser.parse_args()
     logging.getLogger("splink").setLevel(logging.ERROR)
 
@@ -213,10 +215,21 @@ def main() -> None:
             from flows.spark_session import build_spark_session
 
             spark = build_spark_session(
-                SparkSettings(master="local[2]", driver_memory="6g", shuffle_partitions=8),
+                SparkSettings(
+                    master="local[2]", driver_memory="6g", shuffle_partitions=args.shuffle_partitions
+                ),
                 scratch_dir=scratch / "spark",
             )
-            rows.append(run("tokens/spark", spark_api(spark), scratch / "tokens", config, truth, spark=spark))
+            rows.append(
+                run(
+                    "tokens/spark",
+                    spark_api(spark, repartition_after_blocking=not args.no_repartition),
+                    scratch / "tokens",
+                    config,
+                    truth,
+                    spark=spark,
+                )
+            )
         else:
             raise SystemExit(f"unknown backend {backend!r}")
     if args.cleartext:

@@ -46,7 +46,7 @@ def duckdb_api(memory_limit: str = "8GB", threads: int | None = None, temp_dir: 
     return DuckDBAPI(connection=con)
 
 
-def spark_api(spark: Any) -> Any:
+def spark_api(spark: Any, *, repartition_after_blocking: bool = True) -> Any:
     """A Spark database API on the caller's session.
 
     Lineage is broken by Splink's default parquet checkpointing (the session must have a
@@ -59,7 +59,7 @@ def spark_api(spark: Any) -> Any:
     partitions = int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
     return SparkAPI(
         spark_session=spark,
-        repartition_after_blocking=True,
+        repartition_after_blocking=repartition_after_blocking,
         num_partitions_on_repartition=partitions,
     )
 
