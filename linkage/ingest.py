@@ -144,10 +144,13 @@ def _decode(path: Path, raw: bytes, declared: str | None) -> tuple[str, str]:
             )
         declared, raw = "utf-8", raw[len(codecs.BOM_UTF8) :]
     if declared is None:
-        try:
-            return raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            pass
+        # UTF-8 first (strict, so a match is certain), then Windows-1252, the code page of UK
+        # Windows exports: statistical detection alone confuses it with other single-byte pages
+        for candidate in ("utf-8", "cp1252"):
+            try:
+                return raw.decode(candidate), candidate
+            except UnicodeDecodeError:
+                pass
         from charset_normalizer import from_bytes
 
         best = from_bytes(raw[: 4 * _SNIFF_BYTES]).best()

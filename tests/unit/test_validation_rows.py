@@ -36,7 +36,9 @@ FAULTS = {
 }
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(faults=st.lists(st.sampled_from([None, *FAULTS]), min_size=3, max_size=25))
 def test_rows_in_equal_accepted_plus_quarantined_and_each_fault_gets_its_reason(
     spark, tmp_path: Path, faults: list[str | None]
