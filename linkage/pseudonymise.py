@@ -28,7 +28,7 @@ from ig_policies.workspace import Workspace, atomic_directory, write_json
 from linkage.opt_out import read_opt_out_list, remove_opted_out
 from linkage.standardise import (
     NICKNAMES_CSV,
-    standardisation_counts,
+    flag_aggregations,
     standardise_identifiers,
     with_date_column,
     yes_no,
@@ -43,7 +43,7 @@ from linkage.tokens import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Observation, SparkSession
 
     from ig_policies.engine import PolicyEngine
 
@@ -267,12 +267,20 @@ def _health_events_table(df: DataFrame, drop: set[str], research_key: SparkHmacK
     return df.select(pseudonym.alias("patient_pseudonym"), *[F.col(c) for c in df.columns if c not in drop])
 
 
-def _write_table(spark: SparkSession, df: DataFrame, dest: Path, metadata: dict[str, Any]) -> int:
-    """Write a Spark table atomically with its metadata file; returns the rows written."""
+def _write_table(
+    df: DataFrame, dest: Path, metadata: dict[str, Any], observations: Mapping[str, Observation]
+) -> dict[str, dict[str, int]]:
+    """Write a Spark table atomically, with its metadata file (including the flag counts observed
+    while writing, per extract) inside the table's directory. Returns those counts.
+
+    The counts come from ``DataFrame.observe``: collected during the write, so the identifiers are
+    standardised once, not once for counting and again for writing.
+    """
     with atomic_directory(dest) as tmp:
         df.write.mode("error").parquet(str(tmp))
-        write_json(tmp / METADATA_FILE, metadata)
-    return spark.read.parquet(str(dest)).count()
+        counts = {name: {k: int(v or 0) for k, v in obs.get.items()} for name, obs in observations.items()}
+        write_json(tmp / METADATA_FILE, {**metadata, "flag_counts": counts})
+    return counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,6 +354,7 @@ def _run(
     today: dt.date,
     step: Any,
 ) -> PseudonymisationResult:
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     policy = engine.policy
@@ -365,10 +374,9 @@ def _run(
     opted_out = dict.fromkeys(frames, 0)
     opt_out_path = engine.opt_out_list_path()
     if opt_out_path is not None and health:
+        listing = read_opt_out_list(spark, opt_out_path)  # refuses when the list is missing
         step.inputs(opt_out_path)
-        kept, removed = remove_opted_out(
-            {n: frames[n] for n in health}, read_opt_out_list(spark, opt_out_path)
-        )
+        kept, removed = remove_opted_out({n: frames[n] for n in health}, listing)
         frames.update(kept)
         opted_out.update(removed)
 
@@ -391,15 +399,17 @@ def _run(
         lookup = _read_postcode_lookup(spark, workspace)
         step.inputs(workspace.reference / POSTCODE_LOOKUP)
         parts = []
-        flags_by_extract: dict[str, dict[str, int]] = {}
+        observations: dict[str, Observation] = {}
         for name in employment:
             std = standardise_identifiers(frames[name], today)
             std = std.join(F.broadcast(lookup), std["std_postcode"] == lookup["_lookup_postcode"], "left")
-            flags = standardisation_counts(std)
-            flags["postcode_not_in_lookup"] = std.where(
-                F.col("postcode_valid") & F.col("_lookup_lsoa21cd").isNull()
-            ).count()
-            flags_by_extract[name] = flags
+            observations[name] = Observation(f"flags_{name}")
+            std = std.observe(
+                observations[name],
+                *flag_aggregations(
+                    postcode_not_in_lookup=F.col("postcode_valid") & F.col("_lookup_lsoa21cd").isNull()
+                ).values(),
+            )
             parts.append(_employment_table(std, _programme(name), research_key, match_key, today))
         table = parts[0]
         for part in parts[1:]:
@@ -410,9 +420,8 @@ def _run(
             "table": EMPLOYMENT_TABLE,
             "sources": employment,
             "programmes": {n: _programme(n) for n in employment},
-            "flag_counts": flags_by_extract,
         }
-        _write_table(spark, table, dest, metadata)
+        flags_by_extract = _write_table(table, dest, metadata, observations)
         outputs[EMPLOYMENT_TABLE] = dest
         for name in employment:
             rows = flags_by_extract[name]["rows"]
@@ -432,18 +441,21 @@ def _run(
                 "a health dataset needs a patient_id column to be pseudonymised",
                 hint="check the dataset config's column mapping, then run 'ehl validate' again",
             )
+        observation = Observation(f"flags_{name}")
         if any(c in df.columns for c in PERSON_IDENTIFIERS):
             std = standardise_identifiers(df, today)
-            flags = standardisation_counts(std)
+            std = std.observe(observation, *flag_aggregations().values())
             table = _health_person_table(std, df.columns, drop, research_key, match_key)
         else:
-            flags = {"rows": df.count()}
-            table = _health_events_table(df, drop, research_key)
+            table = _health_events_table(
+                df.observe(observation, F.count(F.lit(1)).alias("rows")), drop, research_key
+            )
         dest = workspace.pseudonymised / name
-        metadata = {**base_metadata, "table": name, "sources": [name], "flag_counts": {name: flags}}
-        rows_out = _write_table(spark, table, dest, metadata)
+        metadata = {**base_metadata, "table": name, "sources": [name]}
+        flags = _write_table(table, dest, metadata, {name: observation})[name]
         outputs[name] = dest
-        rows_in = flags["rows"] + opted_out[name]
+        rows_out = flags["rows"]  # every row left after the opt-out is written: none is filtered
+        rows_in = rows_out + opted_out[name]
         summaries.append(
             ExtractSummary(name, str(kinds[name]), name, rows_in, opted_out[name], rows_out, flags)
         )

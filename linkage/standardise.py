@@ -522,8 +522,12 @@ def standardise_identifiers(df: DataFrame, today: dt.date | None = None) -> Data
     )
 
 
-def standardisation_counts(std: DataFrame) -> dict[str, int]:
-    """Counts of every flag and rejection in a standardised extract (numbers only, no values)."""
+def flag_aggregations(**extra: Column) -> dict[str, Column]:
+    """Aggregate expressions counting every flag and rejection of a standardised extract.
+
+    ``extra`` adds counts of further conditions (name -> boolean column). They are plain aggregates
+    so the stage can collect them with ``DataFrame.observe`` while it writes, in the same pass.
+    """
     from pyspark.sql import functions as F
 
     def n(cond: Column) -> Column:
@@ -550,7 +554,15 @@ def standardisation_counts(std: DataFrame) -> dict[str, int]:
         "accents_removed": n(F.col("chk_accents_removed")),
         "sex_unknown": n(F.col("chk_sex_unknown")),
     }
+    for name, cond in extra.items():
+        aggs[name] = n(cond)
     for fmt in DOB_FORMATS:
         aggs[f"dob_format_{fmt.replace('/', '_').replace('-', '_')}"] = n(F.col("chk_dob_format") == fmt)
-    row = std.agg(*[expr.alias(name) for name, expr in aggs.items()]).first()
+    return {name: expr.alias(name) for name, expr in aggs.items()}
+
+
+def standardisation_counts(std: DataFrame, **extra: Column) -> dict[str, int]:
+    """Counts of every flag and rejection in a standardised extract (numbers only, no values)."""
+    aggs = flag_aggregations(**extra)
+    row = std.agg(*aggs.values()).first()
     return {name: int(row[name] or 0) for name in aggs}

@@ -111,13 +111,33 @@ def research_pseudonym_column(key: SparkHmacKey, prefix: str, value: Column) -> 
     )
 
 
+#: token column -> (column it equals whenever the two standardised values are equal). Both are in
+#: the "name" domain, so reusing the token is exact, and most records skip these HMACs.
+REUSED_TOKENS: dict[str, str] = {
+    "t_forename_canonical": "t_forename",
+    "t_surname_first": "t_surname",
+    "t_surname_last": "t_surname",
+}
+
+
 def add_tokens(std, key: SparkHmacKey):
     """Add every ``TOKEN_FIELDS`` column to a standardised DataFrame (see ``linkage.standardise``)."""
     from pyspark.sql import functions as F
 
-    return std.withColumns(
-        {name: token_column(key, domain, F.col(source)) for name, (domain, source) in TOKEN_FIELDS.items()}
-    )
+    first = {
+        name: token_column(key, domain, F.col(source))
+        for name, (domain, source) in TOKEN_FIELDS.items()
+        if name not in REUSED_TOKENS
+    }
+    out = std.withColumns(first)
+    second = {}
+    for name, base in REUSED_TOKENS.items():
+        domain, source = TOKEN_FIELDS[name]
+        base_source = TOKEN_FIELDS[base][1]
+        second[name] = F.when(F.col(source).eqNullSafe(F.col(base_source)), F.col(base)).otherwise(
+            token_column(key, domain, F.col(source))
+        )
+    return out.withColumns(second).select(*[c for c in std.columns], *TOKEN_FIELDS)
 
 
 # --------------------------------------------------------------------------------------------
