@@ -29,6 +29,7 @@ from analysis.natural_experiment.its import interrupted_time_series
 from analysis.natural_experiment.matched import matched_comparison
 from analysis.natural_experiment.panel import DensePanel
 from analysis.natural_experiment.simulation import simulate_region
+from analysis.research_dataset import MEASURES
 
 PLANTED = {"gp_appointments": -0.08, "ae_attendances": -0.12}
 
@@ -243,11 +244,7 @@ def main() -> None:
         speed(args.speed_clients)
     if args.synthetic_seeds > 0:
         print(f"\nSynthetic city region, {args.synthetic_people:,} residents, true links:")
-        summary = synthetic_region(
-            args.synthetic_seeds,
-            args.synthetic_people,
-            ("gp_appointments", "ae_attendances", "antidepressant_items"),
-        )
+        summary = synthetic_region(args.synthetic_seeds, args.synthetic_people, MEASURES)
         with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 4):
             print(summary.to_string(index=False))
 
