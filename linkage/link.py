@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ig_policies.errors import InputError
 from ig_policies.workspace import Workspace, write_json, write_parquet
 from linkage import splink_model
 from linkage.linkage_config import LinkageConfig, default_linkage_config
@@ -247,8 +248,6 @@ def read_clients(root: Path, config: LinkageConfig) -> pd.DataFrame:
     present = set(splink_model.table_columns(root, config.left))
     missing = [c for c in columns if c not in present]
     if missing:
-        from ig_policies.errors import InputError
-
         raise InputError(
             str(root / config.left.path), "a column the linkage config carries is missing", column=missing[0]
         )
