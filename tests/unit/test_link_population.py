@@ -106,7 +106,8 @@ def make_population(
     surnames = _names(rng, max(200, n_patients // 50), (2, 3))
     surname_p = 1 / np.arange(1, len(surnames) + 1) ** 0.9
     surname_p /= surname_p.sum()
-    forenames = sorted(set(_names(rng, max(150, n_patients // 400), (1, 2))) | set(NICKNAMES))
+    # one- and two-syllable forenames: 1,560 possible, so the count is capped below that
+    forenames = sorted(set(_names(rng, min(1200, max(150, n_patients // 400)), (1, 2))) | set(NICKNAMES))
     districts = (
         [f"L{i}" for i in range(1, 40)] + [f"WA{i}" for i in range(1, 12)] + [f"CH{i}" for i in range(41, 49)]
     )
