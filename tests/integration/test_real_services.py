@@ -1,0 +1,231 @@
+"""Real separate processes: a Prefect server, a standalone Spark cluster, a crash, concurrent runs.
+
+Each test starts what it needs on 127.0.0.1 and stops it; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ig_policies.audit import AuditLog
+from ig_policies.demo import DEMO_USERS, write_demo_policy
+from tests.integration.conftest import (
+    ROOT,
+    PipelineRun,
+    copy_region,
+    ehl,
+    ehl_env,
+    run_approved_cmd,
+    start_prefect_server,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+
+def _table(path: Path, keys: list[str]) -> pd.DataFrame:
+    return pd.read_parquet(path).sort_values(keys).reset_index(drop=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_flow_runs_on_a_real_prefect_server_and_release_waits_for_the_ig_officer(
+    pipeline_run: PipelineRun, tmp_path: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.flow_runs import resume_flow_run
+
+    ws = copy_region(pipeline_run.workspace.root, tmp_path / "ws")
+    server, api_url = start_prefect_server(tmp_path / "prefect-home")
+    env = ehl_env(PREFECT_API_URL=api_url, PREFECT_HOME=str(tmp_path / "client-home"))
+    try:
+        # 1. the approved flow, recorded by the server (every stage is unchanged, so it is quick)
+        done = subprocess.run(run_approved_cmd(ws.root), env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "unchanged, skipped" in done.stdout
+
+        os.environ["PREFECT_API_URL"] = api_url
+        try:
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs()
+                approved = [r for r in runs if r.name and r.state_type == StateType.COMPLETED]
+                assert approved, [(r.name, r.state_type) for r in runs]
+                for run in runs:  # parameters are paths and user names, never data
+                    assert set(run.parameters) <= {
+                        "workspace", "policy", "processor", "researcher", "settings", "trust_store", "analyses", "model",
+                    }  # fmt: skip
+
+                # 2. the release flow pauses until an IG officer resumes it with a decision
+                pending = [json.loads(p.read_text()) for p in sorted(ws.pending.glob("*/request.json"))]
+                to_release = [
+                    r["request_id"] for r in pending if r["status"] == "pending" and r["outcome"] == "pass"
+                ][:1]
+                assert to_release, "the pipeline produced no output that passes every check"
+                release = subprocess.Popen(
+                    ehl("run", "release", "--workspace", str(ws.root), "--policy", str(pipeline_run_policy())),
+                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                )  # fmt: skip
+                try:
+                    paused_filter = FlowRunFilter(
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+                    )
+                    paused = wait_for(
+                        lambda: client.read_flow_runs(flow_run_filter=paused_filter),
+                        240,
+                        "a paused release run",
+                    )
+                    assert not any(ws.released.iterdir())  # nothing released while waiting
+                    resume_flow_run(
+                        paused[0].id,
+                        run_input={"officer": DEMO_USERS["ig_officer"], "release": to_release, "reject": {}},
+                    )
+                    out, _ = release.communicate(timeout=300)
+                    assert release.returncode == 0, out
+                finally:
+                    _stop(release)
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+        assert (ws.released / to_release[0] / "manifest.json").exists()
+        assert AuditLog.for_workspace(ws).verify().ok
+    finally:
+        _stop(server)
+
+
+def pipeline_run_policy() -> Path:
+    from ig_policies.demo import DEMO_POLICY
+
+    return DEMO_POLICY
+
+
+def test_linkage_on_a_standalone_spark_cluster_matches_the_local_run(
+    pipeline_run: PipelineRun, tmp_path: Path
+) -> None:
+    ws = copy_region(pipeline_run.workspace.root, tmp_path / "ws")
+    run_dir = tmp_path / "spark-cluster"
+    port = 17077
+    cluster_env = ehl_env(
+        EHL_SPARK_RUN_DIR=str(run_dir), SPARK_MASTER_PORT=str(port),
+        SPARK_MASTER_WEBUI_PORT="18090", SPARK_WORKER_WEBUI_PORT="18091", SPARK_WORKER_MEMORY="2g",
+    )  # fmt: skip
+    script = ROOT / "infra" / "scripts" / "spark-cluster.sh"
+    subprocess.run([str(script), "start"], env=cluster_env, check=True, timeout=180, capture_output=True)
+    try:
+        settings = tmp_path / "settings.yaml"
+        settings.write_text(
+            f"spark:\n  master: spark://127.0.0.1:{port}\n  driver_memory: 1g\n  executor_memory: 1g\n"
+            "  shuffle_partitions: 4\nlinkage:\n  backend: spark\n"
+        )
+        done = subprocess.run(
+            ehl("link", "--workspace", str(ws.root), "--policy", str(pipeline_run_policy()), "--settings", str(settings),
+                "--user", DEMO_USERS["data_processor"]),
+            env=ehl_env(), capture_output=True, text=True, timeout=1200,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "on spark" in done.stdout
+    finally:
+        subprocess.run([str(script), "stop"], env=cluster_env, timeout=120, capture_output=True)
+    keys = ["client_pseudonym"]
+    cluster = _table(ws.linked / "links.parquet", keys)
+    local = _table(pipeline_run.workspace.linked / "links.parquet", keys)
+    assert cluster[["client_pseudonym", "patient_pseudonym", "match_status"]].equals(
+        local[["client_pseudonym", "patient_pseudonym", "match_status"]]
+    )
+
+
+def test_a_crash_mid_pipeline_then_resume_gives_identical_outputs(
+    pipeline_run: PipelineRun, raw_region, tmp_path: Path
+) -> None:
+    raw, _ = raw_region
+    ws = copy_region(raw, tmp_path / "ws")
+    ledger = ws.root / ".state" / "stages.json"
+    env = ehl_env(PREFECT_HOME=str(tmp_path / "prefect-home"))
+    proc = subprocess.Popen(
+        run_approved_cmd(ws.root),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: ledger.exists() and "pseudonymise" in json.loads(ledger.read_text()),
+            900,
+            "pseudonymisation",
+        )
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the crash: no clean-up, no finally blocks
+        proc.wait()
+    assert "link" not in json.loads(ledger.read_text())
+
+    done = subprocess.run(run_approved_cmd(ws.root), env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "validate: unchanged, skipped" in done.stdout
+    assert "pseudonymise: unchanged, skipped" in done.stdout
+
+    reference = pipeline_run.workspace
+    pd.testing.assert_frame_equal(
+        _table(ws.linked / "links.parquet", ["client_pseudonym"]),
+        _table(reference.linked / "links.parquet", ["client_pseudonym"]),
+    )
+    pd.testing.assert_frame_equal(
+        _table(ws.analysis / "clients.parquet", ["client_pseudonym"]),
+        _table(reference.analysis / "clients.parquet", ["client_pseudonym"]),
+    )
+    assert AuditLog.for_workspace(ws).verify().ok
+
+
+def test_two_concurrent_runs_of_different_policies_stay_isolated(raw_region, tmp_path: Path) -> None:
+    raw, _ = raw_region
+    policy_b = write_demo_policy(tmp_path / "policy_b.yaml", {"project.id": "ehl-lcr-second-project"})
+    runs = {}
+    for name, policy in (("a", pipeline_run_policy()), ("b", policy_b)):
+        ws = copy_region(raw, tmp_path / f"ws_{name}")
+        cmd = run_approved_cmd(ws.root, policy=policy)
+        cut = cmd.index("--analysis")
+        cmd = [*cmd[:cut], "--analysis", "success_factors"]
+        env = ehl_env(PREFECT_HOME=str(tmp_path / f"prefect-{name}"))
+        runs[name] = (
+            ws,
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        )
+    for name, (_ws, proc) in runs.items():
+        out, _ = proc.communicate(timeout=1500)
+        assert proc.returncode == 0, f"run {name}:\n{out}"
+
+    (ws_a, _), (ws_b, _) = runs["a"], runs["b"]
+    for ws, own, other in (
+        (ws_a, "ehl-lcr-demo", "ehl-lcr-second-project"),
+        (ws_b, "ehl-lcr-second-project", "ehl-lcr-demo"),
+    ):
+        entries = [json.loads(line) for line in (ws.audit / "audit.jsonl").read_text().splitlines()]
+        assert {e["policy_id"] for e in entries if e.get("policy_id")} == {own}
+        assert other not in (ws.audit / "audit.jsonl").read_text()
+        assert AuditLog.for_workspace(ws).verify().ok
+
+    # different projects: unrelated tokens and research pseudonyms for the same people
+    tok_a = pd.read_parquet(
+        ws_a.pseudonymised / "health_demographics", columns=["patient_pseudonym", "t_surname"]
+    )
+    tok_b = pd.read_parquet(
+        ws_b.pseudonymised / "health_demographics", columns=["patient_pseudonym", "t_surname"]
+    )
+    assert len(tok_a) == len(tok_b)
+    assert not set(tok_a["t_surname"].dropna()) & set(tok_b["t_surname"].dropna())
+    assert not set(tok_a["patient_pseudonym"]) & set(tok_b["patient_pseudonym"])
