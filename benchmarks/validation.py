@@ -82,7 +82,8 @@ def main() -> None:
 
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        extract = ingest_extract(spark, path, config, config.columns.values())
+        staging = ws.landing / "validated" / ".staging-bench"
+        extract = ingest_extract(spark, path, config, config.columns.values(), staging)
         timings["ingest (read, decode, map, to Spark)"] = time.perf_counter() - t
 
         t = time.perf_counter()

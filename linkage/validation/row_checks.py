@@ -163,7 +163,10 @@ def apply_row_checks(frame: DataFrame, config: DatasetConfig, as_of: dt.date) ->
         if field not in present:
             continue
         raw = F.col(field)
-        parsed = parse_date(raw, [rule.format] if rule.format else [], kinds[field])
+        df = df.withColumn(
+            f"_parsed_{field}", parse_date(raw, [rule.format] if rule.format else [], kinds[field])
+        )
+        parsed = F.col(f"_parsed_{field}")  # parsed once, referenced by name below
         if rule.required:
             failures.append(("missing_value", field, raw.isNull()))
         failures.append(("invalid_date", field, raw.isNotNull() & parsed.isNull()))
@@ -171,7 +174,6 @@ def apply_row_checks(frame: DataFrame, config: DatasetConfig, as_of: dt.date) ->
         out = parsed > F.lit(latest)
         if rule.min is not None:
             out = out | (parsed < F.lit(rule.min))
-        df = df.withColumn(f"_parsed_{field}", parsed)
         failures.append(("date_out_of_range", field, F.coalesce(out, F.lit(False))))
 
     # 3. date of birth: judged only where it can be read
@@ -203,14 +205,23 @@ def apply_row_checks(frame: DataFrame, config: DatasetConfig, as_of: dt.date) ->
     if config.nhs_number is not None and config.nhs_number in present:
         df = df.withColumn(CHECK_NHS_VALID, nhs_number_valid(F.col(config.nhs_number)))
 
+    # each row's first failing rule, as an index into the ordered rules: the conditions are
+    # evaluated once, and the code and the text are looked up from the index
     ordered = sorted(failures, key=lambda f: list(REASONS).index(f[0]))
-    code = F.coalesce(*[F.when(cond, F.lit(c)) for c, _, cond in ordered]) if ordered else F.lit(None)
-    text = (
-        F.coalesce(*[F.when(cond, F.lit(_reason_text(c, field))) for c, field, cond in ordered])
-        if ordered
-        else F.lit(None)
-    )
-    df = df.withColumn(REASON_CODE, code.cast("string")).withColumn(REASON, text.cast("string"))
+    if ordered:
+        first = F.coalesce(*[F.when(cond, F.lit(i + 1)) for i, (_, _, cond) in enumerate(ordered)])
+        df = df.withColumn("_first_failure", first)
+        codes = F.array(*[F.lit(c) for c, _, _ in ordered])
+        texts = F.array(*[F.lit(_reason_text(c, field)) for c, field, _ in ordered])
+        index = F.col("_first_failure")
+        df = df.withColumn(REASON_CODE, F.when(index.isNotNull(), F.element_at(codes, index)))
+        df = df.withColumn(REASON, F.when(index.isNotNull(), F.element_at(texts, index))).drop(
+            "_first_failure"
+        )
+    else:
+        df = df.withColumn(REASON_CODE, F.lit(None).cast("string")).withColumn(
+            REASON, F.lit(None).cast("string")
+        )
 
     # the parsed dates replace the text (after the reasons, which needed both)
     for field in config.dates:

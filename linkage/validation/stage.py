@@ -17,6 +17,7 @@ pseudonymisation cannot pick up an extract that no longer passes.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,11 +332,30 @@ def check_extracts(
     """
     as_of = as_of or dt.date.today()
     inputs = dict(inputs or {})
+    staging = workspace.landing / VALIDATED_DIR / f".staging-{os.getpid()}"
+    try:
+        return _check_staged(workspace, spark, configs, permitted_fields, tolerances, inputs, as_of, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_staged(
+    workspace: Workspace,
+    spark: SparkSession,
+    configs: Sequence[DatasetConfig],
+    permitted_fields: Mapping[str, Iterable[str]],
+    tolerances: Mapping[str, float],
+    inputs: Mapping[str, Path],
+    as_of: dt.date,
+    staging: Path,
+) -> ValidationResult:
     extracts: list[tuple[DatasetConfig, IngestedExtract]] = []
     try:
         for config in configs:
             path = inputs.get(config.name) or workspace.landing / config.file
-            extracts.append((config, ingest_extract(spark, path, config, permitted_fields[config.name])))
+            extracts.append(
+                (config, ingest_extract(spark, path, config, permitted_fields[config.name], staging))
+            )
     except InputError:
         _remove_stale(workspace, [c.name for c in configs])
         raise
