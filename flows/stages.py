@@ -263,6 +263,8 @@ def run_analysis(ctx: PipelineContext, name: str) -> StageOutcome:
     inputs = [
         ws.analysis / "clients.parquet",
         ws.analysis / "panel.parquet",
+        ws.analysis / "comparison_people.parquet",
+        ws.analysis / "comparison_pool.parquet",
         ws.linked / "match_rates.parquet",
         *_files_under(ws.reference),
     ]

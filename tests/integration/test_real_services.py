@@ -48,9 +48,10 @@ def test_flow_runs_on_a_real_prefect_server_and_release_waits_for_the_ig_officer
     pipeline_run: PipelineRun, tmp_path: Path
 ) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.flow_runs import resume_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     ws = copy_region(pipeline_run.workspace.root, tmp_path / "ws")
     server, api_url = start_prefect_server(tmp_path / "prefect-home")
@@ -61,47 +62,44 @@ def test_flow_runs_on_a_real_prefect_server_and_release_waits_for_the_ig_officer
         assert done.returncode == 0, done.stdout + done.stderr
         assert "unchanged, skipped" in done.stdout
 
-        os.environ["PREFECT_API_URL"] = api_url
-        try:
-            with get_client(sync_client=True) as client:
-                runs = client.read_flow_runs()
-                approved = [r for r in runs if r.name and r.state_type == StateType.COMPLETED]
-                assert approved, [(r.name, r.state_type) for r in runs]
-                for run in runs:  # parameters are paths and user names, never data
-                    assert set(run.parameters) <= {
+        with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(limit=50, sort=FlowRunSort.START_TIME_DESC)
+            approved = [r for r in runs if r.name and r.state_type == StateType.COMPLETED]
+            assert approved, [(r.name, r.state_type) for r in runs]
+            for run in runs:  # parameters are paths and user names, never data
+                assert set(run.parameters) <= {
                         "workspace", "policy", "processor", "researcher", "settings", "trust_store", "analyses", "model",
                     }  # fmt: skip
 
-                # 2. the release flow pauses until an IG officer resumes it with a decision
-                pending = [json.loads(p.read_text()) for p in sorted(ws.pending.glob("*/request.json"))]
-                to_release = [
-                    r["request_id"] for r in pending if r["status"] == "pending" and r["outcome"] == "pass"
-                ][:1]
-                assert to_release, "the pipeline produced no output that passes every check"
-                release = subprocess.Popen(
+            # 2. the release flow pauses until an IG officer resumes it with a decision
+            pending = [json.loads(p.read_text()) for p in sorted(ws.pending.glob("*/request.json"))]
+            to_release = [
+                r["request_id"] for r in pending if r["status"] == "pending" and r["outcome"] == "pass"
+            ][:1]
+            assert to_release, "the pipeline produced no output that passes every check"
+            release = subprocess.Popen(
                     ehl("run", "release", "--workspace", str(ws.root), "--policy", str(pipeline_run_policy())),
                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
                 )  # fmt: skip
-                try:
-                    paused_filter = FlowRunFilter(
-                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-                    )
-                    paused = wait_for(
-                        lambda: client.read_flow_runs(flow_run_filter=paused_filter),
-                        240,
-                        "a paused release run",
-                    )
-                    assert not any(ws.released.iterdir())  # nothing released while waiting
-                    resume_flow_run(
-                        paused[0].id,
-                        run_input={"officer": DEMO_USERS["ig_officer"], "release": to_release, "reject": {}},
-                    )
-                    out, _ = release.communicate(timeout=300)
-                    assert release.returncode == 0, out
-                finally:
-                    _stop(release)
-        finally:
-            os.environ.pop("PREFECT_API_URL", None)
+            try:
+                paused = wait_for(
+                    lambda: [
+                        r
+                        for r in client.read_flow_runs(limit=50, sort=FlowRunSort.START_TIME_DESC)
+                        if r.state_type == StateType.PAUSED
+                    ],
+                    240,
+                    "a paused release run",
+                )
+                assert not any(ws.released.iterdir())  # nothing released while waiting
+                resume_flow_run(
+                    paused[0].id,
+                    run_input={"officer": DEMO_USERS["ig_officer"], "release": to_release, "reject": {}},
+                )
+                out, _ = release.communicate(timeout=300)
+                assert release.returncode == 0, out
+            finally:
+                _stop(release)
         assert (ws.released / to_release[0] / "manifest.json").exists()
         assert AuditLog.for_workspace(ws).verify().ok
     finally:
