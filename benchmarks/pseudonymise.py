@@ -165,10 +165,11 @@ def openssl_hmac_per_second() -> float | None:
             capture_output=True,
             text=True,
             timeout=60,
-        ).stdout
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    match = re.search(r"^\+R:(\d+):hmac\(sha256\):([\d.]+)", out, re.MULTILINE)
+    text = out.stdout + out.stderr  # -mr writes its "+R" result line to stderr
+    match = re.search(r"^\+R:(\d+):hmac\(sha256\):([\d.]+)", text, re.MULTILINE)
     return int(match.group(1)) / float(match.group(2)) if match else None
 
 

@@ -150,10 +150,12 @@ def plain_upper(col: Column) -> Column:
     """Upper case with diacritics removed (Zoë -> ZOE, Łukasz -> LUKASZ, Ærø -> AERO)."""
     from pyspark.sql import functions as F
 
-    out = F.upper(col)
+    upper = F.upper(col)
+    out = upper
     for accented, plain in _EXPANSIONS:
         out = F.regexp_replace(out, accented, plain)
-    return F.translate(out, _ACCENTED, _PLAIN)
+    # most names are plain ASCII: one scan decides, and only the others pay for the replacements
+    return F.when(upper.rlike(r"[^\x00-\x7F]"), F.translate(out, _ACCENTED, _PLAIN)).otherwise(upper)
 
 
 def clean_name(col: Column) -> Column:
@@ -504,7 +506,7 @@ def standardise_identifiers(df: DataFrame, today: dt.date | None = None) -> Data
             "chk_forename_missing": F.col("std_forename").isNull(),
             "chk_surname_missing": F.col("std_surname").isNull(),
             "chk_title_removed": F.coalesce(
-                plain_upper(raw_forename).rlike(rf"^\s*(?:{'|'.join(TITLES)})\.?\s+[A-Za-z]"), F.lit(False)
+                F.upper(raw_forename).rlike(rf"^\s*(?:{'|'.join(TITLES)})\.?\s+\S"), F.lit(False)
             ),
             "chk_multiple_forenames": F.coalesce(F.col("_fn_clean").rlike(r"[ \-]"), F.lit(False)),
             "chk_multi_part_surname": F.coalesce(F.size("_sn_parts") > 1, F.lit(False)),
