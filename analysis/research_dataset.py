@@ -51,13 +51,14 @@ CONDITIONS: tuple[str, ...] = (
     "osteoporosis",
     "asthma",
 )
-#: Age bands at enrolment (years). Coarse enough to be a safe quasi-identifier in outputs.
+#: Age bands at enrolment (years): the 2021 census bands of the economic-activity tables, so the
+#: equity audit and success model compare like with like; coarse enough to be a safe
+#: quasi-identifier in outputs.
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
     ("16-24", 0, 24),
     ("25-34", 25, 34),
-    ("35-44", 35, 44),
-    ("45-54", 45, 54),
-    ("55-64", 55, 64),
+    ("35-49", 35, 49),
+    ("50-64", 50, 64),
     ("65+", 65, 200),
 )
 UNKNOWN = "unknown"

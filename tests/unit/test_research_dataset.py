@@ -133,7 +133,7 @@ def test_clients_table_keeps_the_contract_columns_one_row_per_enrolment(tables) 
     assert set(CONTRACT_CLIENT_COLUMNS) <= set(clients.columns)
     assert len(clients) == 4
     c = clients.set_index("client_pseudonym")
-    assert c.loc["C1", "age_band"] == "25-34" and c.loc["C2", "age_band"] == "55-64"
+    assert c.loc["C1", "age_band"] == "25-34" and c.loc["C2", "age_band"] == "50-64"
     assert c.loc["C1", "imd_quintile"] == 1 and c.loc["C3", "imd_quintile"] == 5
     assert c.loc["C3", "sex"] == "unknown"
     assert not c.loc["C3", "linked"] and pd.isna(c.loc["C3", "patient_pseudonym"])
@@ -198,7 +198,7 @@ def test_missing_input_is_a_plain_input_error(tmp_path: Path) -> None:
 
 def test_banding_helpers() -> None:
     ages = pd.Series([15, 16, 24, 25, 64, 65, None], dtype="Float64")
-    assert age_band(ages).tolist() == ["unknown", "16-24", "16-24", "25-34", "55-64", "65+", "unknown"]
+    assert age_band(ages).tolist() == ["unknown", "16-24", "16-24", "25-34", "50-64", "65+", "unknown"]
     assert imd_quintile(pd.Series([1, 2, 3, 10, None])).tolist()[:4] == [1, 1, 2, 5]
 
 
