@@ -19,6 +19,7 @@ from flows.cli.common import (
     print_outputs,
     progress,
 )
+from flows.cli.policy import TrustStoreOption
 
 app = typer.Typer(
     no_args_is_help=True, help="Run the approved pipeline (or its release step) as Prefect flows."
@@ -27,9 +28,6 @@ app = typer.Typer(
 SettingsOption = Annotated[
     Path | None,
     typer.Option("--settings", "-s", help="Settings YAML: Spark master, Prefect API, linkage backend."),
-]
-TrustStoreOption = Annotated[
-    Path | None, typer.Option("--trust-store", help="Trusted IG officer keys (default: $EHL_TRUST_STORE).")
 ]
 
 
