@@ -1,0 +1,335 @@
+"""Keyed Bloom-filter encodings of names and postcodes, and Dice-coefficient comparison in SQL.
+
+An HMAC token only says "equal" or "not equal", so "JONATHON" and "JONATHAN" look as different as
+"JONATHAN" and "SMITH". A Bloom-filter encoding keeps *similarity* without keeping the value: the
+standardised value is padded (``_JONATHAN_``) and split into character bigrams (``_J``, ``JO``,
+...), and each bigram sets ``hashes`` bit positions in an array of ``bits`` bits. Two values that
+share most bigrams share most set bits, so the Dice coefficient of their encodings
+(``2 |A and B| / (|A| + |B|)``) is high for a typo and low for unrelated names.
+
+The bit positions of a bigram come from HMAC-SHA256 under a key derived from the master secret for
+one field, project and key version (``derive("bloom/<field>", project, version)``): without the key
+nobody can build a dictionary of encodings, and the encodings of forenames cannot be compared with
+those of surnames or with another project's. This is Schnell's "cryptographic long-term key"
+(CLK) construction, one filter per field.
+
+Hardening. A Bloom filter leaks bigram frequencies (a frequent bigram sets its bits in many
+records). Each filter is built at twice the stored length and *XOR-folded* in half (bit ``i`` of
+the stored filter is bit ``i`` XOR bit ``i + bits`` of the long one), so a stored bit no longer
+says which bigram, or whether one or two bigrams, set it; the cost in accuracy is measured by
+``benchmarks/linkage.py`` (``bloom`` vs ``bloom-unfolded`` rows).
+
+Storage. An encoding is a list of ``bits / 64`` signed 64-bit words (``array<bigint>`` in Parquet).
+For Splink each word becomes a column (``bf_forename_w0`` ...), and the Dice levels are written
+once with ``bit_count`` over ``&`` of words, plain integer arithmetic that DuckDB and Spark
+evaluate identically (no floating-point division decides a level).
+
+Encodings are computed with numpy over whole columns (a table of every bigram's bit mask, looked
+up and OR-reduced per record); on Spark the same numpy function runs in an Arrow ``pandas_udf``, so
+Python and Spark encodings are identical by construction.
+
+This module reads standardised identifiers; only the pseudonymisation stage calls its encoders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column
+
+    from ig_policies.master_secret import MasterSecret
+
+BLOOM_SCHEME = (
+    "clk/v1: padded character bigrams; per bigram k positions from HMAC-SHA256(k_field, bigram || 0x1f"
+    " || block), 2 bytes each, mod 2*bits; filter XOR-folded to bits (when fold); stored as bits/64 int64 words"
+)
+#: Characters a standardised name or postcode can hold; anything else is one "other" character.
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -"
+WORD_BITS = 64
+
+
+def key_purpose(field: str) -> str:
+    """The key-derivation purpose of one field's encodings: distinct per field."""
+    return f"bloom/{field}"
+
+
+class BloomField(BaseModel):
+    """How one field is encoded: the standardised column it reads and bits set per bigram."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(description="standardised column the encoding is computed from")
+    hashes: int = Field(ge=1, le=256, description="bit positions per bigram (k)")
+
+
+def _default_fields() -> dict[str, BloomField]:
+    # Measured on synthetic names (typo vs unrelated Dice, 3,000 values): 128, 256 and 512 stored
+    # bits separate equally well, so the shortest is used (2 words: the cheapest SQL); k = 20 sets
+    # about half of the stored bits of a typical value (6-8 letters) after folding.
+    return {
+        "bf_forename": BloomField(source="std_forename", hashes=20),
+        "bf_surname": BloomField(source="std_surname", hashes=20),
+        "bf_postcode": BloomField(source="std_postcode", hashes=20),
+    }
+
+
+class BloomSettings(BaseModel):
+    """Encoding parameters; recorded with the output (``_ehl_metadata.json``) and in the model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bits: int = Field(128, description="stored filter length in bits (a multiple of 64)")
+    padding: str = Field("_", min_length=1, max_length=1, description="pad character at both ends")
+    fold: bool = Field(True, description="XOR-fold a filter of 2*bits into bits (hardening)")
+    fields: dict[str, BloomField] = Field(default_factory=_default_fields)
+
+    @field_validator("bits")
+    @classmethod
+    def _whole_words(cls, value: int) -> int:
+        if value < WORD_BITS or value % WORD_BITS or value > 4096:
+            raise ValueError(f"bits must be a multiple of {WORD_BITS} between 64 and 4096, not {value}")
+        return value
+
+    @field_validator("padding")
+    @classmethod
+    def _padding_outside_alphabet(cls, value: str) -> str:
+        if value in ALPHABET or not value.isascii():
+            raise ValueError(f"the padding character must be ASCII and not one of {ALPHABET!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _field_names(self) -> BloomSettings:
+        bad = [name for name in self.fields if not name.startswith("bf_") or not name.isidentifier()]
+        if bad:
+            raise ValueError(f"encoding column names must look like bf_<field>: {', '.join(bad)}")
+        return self
+
+    @property
+    def words(self) -> int:
+        return self.bits // WORD_BITS
+
+    def metadata(self) -> dict[str, Any]:
+        """Parameters as recorded with the output: everything but key material."""
+        return {
+            "scheme": BLOOM_SCHEME,
+            "bits": self.bits,
+            "words": self.words,
+            "padding": self.padding,
+            "fold": self.fold,
+            "fields": {name: {"source": f.source, "hashes": f.hashes} for name, f in self.fields.items()},
+            "key_purposes": {name: key_purpose(name) for name in self.fields},
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding (numpy)
+
+
+class BloomEncoder:
+    """Encodes one field under one key: the key only ever lives in its table of bigram masks.
+
+    ``repr`` never shows the table (it is key-derived).
+    """
+
+    def __init__(self, key: bytes, hashes: int, bits: int, padding: str = "_", fold: bool = True):
+        self.bits, self.padding, self.fold = bits, padding, fold
+        self.words = bits // WORD_BITS
+        n_chars = len(ALPHABET) + 2  # the alphabet, the padding, "other"
+        self._n_chars = n_chars
+        code = np.full(256, n_chars - 1, dtype=np.int64)
+        for i, ch in enumerate(ALPHABET):
+            code[ord(ch)] = i
+        code[ord(padding)] = len(ALPHABET)
+        self._code = code
+        self._masks = self._bigram_masks(key, hashes)
+
+    def __repr__(self) -> str:
+        return f"BloomEncoder(bits={self.bits}, fold={self.fold}, <key redacted>)"
+
+    def _bigram_masks(self, key: bytes, hashes: int) -> np.ndarray:
+        """uint64 array (bigram index, stored words): every bigram's bits, already folded.
+
+        Folding is XOR, which does not distribute over OR, so the *long* masks are kept and folded
+        only after a record's bigrams are OR-ed together; see ``encode``.
+        """
+        symbols = [*ALPHABET, self.padding, "\x00"]
+        long_bits = 2 * self.bits if self.fold else self.bits
+        masks = np.zeros((self._n_chars**2, long_bits // WORD_BITS), dtype=np.uint64)
+        for a, first in enumerate(symbols):
+            for b, second in enumerate(symbols):
+                bigram = (first + second).encode("latin-1")
+                positions: list[int] = []
+                block = 0
+                while len(positions) < hashes:
+                    digest = hmac.new(key, bigram + b"\x1f" + str(block).encode(), hashlib.sha256).digest()
+                    positions += [
+                        int.from_bytes(digest[i : i + 2], "big") % long_bits for i in range(0, 32, 2)
+                    ]
+                    block += 1
+                row = masks[a * self._n_chars + b]
+                for p in positions[:hashes]:
+                    row[p // WORD_BITS] |= np.uint64(1) << np.uint64(p % WORD_BITS)
+        return masks
+
+    def encode(self, values: pd.Series) -> pd.Series:
+        """Encodings (numpy int64 arrays of ``words`` words) of standardised values; None for
+        missing or empty values."""
+        text = values.astype(object)
+        present = np.array([isinstance(v, str) and v != "" for v in text], dtype=bool)
+        if not present.any():
+            return pd.Series([None] * len(values), index=values.index, dtype=object)
+        pad = self.padding
+        padded = [pad + v + pad for v in text[present]]
+        raw = "".join(padded).encode("ascii", "replace")  # non-ASCII -> "?" (one byte per character)
+        lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
+        codes = self._code[np.frombuffer(raw, dtype=np.uint8)]
+        bigram = codes[:-1] * self._n_chars + codes[1:]
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        # a record of length L has L-1 bigrams at [start, start + L - 1): drop the bigrams that
+        # straddle two records
+        keep = np.ones(len(bigram), dtype=bool)
+        keep[(starts + lengths - 1)[:-1]] = False
+        bigram = bigram[keep]
+        record_starts = starts - np.arange(len(starts))  # each earlier record lost one straddle
+        long = np.bitwise_or.reduceat(self._masks[bigram], record_starts, axis=0)
+        if self.fold:
+            long = long[:, : self.words] ^ long[:, self.words :]
+        words = long.view(np.int64)
+        result: list[np.ndarray | None] = [None] * len(values)
+        for i, row in zip(np.flatnonzero(present), words, strict=True):
+            result[i] = row
+        return pd.Series(result, index=values.index, dtype=object)
+
+
+def field_key(master_secret: MasterSecret, field: str, project_id: str, key_version: int) -> bytes:
+    """The key of one field's encodings (HKDF from the master secret; distinct per field)."""
+    return master_secret.derive(key_purpose(field), project_id, key_version)
+
+
+def encoders(
+    settings: BloomSettings, master_secret: MasterSecret, project_id: str, key_version: int
+) -> dict[str, BloomEncoder]:
+    """One encoder per configured field, each under its own key."""
+    return {
+        name: BloomEncoder(
+            field_key(master_secret, name, project_id, key_version),
+            f.hashes,
+            settings.bits,
+            settings.padding,
+            settings.fold,
+        )
+        for name, f in settings.fields.items()
+    }
+
+
+def encode_values(values: Sequence[str | None], encoder: BloomEncoder) -> list[np.ndarray | None]:
+    """Convenience for small look-ups and tests: encodings of a list of values."""
+    return list(encoder.encode(pd.Series(list(values), dtype=object)))
+
+
+def popcount(words: np.ndarray) -> int:
+    return int(np.bitwise_count(np.asarray(words).view(np.uint64)).sum())
+
+
+def dice(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
+    """Dice coefficient of two encodings: 2 |A and B| / (|A| + |B|); None when either is missing."""
+    if a is None or b is None:
+        return None
+    total = popcount(a) + popcount(b)
+    if total == 0:
+        return 1.0
+    return 2 * popcount(np.bitwise_and(a, b)) / total
+
+
+def bloom_column(encoder: BloomEncoder, value: Column) -> Column:
+    """Spark column: the encoding (``array<bigint>``) of a standardised value, via an Arrow
+    ``pandas_udf`` running ``encoder.encode`` on whole batches (never row at a time)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, LongType
+
+    @F.pandas_udf(ArrayType(LongType()))  # type: ignore[call-overload]
+    def encode(batch: pd.Series) -> pd.Series:
+        return encoder.encode(batch)
+
+    return encode(value)
+
+
+def add_bloom_columns(
+    std: Any, encoders_by_column: Mapping[str, BloomEncoder], settings: BloomSettings
+) -> Any:
+    """Add every configured encoding column to a standardised Spark DataFrame."""
+    from pyspark.sql import functions as F
+
+    return std.withColumns(
+        {name: bloom_column(encoders_by_column[name], F.col(f.source)) for name, f in settings.fields.items()}
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Splink: word columns and Dice levels (one SQL text for DuckDB and Spark)
+
+
+def word_columns(column: str, words: int) -> list[str]:
+    """The per-word column names Splink compares (``bf_forename_w0`` ...)."""
+    return [f"{column}_w{i}" for i in range(words)]
+
+
+def word_select(source_sql: str, column: str, words: int, dialect: str) -> list[str]:
+    """Select expressions splitting an ``array<bigint>`` column into word columns.
+
+    The only backend-specific text: Spark arrays index from 0, DuckDB lists from 1.
+    """
+    base = 0 if dialect == "spark" else 1
+    return [
+        f"CAST({source_sql}[{i + base}] AS BIGINT) AS {name}"
+        for i, name in enumerate(word_columns(column, words))
+    ]
+
+
+def _sum(terms: list[str]) -> str:
+    return "(" + " + ".join(terms) + ")"
+
+
+def _bits(expr: str) -> str:
+    # DuckDB's bit_count returns a TINYINT, which overflows when summed: widen first
+    return f"CAST(bit_count({expr}) AS INTEGER)"
+
+
+def _shared_and_total(columns: Sequence[str], words: int) -> tuple[str, str]:
+    shared, total = [], []
+    for column in columns:
+        for w in word_columns(column, words):
+            shared.append(_bits(f"{w}_l & {w}_r"))
+            total += [_bits(f"{w}_l"), _bits(f"{w}_r")]
+    return _sum(shared), _sum(total)
+
+
+def dice_condition(columns: Sequence[str], words: int, threshold: float) -> str:
+    """SQL: the Dice coefficient over ``columns`` together reaches ``threshold``.
+
+    With several columns (forename and surname) the bits are pooled, so a typo in one name costs
+    as much as its share of the whole name. Integer arithmetic only: ``200 * shared >= pct * total``
+    (pct = threshold in percent, rounded), so both engines decide every pair identically.
+    """
+    shared, total = _shared_and_total(columns, words)
+    pct = int(round(threshold * 100))
+    return f"200 * {shared} >= {pct} * {total}"
+
+
+def dice_sql(columns: Sequence[str], words: int) -> str:
+    """SQL expression of the (pooled) Dice coefficient as a double, for reports and tests."""
+    shared, total = _shared_and_total(columns, words)
+    return f"CAST(2 * {shared} AS DOUBLE) / CAST({total} AS DOUBLE)"
+
+
+def present_condition(columns: Sequence[str]) -> str:
+    """SQL: every named encoding is present on both sides (its first word is not null)."""
+    return " AND ".join(f"{c}_w0_l IS NOT NULL AND {c}_w0_r IS NOT NULL" for c in columns)

@@ -1,0 +1,228 @@
+"""Keyed Bloom-filter encodings: determinism under a key, unrelatedness across keys, Dice behaviour
+on typos, identical encodings from Python and Spark, identical Dice decisions on DuckDB and Spark,
+recorded parameters without key material, and no name in any written artefact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from ig_policies.master_secret import MasterSecret
+from ig_policies.workspace import write_json
+from linkage import bloom
+from tests.conftest import TEST_MASTER_SECRET
+
+pytestmark = pytest.mark.spark
+
+SECRET = MasterSecret(bytes.fromhex(TEST_MASTER_SECRET))
+PROJECT = "ehl-lcr-demo"
+SETTINGS = bloom.BloomSettings()
+NAMES = ["JONATHAN", "JONATHON", "SMITH", "SMYTH", "QUIXLEYVANTABLACK", "L8 1AB", "L8 1AD", "ZOE", None, ""]
+
+
+def _encoder(field: str = "bf_forename", version: int = 1, **kw) -> bloom.BloomEncoder:
+    key = bloom.field_key(SECRET, field, PROJECT, version)
+    params = {"hashes": 20, "bits": SETTINGS.bits, "padding": "_", "fold": True, **kw}
+    return bloom.BloomEncoder(key, **params)
+
+
+def test_same_value_same_key_encodes_identically_and_half_the_bits_are_set():
+    enc = _encoder()
+    a, b = bloom.encode_values(["JONATHAN", "JONATHAN"], enc)
+    assert a is not None and b is not None
+    assert a.dtype == np.int64 and len(a) == SETTINGS.words
+    assert np.array_equal(a, b)
+    assert np.array_equal(a, bloom.encode_values(["JONATHAN"], _encoder())[0])  # a fresh encoder too
+    assert 0.3 <= bloom.popcount(a) / SETTINGS.bits <= 0.6
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"field": "bf_surname"},  # another field's key
+        {"version": 2},  # a rotated key
+    ],
+)
+def test_another_key_gives_an_unrelated_encoding(other):
+    values = ["JONATHAN", "SMITH", "QUIXLEYVANTABLACK", "MARGARET"]
+    mine = bloom.encode_values(values, _encoder())
+    theirs = bloom.encode_values(values, _encoder(**other))
+    for a, b in zip(mine, theirs, strict=True):
+        assert not np.array_equal(a, b)
+        # about what two unrelated random half-full filters share, far below a typo's similarity
+        assert bloom.dice(a, b) < 0.7
+
+
+def test_dice_is_one_for_a_value_with_itself_and_high_for_a_one_letter_typo():
+    enc = _encoder()
+    jonathan, jonathon, smith, quix = bloom.encode_values(["JONATHAN", "JONATHON", "SMITH", "QUIXLEY"], enc)
+    assert bloom.dice(jonathan, jonathan) == 1.0
+    typo = bloom.dice(jonathan, jonathon)
+    assert typo >= 0.75
+    assert typo > bloom.dice(jonathan, smith) + 0.2
+    assert typo > bloom.dice(jonathan, quix) + 0.2
+    assert bloom.dice(jonathan, None) is None
+
+
+def test_missing_values_have_no_encoding_and_other_characters_still_encode():
+    out = bloom.encode_values([None, "", "ZOË", float("nan")], _encoder())
+    assert out[0] is None and out[1] is None and out[3] is None
+    assert out[2] is not None and bloom.popcount(out[2]) > 0
+
+
+def test_folding_costs_little_separation_on_planted_typos():
+    """Hardening's accuracy cost, on a planted truth: typo pairs still separate from unrelated ones."""
+    rng = np.random.default_rng(4)
+    letters = np.array(list("ABCDEFGHIJKLMNOPRSTUVWY"))
+    words = ["".join(rng.choice(letters, int(rng.integers(5, 9)))) for _ in range(300)]
+    typos = [w[:2] + ("X" if w[2] != "X" else "Q") + w[3:] for w in words]
+    shuffled = words[1:] + words[:1]
+    for fold in (True, False):
+        enc = _encoder(fold=fold)
+        base, typo, other = (bloom.encode_values(v, enc) for v in (words, typos, shuffled))
+        typo_dice = np.array([bloom.dice(a, b) for a, b in zip(base, typo, strict=True)])
+        other_dice = np.array([bloom.dice(a, b) for a, b in zip(base, other, strict=True)])
+        assert np.quantile(typo_dice, 0.1) > np.quantile(other_dice, 0.99), fold
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ -", min_size=1, max_size=20), min_size=1, max_size=6
+    )
+)
+def test_batch_encoding_equals_one_at_a_time_and_dice_is_symmetric(values):
+    """Encoding a batch must not let records bleed into each other (the bigram bookkeeping)."""
+    enc = _encoder()
+    batch = bloom.encode_values(values, enc)
+    for value, encoded in zip(values, batch, strict=True):
+        assert np.array_equal(encoded, bloom.encode_values([value], enc)[0])
+    a, b = batch[0], batch[-1]
+    assert bloom.dice(a, b) == bloom.dice(b, a)
+    assert 0.0 <= bloom.dice(a, b) <= 1.0
+
+
+def test_settings_record_parameters_and_refuse_bad_values():
+    meta = bloom.BloomSettings().metadata()
+    assert meta["bits"] == 128 and meta["fold"] is True
+    assert meta["fields"]["bf_surname"] == {"source": "std_surname", "hashes": 20}
+    assert meta["key_purposes"]["bf_forename"] == "bloom/bf_forename"
+    with pytest.raises(ValidationError, match="multiple of 64"):
+        bloom.BloomSettings(bits=100)
+    with pytest.raises(ValidationError, match="padding"):
+        bloom.BloomSettings(padding="A")
+    with pytest.raises(ValidationError, match="bf_"):
+        bloom.BloomSettings(fields={"forename": bloom.BloomField(source="std_forename", hashes=5)})
+    assert "redacted" in repr(_encoder())
+
+
+# --------------------------------------------------------------------------------------------
+# Spark encoding and both SQL backends
+
+
+@pytest.fixture(scope="module")
+def encoded_pairs(spark, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """Pairs of values encoded on Spark (pandas_udf), written as the pseudonymised zone would."""
+    from pyspark.sql import functions as F
+
+    pairs = pd.DataFrame(
+        {
+            "pair": range(7),
+            "fn_l": ["JONATHAN", "JONATHAN", "SMITH", "AMY", "QUIXLEYVANTABLACK", "ZOE", "ANN"],
+            "fn_r": ["JONATHAN", "JONATHON", "SMYTH", "ZEBEDEE", "QUIXLEY-VANTABLAK", None, "ANNE"],
+        }
+    )
+    enc = _encoder()
+    sdf = spark.createDataFrame(pairs)
+    sdf = sdf.withColumns(
+        {"bf_l": bloom.bloom_column(enc, F.col("fn_l")), "bf_r": bloom.bloom_column(enc, F.col("fn_r"))}
+    )
+    out = tmp_path_factory.mktemp("bloom") / "pairs"
+    sdf.select("pair", "bf_l", "bf_r").write.parquet(str(out))
+    return out, pairs
+
+
+def test_spark_encodings_equal_the_python_ones(encoded_pairs):
+    path, pairs = encoded_pairs
+    written = pd.read_parquet(path).sort_values("pair").reset_index(drop=True)
+    enc = _encoder()
+    for side in ("l", "r"):
+        expected = bloom.encode_values(pairs[f"fn_{side}"].tolist(), enc)
+        for got, want in zip(written[f"bf_{side}"], expected, strict=True):
+            if want is None:
+                assert got is None
+            else:
+                assert np.array_equal(np.asarray(got, dtype=np.int64), want)
+
+
+def _sql_over_pairs(words: int, dialect: str, source: str) -> str:
+    select = [
+        "pair",
+        *bloom.word_select("bf_l", "bf_name_l", words, dialect),
+        *bloom.word_select("bf_r", "bf_name_r", words, dialect),
+    ]
+    # the word columns are named bf_name_l_w0 ...; rename to the <column>_w<i>_<side> layout Splink makes
+    renamed = ", ".join(
+        [f"bf_name_{side}_w{i} AS bf_name_w{i}_{side}" for side in ("l", "r") for i in range(words)]
+    )
+    levels = ", ".join(
+        f"CASE WHEN {bloom.dice_condition(['bf_name'], words, t)} THEN 1 ELSE 0 END AS at_{int(t * 100)}"
+        for t in (0.95, 0.85, 0.75)
+    )
+    return (
+        f"SELECT pair, {bloom.dice_sql(['bf_name'], words)} AS dice, {levels}, "
+        f"{bloom.present_condition(['bf_name'])} AS present "
+        f"FROM (SELECT pair, {renamed} FROM (SELECT {', '.join(select)} FROM {source}) s) t ORDER BY pair"
+    )
+
+
+def test_duckdb_and_spark_compute_identical_dice_values(encoded_pairs, spark):
+    import duckdb
+
+    path, pairs = encoded_pairs
+    words = SETTINGS.words
+    spark.read.parquet(str(path)).createOrReplaceTempView("bloom_pairs")
+    on_spark = spark.sql(_sql_over_pairs(words, "spark", "bloom_pairs")).toPandas()
+    con = duckdb.connect()
+    source = f"read_parquet('{(path / '*.parquet').as_posix()}')"
+    on_duckdb = con.execute(_sql_over_pairs(words, "duckdb", source)).df()
+    assert len(on_spark) == len(on_duckdb) == len(pairs)
+    pd.testing.assert_series_equal(on_spark["dice"], on_duckdb["dice"], check_dtype=False)
+    for level in ("at_95", "at_85", "at_75"):
+        assert on_spark[level].tolist() == on_duckdb[level].tolist(), level
+    # and both equal the Python reference
+    enc = _encoder()
+    for i, row in pairs.iterrows():
+        a, b = bloom.encode_values([row["fn_l"], row["fn_r"]], enc)
+        expected = bloom.dice(a, b)
+        if expected is None:
+            assert pd.isna(on_duckdb.loc[i, "dice"]) and not on_duckdb.loc[i, "present"]
+        else:
+            assert on_duckdb.loc[i, "dice"] == pytest.approx(expected, abs=1e-12)
+            assert bool(on_spark.loc[i, "at_75"]) == (round(200 * expected / 2, 9) >= 75)
+    assert on_duckdb.loc[0, "dice"] == 1.0 and on_duckdb.loc[0, "at_95"] == 1
+    assert on_duckdb.loc[1, "at_75"] == 1  # JONATHAN / JONATHON
+
+
+def test_canary_scan_of_written_encodings_and_parameters(encoded_pairs, tmp_path):
+    """The encodings and their recorded parameters hold no name (in any case) and no key."""
+    path, pairs = encoded_pairs
+    write_json(tmp_path / "_ehl_metadata.json", {"bloom": SETTINGS.metadata()})
+    key = bloom.field_key(SECRET, "bf_forename", PROJECT, 1)
+    canaries = {v.lower() for v in pd.concat([pairs["fn_l"], pairs["fn_r"]]).dropna() if len(v) >= 5}
+    canaries |= {key.hex(), TEST_MASTER_SECRET}
+    files = [p for p in path.rglob("*") if p.is_file()] + [tmp_path / "_ehl_metadata.json"]
+    import pyarrow.parquet as pq
+
+    for file in files:
+        text = file.read_bytes().decode("latin-1").lower()
+        if file.suffix == ".parquet":
+            text += json.dumps(pq.read_table(file).to_pylist(), default=str).lower()
+        assert not [c for c in canaries if c in text], file.name
