@@ -16,6 +16,8 @@ from flows.settings import SparkSettings
 
 apply_offline_defaults()
 
+LOG4J2_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
+
 
 def spark_conf(settings: SparkSettings, scratch_dir: Path | None = None) -> dict[str, str]:
     """The Spark configuration the pipeline relies on, as a plain dict (inspectable in tests)."""
@@ -41,7 +43,9 @@ def spark_conf(settings: SparkSettings, scratch_dir: Path | None = None) -> dict
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.local.dir": str(scratch / "local"),
         "spark.sql.warehouse.dir": str(scratch / "warehouse"),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch / 'derby'}",
+        "spark.driver.extraJavaOptions": (
+            f"-Dderby.system.home={scratch / 'derby'} -Dlog4j.configurationFile=file:{LOG4J2_CONFIG}"
+        ),
         # Splink's fuzzy-comparison UDFs (Jaro-Winkler etc.)
         "spark.jars": similarity_jar_location(),
     }
