@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,6 +57,7 @@ BLOOM_SCHEME = (
 #: Characters a standardised name or postcode can hold; anything else is one "other" character.
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -"
 WORD_BITS = 64
+METADATA_FILE = "_ehl_metadata.json"  # as written by linkage.pseudonymise
 
 
 def key_purpose(field: str) -> str:
@@ -324,6 +328,15 @@ def dice_condition(columns: Sequence[str], words: int, threshold: float) -> str:
     return f"200 * {shared} >= {pct} * {total}"
 
 
+def each_dice_condition(columns: Sequence[str], words: int, threshold: float) -> str:
+    """SQL: *each* of ``columns`` has a Dice coefficient reaching ``threshold`` on its own.
+
+    Pooling forename and surname would let an exact surname carry an unrelated forename over the
+    threshold (measured: it drew same-surname non-matches into the Dice levels and cost recall).
+    """
+    return " AND ".join(f"({dice_condition([c], words, threshold)})" for c in columns)
+
+
 def dice_sql(columns: Sequence[str], words: int) -> str:
     """SQL expression of the (pooled) Dice coefficient as a double, for reports and tests."""
     shared, total = _shared_and_total(columns, words)
@@ -333,3 +346,93 @@ def dice_sql(columns: Sequence[str], words: int) -> str:
 def present_condition(columns: Sequence[str]) -> str:
     """SQL: every named encoding is present on both sides (its first word is not null)."""
     return " AND ".join(f"{c}_w0_l IS NOT NULL AND {c}_w0_r IS NOT NULL" for c in columns)
+
+
+#: Dice thresholds of the Splink levels, measured on synthetic names (pooled forename + surname:
+#: one typo in either name scores about 0.85-0.9, unrelated names about 0.5).
+NAME_DICE_THRESHOLDS: tuple[float, ...] = (0.85, 0.7)
+POSTCODE_DICE_THRESHOLDS: tuple[float, ...] = (0.8,)
+NAME_COLUMNS: tuple[str, ...] = ("bf_forename", "bf_surname")
+POSTCODE_COLUMNS: tuple[str, ...] = ("bf_postcode",)
+#: The Dice levels go after the last of these token levels present in a comparison.
+DICE_AFTER: tuple[str, ...] = ("exact",)
+
+
+def dice_level(columns: Sequence[str], words: int, threshold: float, label: str, m: float, u: float) -> dict:
+    """One Splink comparison level: the Dice coefficient of each of ``columns`` reaches ``threshold``."""
+    return {
+        "sql_condition": each_dice_condition(columns, words, threshold),
+        "label_for_charts": f"{label} Dice >= {threshold:.2f}",
+        "m_probability": m,
+        "u_probability": u,
+    }
+
+
+def with_dice_levels(
+    comparisons: list[dict[str, Any]],
+    words: int,
+    *,
+    name_thresholds: Sequence[float] = NAME_DICE_THRESHOLDS,
+    postcode_thresholds: Sequence[float] = POSTCODE_DICE_THRESHOLDS,
+    after: Sequence[str] = DICE_AFTER,
+) -> list[dict[str, Any]]:
+    """The token model's comparisons with Dice levels on the encodings after the exact-token level.
+
+    Exact tokens decide first (an exact match stays the strongest evidence, with its term-frequency
+    adjustment); the Dice levels then catch what tokens cannot see, such as a typo, before the
+    weaker derived-token levels. Blocking is untouched: the encodings refine scoring only.
+    A pair missing an encoding fails its Dice levels (SQL null) and falls through to the next level.
+    """
+    import copy
+
+    extra = {
+        "name": [
+            dice_level(NAME_COLUMNS, words, t, "names", m, u)
+            for t, m, u in zip(name_thresholds, (0.04, 0.02, 0.01), (1e-4, 1e-3, 1e-2), strict=False)
+        ],
+        "postcode": [
+            dice_level(POSTCODE_COLUMNS, words, t, "postcode", 0.02, 1e-3) for t in postcode_thresholds
+        ],
+    }
+    out = copy.deepcopy(comparisons)
+    for comparison in out:
+        levels = extra.get(comparison["output_column_name"])
+        if not levels:
+            continue
+        existing = comparison["comparison_levels"]
+        labels = [lv.get("label_for_charts") for lv in existing]
+        at = max(labels.index(label) for label in (*after, "exact") if label in labels)
+        comparison["comparison_levels"] = existing[: at + 1] + levels + existing[at + 1 :]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading encodings back (the linkage side)
+
+#: The encoding columns the linkage model compares (when both tables carry them).
+ENCODING_COLUMNS: tuple[str, ...] = (*NAME_COLUMNS, *POSTCODE_COLUMNS)
+
+
+def table_words(path: str | os.PathLike[str]) -> int | None:
+    """Words per encoding in a pseudonymised table, or None when it carries no encodings.
+
+    Taken from the table's ``_ehl_metadata.json`` (written with the encodings); a table without
+    that record (e.g. written by a test or an older pipeline) is inspected instead.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+
+    root = Path(path)
+    dataset = pads.dataset(str(root), format="parquet")
+    names = set(dataset.schema.names)
+    present = [c for c in ENCODING_COLUMNS if c in names]
+    if not present:
+        return None
+    meta_file = root / METADATA_FILE if root.is_dir() else None
+    if meta_file is not None and meta_file.is_file():
+        meta = json.loads(meta_file.read_text()).get("bloom")
+        if isinstance(meta, dict) and isinstance(meta.get("words"), int):
+            return int(meta["words"])
+    lengths = pc.list_value_length(dataset.head(1000, columns=[present[0]]).column(0))
+    longest = pc.max(lengths).as_py()
+    return int(longest) if longest else None

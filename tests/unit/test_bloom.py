@@ -226,3 +226,36 @@ def test_canary_scan_of_written_encodings_and_parameters(encoded_pairs, tmp_path
         if file.suffix == ".parquet":
             text += json.dumps(pq.read_table(file).to_pylist(), default=str).lower()
         assert not [c for c in canaries if c in text], file.name
+
+
+def test_dice_levels_follow_the_exact_token_level_and_blocking_is_unchanged():
+    from linkage import splink_model
+
+    base = splink_model.token_comparisons()
+    model = bloom.with_dice_levels(base, SETTINGS.words)
+    by_name = {c["output_column_name"]: c for c in model}
+    labels = [lv["label_for_charts"] for lv in by_name["name"]["comparison_levels"]]
+    assert labels[:4] == ["missing", "exact", "names Dice >= 0.85", "names Dice >= 0.70"]
+    assert labels[4:] == [lv["label_for_charts"] for lv in base[1]["comparison_levels"]][2:]
+    postcode = [lv["label_for_charts"] for lv in by_name["postcode"]["comparison_levels"]]
+    assert postcode[:3] == ["missing", "exact", "postcode Dice >= 0.80"]
+    assert by_name["date_of_birth"] == {c["output_column_name"]: c for c in base}["date_of_birth"]
+    assert "bf_" not in json.dumps(splink_model.PREDICTION_BLOCKING_RULES)
+    condition = by_name["name"]["comparison_levels"][2]["sql_condition"]
+    assert "bf_forename_w0_l & bf_forename_w0_r" in condition and "bf_surname_w1_r" in condition
+
+
+def test_words_per_encoding_are_read_from_the_metadata_or_the_data(encoded_pairs, tmp_path):
+    import shutil
+
+    path, _ = encoded_pairs
+    table = tmp_path / "table"
+    shutil.copytree(path, table)
+    assert bloom.table_words(table) is None  # no bf_ columns of the known names
+    frame = pd.read_parquet(path).rename(columns={"bf_l": "bf_forename"})
+    table2 = tmp_path / "table2"
+    table2.mkdir()
+    frame.to_parquet(table2 / "part-0.parquet")
+    assert bloom.table_words(table2) == SETTINGS.words
+    write_json(table2 / bloom.METADATA_FILE, {"bloom": {"words": 7}})
+    assert bloom.table_words(table2) == 7
