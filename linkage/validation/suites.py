@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,8 +234,30 @@ class ValidationContext:
             },
         )
         self.context.build_data_docs(site_names=[SITE_NAME])
+        for html in directory.rglob("*.html"):
+            html.write_text(without_remote_resources(html.read_text(encoding="utf-8")), encoding="utf-8")
         pages: dict[str, Path] = {}
         validations = directory / "validations"
         for page in sorted(validations.rglob("*.html")) if validations.is_dir() else []:
             pages[page.relative_to(validations).parts[0]] = page
         return pages
+
+
+_REMOTE_RESOURCE = re.compile(
+    r"""<link\b[^>]*\bhref=["']https?://[^>]*>|<script\b[^>]*\bsrc=["']https?://[^>]*>\s*</script>""",
+    re.IGNORECASE,
+)
+_OFFLINE_STYLE = (
+    "<style>body{font-family:sans-serif;margin:1.5em;max-width:80em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}</style>"
+)
+
+
+def without_remote_resources(html: str) -> str:
+    """Data Docs as GE renders them load stylesheets and scripts from public CDNs when opened.
+
+    Inside a TRE nothing may reach the internet, not even a reader's browser, so every remote
+    stylesheet and script is removed and a small inline style keeps the tables readable.
+    """
+    stripped = _REMOTE_RESOURCE.sub("", html)
+    return stripped.replace("</head>", _OFFLINE_STYLE + "</head>", 1)
