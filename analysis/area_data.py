@@ -13,7 +13,8 @@ Canonical tables:
 * QOF prevalence: ``practice_code, condition, register, list_size``;
 * GP registrations: ``practice_code, lsoa21cd, patients``;
 * LSOA lookup: ``lsoa21cd, lad22cd, lad22nm, imd_decile``;
-* census population by group: long, ``lad22cd, status, characteristic columns..., people``.
+* census population by group: long, ``lad22cd, status, characteristic columns..., people``
+  (characteristics: ``age_band, sex, ethnicity, imd_quintile, disability`` as the file has them).
 """
 
 from __future__ import annotations
@@ -305,12 +306,24 @@ def _ethnicity_of(label: str) -> str | None:
 
 
 def _disability_of(label: str) -> str | None:
+    """Census disability labels -> ``Yes`` (disabled) / ``No``; "Does not apply" and unknowns -> None.
+
+    2021 census (TS038, "Disability (2/3/4 categories)"): "Disabled under the Equality Act" with
+    or without ": Day-to-day activities limited a lot/a little" is ``Yes``; "Not disabled under the
+    Equality Act" (with or without a long-term condition that does not limit) is ``No``. 2011
+    census ("Long-term health problem or disability"): "Day-to-day activities limited a lot/a
+    little" is ``Yes``, "not limited" is ``No``.
+    """
     text = label.strip().lower()
     if text in ("yes", "no"):
         return text.capitalize()
-    if text.startswith("not disabled"):
+    if text in ("true", "1", "disabled"):
+        return "Yes"
+    if text in ("false", "0"):
         return "No"
-    if text.startswith("disabled"):
+    if text.startswith("not disabled") or "not limited" in text:
+        return "No"
+    if text.startswith("disabled") or "limited a lot" in text or "limited a little" in text:
         return "Yes"
     return None
 
@@ -331,9 +344,11 @@ def load_census_population_by_group(
 
     Reads long tables with one count per combination: the synthetic
     ``census_economic_activity_by_group.csv`` (``lsoa21cd, lad22cd, age_band, sex, ethnicity,
-    economic_activity, count``) and ONS "create a custom dataset" downloads ("Lower tier local
-    authorities Code", "Age (N categories)", "Sex (2 categories)", "Ethnic group (N categories)",
-    "Disability (N categories)", "Economic activity status (N categories)", "Observation").
+    disability, economic_activity, count``) and ONS "create a custom dataset" downloads ("Lower
+    tier local authorities Code", "Age (N categories)", "Sex (2 categories)", "Ethnic group (N
+    categories)", "Disability (2/3/4 categories)", "Economic activity status (N categories)",
+    "Observation"). Disability categories are collapsed to disabled under the Equality Act or
+    not (see ``_disability_of``); finer categories of one table sum into those two.
     Returns ``lad22cd, status, people`` plus whichever of ``age_band, sex, ethnicity,
     disability`` the file has (and ``imd_quintile`` when rows are by LSOA and the lookup has
     IMD), with values in the programme data's coding (sex ``F``/``M``,
@@ -374,7 +389,7 @@ def load_census_population_by_group(
         ("age_band", ("age_band", "Age ("), lambda v: str(v).strip()),
         ("sex", ("sex",), _sex_of),
         ("ethnicity", ("ethnicity", "Ethnic group"), _ethnicity_of),
-        ("disability", ("disability",), _disability_of),
+        ("disability", ("disability", "Long-term health problem or disability"), _disability_of),
     ):
         col = _label_column(df, prefixes)
         if col is not None:

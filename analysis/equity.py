@@ -9,6 +9,10 @@ The statistical core is plain functions over pandas tables; ``run_equity_audit``
 function that reads the workspace, goes through the policy engine and hands every table and
 chart to disclosure control. Counts are always counts of *people*: duplicate enrolments of one
 person in one programme (same ``client_cluster``) count once.
+
+Disability is compared when the census table has it ("Disabled under the Equality Act" or not):
+clients count as disabled or with a long-term health condition when any self-reported condition
+is flagged (a proxy, see ``with_disability``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ CHARACTERISTICS: dict[str, str] = {
     "sex": "sex",
     "ethnicity": "ethnic group",
     "imd_quintile": "area deprivation (IMD quintile)",
-    "disability": "long-term health condition or disability",
+    "disability": "disability or long-term health condition",
 }
 
 Z95 = stats.norm.ppf(0.975)
@@ -81,17 +85,26 @@ def condition_columns(clients: pd.DataFrame, prefix: str) -> list[str]:
 
 
 def with_disability(clients: pd.DataFrame) -> pd.DataFrame:
-    """Add ``disability`` ("Yes"/"No"): any self-reported long-term condition.
+    """Add ``disability``: "Yes" for clients "disabled or with a long-term health condition".
 
-    The census counts people whose day-to-day activities are limited by a long-term physical or
-    mental health condition; the nearest thing the programmes record is any self-reported
-    condition, so that is what the audit compares.
+    The census counts people "disabled under the Equality Act": a long-term physical or mental
+    health condition that limits day-to-day activities. The programmes do not ask that question;
+    they record self-reported conditions (``sr_<condition>``). So the audit uses a proxy: a client
+    is "disabled or with a long-term health condition" when *any* self-reported condition is
+    flagged, "No" when every recorded flag is no, and unknown (left out of the comparison) when
+    no flag was recorded at all. The proxy is wider than the census definition (a condition need
+    not limit daily activities), so it can put a ratio somewhat above 1 without any selection;
+    read this characteristic for large departures and for differences between programmes.
     """
     df = clients.copy()
     sr = condition_columns(df, "sr_")
     if sr:
-        any_condition = df[sr].fillna(False).astype(bool).any(axis=1)
-        df["disability"] = np.where(any_condition, "Yes", "No")
+        flags = df[sr].astype("boolean")
+        any_condition = flags.fillna(False).astype(bool).any(axis=1).to_numpy()
+        recorded = flags.notna().any(axis=1).to_numpy()
+        df["disability"] = pd.array(
+            np.where(any_condition, "Yes", np.where(recorded, "No", None)), dtype="string"
+        )
     return df
 
 
@@ -299,9 +312,9 @@ def _people_phrase(characteristic: str, category: str) -> str:
         return f"People living in IMD quintile {label} areas"
     if characteristic == "disability":
         return (
-            "People with a long-term health condition or disability"
+            "Disabled people or people with a long-term health condition"
             if category in ("Yes", "True", "1")
-            else "People without a long-term health condition or disability"
+            else "People without a disability or long-term health condition"
         )
     return f"People with {characteristic} {label}"
 

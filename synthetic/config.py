@@ -37,6 +37,7 @@ MEASURES: tuple[str, ...] = (
 ECONOMIC_STATUSES: tuple[str, ...] = ("employed", "unemployed", "inactive_sick", "inactive_other")
 ETHNICITIES: tuple[str, ...] = ("Asian", "Black", "Mixed", "White", "Other")
 AGE_BANDS: tuple[str, ...] = ("16-24", "25-34", "35-49", "50-64")
+CENSUS_AGE_BANDS: tuple[str, ...] = (*AGE_BANDS, "65+")
 PROGRAMMES: tuple[str, ...] = ("ways_to_work", "health_into_work")
 
 Rate = float  # a probability in [0, 1]; fields using it are validated by _rate()
@@ -138,6 +139,45 @@ class EconomicActivity(_Strict):
             "learning_disability": 1.4,
             "chd": 0.5,
             "diabetes": 0.3,
+        }
+    )
+
+
+class Disability(_Strict):
+    """Census 2021 disability on census day ("Disabled under the Equality Act" or not).
+
+    ``logit P(disabled) = intercept + log OR(age band) + log OR(economic status) + sum_c log OR_c *
+    [condition c diagnosed by census day]``. The census asks whether a long-term condition limits
+    day-to-day activities, so the ten recorded conditions raise the odds (learning disability and
+    SMI most), as does being inactive through long-term sickness; the intercept (an employed
+    16-24-year-old with none of the ten conditions) stands for every other cause. Children use
+    the 16-24 odds ratio; the census tables the audit uses cover residents 16+ only.
+    """
+
+    intercept: float = Field(-2.75, description="log odds of disability in the reference group")
+    or_age_band: dict[str, float] = Field(
+        default_factory=lambda: {"16-24": 1.0, "25-34": 1.15, "35-49": 1.5, "50-64": 2.2, "65+": 3.0}
+    )
+    or_economic_status: dict[str, float] = Field(
+        default_factory=lambda: {
+            "employed": 1.0,
+            "unemployed": 1.8,
+            "inactive_sick": 30.0,
+            "inactive_other": 1.6,
+        }
+    )
+    or_condition: dict[str, float] = Field(
+        default_factory=lambda: {
+            "depression": 3.0,
+            "smi": 8.0,
+            "epilepsy": 4.0,
+            "copd": 4.0,
+            "diabetes": 1.8,
+            "chd": 3.0,
+            "hypertension": 1.3,
+            "learning_disability": 20.0,
+            "osteoporosis": 2.5,
+            "asthma": 1.5,
         }
     )
 
@@ -296,6 +336,7 @@ class SynthConfig(_Strict):
     geography: Geography = Geography()
     registration: Registration = Registration()
     economic_activity: EconomicActivity = EconomicActivity()
+    disability: Disability = Disability()
     selection: Selection = Selection()
     self_report: SelfReport = SelfReport()
     outcomes: Outcomes = Outcomes()
@@ -317,6 +358,9 @@ class SynthConfig(_Strict):
                 CONDITIONS,
             ),
             ("economic_activity.individual_log_or", self.economic_activity.individual_log_or, CONDITIONS),
+            ("disability.or_age_band", self.disability.or_age_band, CENSUS_AGE_BANDS),
+            ("disability.or_economic_status", self.disability.or_economic_status, ECONOMIC_STATUSES),
+            ("disability.or_condition", self.disability.or_condition, CONDITIONS),
             ("selection.or_condition", self.selection.or_condition, CONDITIONS),
             ("selection.or_age_band", self.selection.or_age_band, AGE_BANDS),
             ("selection.or_ethnicity", self.selection.or_ethnicity, ETHNICITIES),

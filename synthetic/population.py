@@ -229,6 +229,8 @@ def build_population(people: int, region: Region, cfg: SynthConfig, rng: np.rand
 
     # --- economic status on census day: planted LSOA rates, individually targeted at the ill
     area, status = _economic_status(rng, cfg, region, lsoa_idx, la_idx, age, has, diagnosis)
+    # drawn last, so adding it left every earlier draw of this stream (and every file) unchanged
+    disabled = census_disability(rng, cfg, age, status, has, diagnosis)
 
     persons = pd.DataFrame(
         {
@@ -255,11 +257,39 @@ def build_population(people: int, region: Region, cfg: SynthConfig, rng: np.rand
             "registration_end": reg_end,
             "date_of_death": date_of_death,
             "economic_status": status,
+            "census_disabled": disabled,
         }
     )
     for c in CONDITIONS:
         persons[f"has_{c}"] = has[c]
     return Population(persons=persons, diagnosis=diagnosis, area_truth=area)
+
+
+def census_disability(
+    rng: np.random.Generator,
+    cfg: SynthConfig,
+    age: np.ndarray,
+    status: np.ndarray,
+    has: dict[str, np.ndarray],
+    diagnosis: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Disabled under the Equality Act on census day (the census 2021 question), per resident.
+
+    The planted model is ``SynthConfig.disability`` (see its docstring): a logistic model on age
+    band, economic status and the conditions diagnosed by census day. Children are given the
+    16-24 odds ratio (the census asks about everyone; the audit's tables cover 16+ only).
+    """
+    dis = cfg.disability
+    bands = age_band(age)
+    log_odds = np.full(len(age), dis.intercept)
+    for b, v in dis.or_age_band.items():
+        log_odds += np.log(v) * (bands == b)
+    log_odds += np.log(dis.or_age_band.get(CENSUS_AGE_BANDS[0], 1.0)) * (bands == "")
+    for s, v in dis.or_economic_status.items():
+        log_odds += np.log(v) * (status == s)
+    for c, v in dis.or_condition.items():
+        log_odds += np.log(v) * (has[c] & (diagnosis[c] <= CENSUS_DAY))
+    return rng.random(len(age)) < 1.0 / (1.0 + np.exp(-log_odds))
 
 
 def _economic_status(

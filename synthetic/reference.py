@@ -36,6 +36,8 @@ CENSUS_STATUS_LABELS = {
     "inactive_sick": "Economically inactive: Long-term sick or disabled",
     "inactive_other": "Economically inactive: Other",
 }
+#: census 2021 disability (2 categories), as in TS038 and the ONS custom-dataset tables
+CENSUS_DISABILITY_LABELS = ("Not disabled under the Equality Act", "Disabled under the Equality Act")
 TS066_PREFIX = "Economic activity status: "
 TS066_COLUMNS = (
     "date",
@@ -112,9 +114,10 @@ def write_reference(
         np.searchsorted(band_labels, bands[adult]),
         (persons["sex"].to_numpy()[adult] == "M").astype(np.int64),
         np.searchsorted(eth_labels, persons["ethnicity"].to_numpy()[adult]),
+        persons["census_disabled"].to_numpy()[adult].astype(np.int64),
         pd.Categorical(status[adult], categories=status_keys).codes.astype(np.int64),
     ]
-    sizes = [n_lsoa, len(band_labels), 2, len(eth_labels), len(status_keys)]
+    sizes = [n_lsoa, len(band_labels), 2, len(eth_labels), 2, len(status_keys)]
     key = np.zeros(int(adult.sum()), dtype=np.int64)
     for c, size in zip(codes, sizes, strict=True):
         key = key * size + c
@@ -123,7 +126,7 @@ def write_reference(
     for size in reversed(sizes):
         parts.append(cells % size)
         cells = cells // size
-    lsoa_c, band_c, sex_c, eth_c, status_c = reversed(parts)
+    lsoa_c, band_c, sex_c, eth_c, disabled_c, status_c = reversed(parts)
     grouped = pd.DataFrame(
         {
             "lsoa21cd": lsoas["lsoa21cd"].to_numpy()[lsoa_c],
@@ -131,6 +134,7 @@ def write_reference(
             "age_band": band_labels[band_c],
             "sex": np.array(["Female", "Male"], dtype=object)[sex_c],
             "ethnicity": eth_labels[eth_c],
+            "disability": np.array(CENSUS_DISABILITY_LABELS, dtype=object)[disabled_c],
             "economic_activity": np.array([CENSUS_STATUS_LABELS[k] for k in status_keys], dtype=object)[
                 status_c
             ],

@@ -93,7 +93,7 @@ def test_equity_audit_finds_the_planted_selection(region):
         assert ratios.loc[(programme, "age_band", "50-64"), "ci_high"] < 1
         assert ratios.loc[(programme, "imd_quintile", "1"), "ci_low"] > 1
         assert ratios.loc[(programme, "imd_quintile", "5"), "ci_high"] < 1
-    assert set(audit.standardised_table()["characteristic"]) == {"ethnicity", "imd_quintile"}
+    assert set(audit.standardised_table()["characteristic"]) == {"ethnicity", "imd_quintile", "disability"}
 
 
 def test_success_model_recovers_planted_odds_ratios(region):

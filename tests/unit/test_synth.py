@@ -441,3 +441,25 @@ def test_activity_file_does_not_depend_on_the_number_of_threads(tmp_path: Path):
         assert table["patient_id"].is_monotonic_increasing
         assert not table.duplicated(["patient_id", "month", "measure"]).any()
     assert digests[0] == digests[1]
+
+
+def test_census_disability_is_planted_recorded_and_tabulated(region: Workspace, tmp_path: Path):
+    planted = json.loads((region.truth / "planted.json").read_text())
+    model = planted["config"]["disability"]
+    assert (
+        model["or_condition"]["learning_disability"] > 1 and model["or_economic_status"]["inactive_sick"] > 1
+    )
+    persons = pd.read_parquet(region.truth / "persons.parquet")
+    adults = persons[persons["economic_status"] != "under_16"]
+    assert 0.15 < adults["census_disabled"].mean() < 0.35
+    group = pd.read_csv(region.reference / "census_economic_activity_by_group.csv")
+    assert set(group["disability"]) == {
+        "Disabled under the Equality Act",
+        "Not disabled under the Equality Act",
+    }
+    disabled = group.loc[group["disability"] == "Disabled under the Equality Act", "count"].sum()
+    assert disabled == adults["census_disabled"].sum()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("disability:\n  or_condition:\n    gout: 2.0\n")
+    with pytest.raises(ConfigError, match="disability.or_condition"):
+        load_config(bad)
