@@ -262,3 +262,26 @@ def test_audit_finds_disabled_people_under_represented_when_selection_avoids_the
         "Disabled people or people with a long-term health condition are under-represented" in s
         for s in audit.sentences()
     )
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_charts_and_describes_disability_through_disclosure_control(avoided):
+    from analysis.equity import run_equity_audit
+    from ig_policies.demo import DEMO_USERS, demo_engine
+    from ig_policies.workspace import write_parquet
+
+    clients = _clients_from_truth(avoided)
+    write_parquet(clients.assign(linked=True), avoided.analysis / "clients.parquet")
+    result = run_equity_audit(avoided, demo_engine(avoided), DEMO_USERS["researcher"])
+    by_name = {
+        name: (status, folder)
+        for (name, _, status), folder in zip(result.requests, result.pending, strict=True)
+    }
+    status, folder = by_name["equity-chart-disability"]
+    assert status != "blocked"
+    assert (folder / "preview" / "equity-chart-disability.png").read_bytes()[:4] == b"\x89PNG"
+    ratios = pd.read_csv(
+        by_name["equity-representation-ratios"][1] / "preview" / "equity-representation-ratios.csv"
+    )
+    assert ratios["term"].str.contains(r"\| disability \| Yes").any()
+    assert any("long-term health condition are under-represented" in s for s in result.sentences)
