@@ -5,18 +5,25 @@ Usage (from the repository root):
     .venv/bin/python benchmarks/linkage.py --size small            # 20k clients x 200k patients
     .venv/bin/python benchmarks/linkage.py --size large            # 100k x 1M
     .venv/bin/python benchmarks/linkage.py --size 5000x50000 --backends duckdb --cleartext
+    .venv/bin/python benchmarks/linkage.py --size 5000x50000 --backends duckdb --cleartext --bloom \
+        --error-scales 1,2                          # Bloom-filter rows at default and doubled typo rates
 
 The population is synthetic with the default planted error rates of the linkage tests (typos,
 nicknames, swapped names, transposed dates, moves, missing NHS numbers, people without a health
 record, duplicate enrolments). "cleartext" runs the same model on the standardised values before
 pseudonymisation, with fuzzy levels (Jaro-Winkler names, one-edit dates and postcodes) that only
-cleartext allows: the difference in F1 is what pseudonymisation costs.
+cleartext allows: the difference in F1 is what pseudonymisation costs. "bloom" runs the token model
+plus Dice levels on keyed Bloom-filter encodings of names and postcode (``linkage.bloom``), and
+"bloom-unfolded" the same without the XOR-folding hardening (its accuracy cost); the "tokens" rows
+have the Bloom levels switched off. ``--error-scales`` multiplies the planted typo rates (names,
+nicknames, swaps, dates of birth); the other planted rates stay at their defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import os
 import resource
@@ -32,18 +39,59 @@ sys.path.insert(0, str(REPO))
 import pandas as pd  # noqa: E402
 
 import flows  # noqa: E402,F401  (offline defaults)
-from linkage import quality, splink_model  # noqa: E402
+from linkage import bloom, quality, splink_model  # noqa: E402
 from linkage.link import link_tables  # noqa: E402
 from linkage.link_backend import duckdb_api, spark_api  # noqa: E402
 from linkage.linkage_config import LinkageConfig  # noqa: E402
 from tests.unit.test_link_population import (  # noqa: E402
     CANONICAL,
+    DEFAULT_ERRORS,
     RESEARCH_KEY,
     make_population,
     research_pseudonym,
     tokenise,
     write_workspace_tables,
 )
+
+#: Planted error kinds that are recording mistakes (scaled by --error-scale); moves, missing
+#: values and people without a health record are not typos and keep their default rates.
+TYPO_ERRORS = (
+    "forename_typo",
+    "surname_typo",
+    "nickname",
+    "surname_change",
+    "swap_names",
+    "dob_typo",
+    "dob_transpose",
+)
+BLOOM_SOURCES = {"bf_forename": "forename", "bf_surname": "surname", "bf_postcode": "postcode"}
+BLOOM_KEY_SECRET = b"b" * 32  # benchmark-only master secret
+
+
+def write_bloom(pop, tokens_root: Path, root: Path, settings: bloom.BloomSettings) -> float:
+    """The token tables plus Bloom encodings of the standardised names and postcode, as the
+    pseudonymiser writes them (with their parameters in ``_ehl_metadata.json``). Returns the
+    encoding time in seconds."""
+    from ig_policies.master_secret import MasterSecret
+
+    encoders = bloom.encoders(settings, MasterSecret(BLOOM_KEY_SECRET), "bench", 1)
+    shutil.copytree(tokens_root, root)
+    seconds = 0.0
+    for name, source in (("employment_support", pop.clients), ("health_demographics", pop.patients)):
+        path = root / "pseudonymised" / name / "part-00000.parquet"
+        table = pd.read_parquet(path)
+        t0 = time.perf_counter()
+        for column, encoder in encoders.items():
+            table[column] = encoder.encode(
+                source[BLOOM_SOURCES[column]].astype(object).reset_index(drop=True)
+            )
+        seconds += time.perf_counter() - t0
+        table.to_parquet(path, index=False)
+        (root / "pseudonymised" / name / bloom.METADATA_FILE).write_text(
+            json.dumps({"bloom": settings.metadata()})
+        )
+    return seconds
+
 
 SIZES = {"small": (20_000, 200_000), "large": (100_000, 1_000_000)}
 PHASES = ("load", "training", "blocking_count", "predict", "decide_and_cluster")
@@ -181,6 +229,14 @@ def main() -> None:
     parser.add_argument("--size", default="small", help="small, large, or CLIENTSxPATIENTS (e.g. 5000x50000)")
     parser.add_argument("--backends", default="duckdb,spark")
     parser.add_argument("--cleartext", action="store_true", help="also run the cleartext model (DuckDB)")
+    parser.add_argument(
+        "--bloom",
+        action="store_true",
+        help="also run the Bloom-filter Dice model, folded and unfolded (DuckDB)",
+    )
+    parser.add_argument(
+        "--error-scales", default="1", help="comma-separated multipliers of the planted typo rates (e.g. 1,2)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--u-max-pairs", type=float, default=2e6)
     parser.add_argument("--shuffle-partitions", type=int, default=8)
@@ -189,76 +245,114 @@ def main() -> None:
     logging.getLogger("splink").setLevel(logging.ERROR)
 
     n_clients, n_patients = SIZES[args.size] if args.size in SIZES else map(int, args.size.split("x"))
-    scratch = Path(tempfile.mkdtemp(prefix="ehl-link-bench-"))
-    t0 = time.perf_counter()
-    pop = make_population(n_patients, n_clients, seed=args.seed)
-    write_workspace_tables(pop, scratch / "tokens")
-    truth = truth_table(pop)
-    print(
-        f"{n_clients:,} clients x {n_patients:,} patients; data generated and tokenised in {time.perf_counter() - t0:.0f} s"
-    )
-    config = LinkageConfig(u_max_pairs=args.u_max_pairs)
+    scales = [float(s) for s in args.error_scales.split(",") if s.strip()]
     rows = []
-    for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
-        if backend == "duckdb":
-            rows.append(
-                run(
-                    "tokens/duckdb",
-                    duckdb_api("8GB", temp_dir=scratch / "duckdb"),
-                    scratch / "tokens",
-                    config,
-                    truth,
-                )
-            )
-        elif backend == "spark":
-            from flows.settings import SparkSettings
-            from flows.spark_session import build_spark_session
-
-            spark = build_spark_session(
-                SparkSettings(
-                    master="local[2]", driver_memory="6g", shuffle_partitions=args.shuffle_partitions
-                ),
-                scratch_dir=scratch / "spark",
-            )
-            rows.append(
-                run(
-                    "tokens/spark",
-                    spark_api(spark, repartition_after_blocking=not args.no_repartition),
-                    scratch / "tokens",
-                    config,
-                    truth,
-                    spark=spark,
-                )
-            )
-        else:
-            raise SystemExit(f"unknown backend {backend!r}")
-    if args.cleartext:
-        write_cleartext(pop, scratch / "clear")
-        rows.append(
-            run(
-                "cleartext/duckdb",
-                duckdb_api("8GB", temp_dir=scratch / "duckdb"),
-                scratch / "clear",
-                config,
-                truth,
-                comparisons=cleartext_comparisons(),
-            )
+    spark = None
+    for scale in scales:
+        suffix = "" if len(scales) == 1 else f" x{scale:g}"
+        scratch = Path(tempfile.mkdtemp(prefix="ehl-link-bench-"))
+        t0 = time.perf_counter()
+        errors = {k: DEFAULT_ERRORS[k] * scale for k in TYPO_ERRORS}
+        pop = make_population(n_patients, n_clients, seed=args.seed, errors=errors)
+        write_workspace_tables(pop, scratch / "tokens")
+        truth = truth_table(pop)
+        print(
+            f"{n_clients:,} clients x {n_patients:,} patients, typo rates x{scale:g}; data generated and "
+            f"tokenised in {time.perf_counter() - t0:.0f} s"
         )
+        config = LinkageConfig(u_max_pairs=args.u_max_pairs, bloom_levels=False)
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            if backend == "duckdb":
+                rows.append(
+                    run(
+                        "tokens/duckdb" + suffix,
+                        duckdb_api("8GB", temp_dir=scratch / "duckdb"),
+                        scratch / "tokens",
+                        config,
+                        truth,
+                    )
+                )
+            elif backend == "spark":
+                from flows.settings import SparkSettings
+                from flows.spark_session import build_spark_session
+
+                if spark is None:
+                    spark = build_spark_session(
+                        SparkSettings(
+                            master="local[2]", driver_memory="6g", shuffle_partitions=args.shuffle_partitions
+                        ),
+                        scratch_dir=scratch / "spark",
+                    )
+                rows.append(
+                    run(
+                        "tokens/spark" + suffix,
+                        spark_api(spark, repartition_after_blocking=not args.no_repartition),
+                        scratch / "tokens",
+                        config,
+                        truth,
+                        spark=spark,
+                    )
+                )
+            else:
+                raise SystemExit(f"unknown backend {backend!r}")
+        if args.bloom:
+            bloom_config = LinkageConfig(u_max_pairs=args.u_max_pairs, bloom_levels=True)
+            for label, settings in (
+                ("bloom", bloom.BloomSettings()),
+                ("bloom-unfolded", bloom.BloomSettings(fold=False)),
+            ):
+                seconds = write_bloom(pop, scratch / "tokens", scratch / label, settings)
+                records = len(pop.clients) + len(pop.patients)
+                print(
+                    f"{label}: {len(settings.fields)} fields encoded in {seconds:.1f} s "
+                    f"({1e6 * seconds / records:.1f} s per million records, numpy, one core)"
+                )
+                row = run(
+                    f"{label}/duckdb" + suffix,
+                    duckdb_api("8GB", temp_dir=scratch / "duckdb"),
+                    scratch / label,
+                    bloom_config,
+                    truth,
+                )
+                row["encode_s"] = round(seconds, 1)
+                row["extra_bytes_per_record"] = len(settings.fields) * settings.words * 8
+                rows.append(row)
+        if args.cleartext:
+            write_cleartext(pop, scratch / "clear")
+            rows.append(
+                run(
+                    "cleartext/duckdb" + suffix,
+                    duckdb_api("8GB", temp_dir=scratch / "duckdb"),
+                    scratch / "clear",
+                    config,
+                    truth,
+                    comparisons=cleartext_comparisons(),
+                )
+            )
+        if os.environ.get("EHL_KEEP_BENCH"):
+            print(f"(scratch data kept in {scratch})")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     table = pd.DataFrame(rows)
     print()
     print(table.to_string(index=False))
     f1 = table.set_index("run")["f1"]
-    if "cleartext/duckdb" in f1 and "tokens/duckdb" in f1:
-        print(
-            f"\nF1 cost of pseudonymisation: {100 * (f1['cleartext/duckdb'] - f1['tokens/duckdb']):.2f} points"
-        )
+    for scale in scales:
+        suffix = "" if len(scales) == 1 else f" x{scale:g}"
+        clear, tokens, bloomed = (f"{m}/duckdb{suffix}" for m in ("cleartext", "tokens", "bloom"))
+        if clear in f1 and tokens in f1:
+            print(f"\nF1 cost of pseudonymisation{suffix}: {100 * (f1[clear] - f1[tokens]):.2f} points")
+        if bloomed in f1 and tokens in f1:
+            print(
+                f"F1 gain of the Bloom levels over tokens{suffix}: {100 * (f1[bloomed] - f1[tokens]):.2f} points"
+            )
+        if bloomed in f1 and clear in f1:
+            print(
+                f"F1 of the Bloom model minus cleartext{suffix}: {100 * (f1[bloomed] - f1[clear]):.2f} points"
+            )
     wall = table.set_index("run")["wall_s"]
     if "tokens/spark" in wall and "tokens/duckdb" in wall:
         print(f"Spark / DuckDB wall time: {wall['tokens/spark'] / wall['tokens/duckdb']:.2f}x")
-    if os.environ.get("EHL_KEEP_BENCH"):
-        print(f"(scratch data kept in {scratch})")
-    else:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -413,7 +413,7 @@ def with_dice_levels(
 ENCODING_COLUMNS: tuple[str, ...] = (*NAME_COLUMNS, *POSTCODE_COLUMNS)
 
 
-def table_words(path: str | os.PathLike[str]) -> int | None:
+def table_words(path: str | os.PathLike[str], columns: Sequence[str] = ENCODING_COLUMNS) -> int | None:
     """Words per encoding in a pseudonymised table, or None when it carries no encodings.
 
     Taken from the table's ``_ehl_metadata.json`` (written with the encodings); a table without
@@ -425,7 +425,7 @@ def table_words(path: str | os.PathLike[str]) -> int | None:
     root = Path(path)
     dataset = pads.dataset(str(root), format="parquet")
     names = set(dataset.schema.names)
-    present = [c for c in ENCODING_COLUMNS if c in names]
+    present = [c for c in columns if c in names]
     if not present:
         return None
     meta_file = root / METADATA_FILE if root.is_dir() else None

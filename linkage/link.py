@@ -96,14 +96,23 @@ def score_candidates(
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    left = splink_model.load_table(db_api, root, config.left, LEFT_NAME)
-    right = splink_model.load_table(db_api, root, config.right, RIGHT_NAME)
+    words = splink_model.bloom_words(root, config)
+    if model is not None and words is None and splink_model.uses_bloom(model):
+        raise InputError(
+            str(root / config.left.path),
+            "the model compares Bloom-filter encodings but the tables do not both carry them",
+            hint="pseudonymise again (it writes the encodings), or link with a token-only model",
+        )
+    if model is None and comparisons is None:
+        comparisons = splink_model.default_comparisons(words)
+    left = splink_model.load_table(db_api, root, config.left, LEFT_NAME, bloom_words=words)
+    right = splink_model.load_table(db_api, root, config.right, RIGHT_NAME, bloom_words=words)
     timings["load"] = time.perf_counter() - t0
 
     if model is None:
         t0 = time.perf_counter()
         model = splink_model.train_model(
-            db_api, root, config, left, right, seed=seed, comparisons=comparisons
+            db_api, root, config, left, right, seed=seed, comparisons=comparisons, bloom_words=words
         )
         timings["training"] = time.perf_counter() - t0
     linker = splink_model.new_linker(left, right, model)

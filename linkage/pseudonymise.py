@@ -4,7 +4,8 @@ Reads ``landing/validated/<dataset>.parquet`` (identifiable), and writes ``pseud
 ARCHITECTURE.md describes: employment-support extracts unioned into one table, each health dataset
 in its own. In order: the National Data Opt-out removes opted-out patients from every health dataset;
 identifiers are standardised (``linkage.standardise``); every flag is counted; identifiers become
-keyed tokens and research pseudonyms (``linkage.tokens``); the direct identifiers are dropped. The
+keyed tokens and research pseudonyms (``linkage.tokens``) and keyed Bloom-filter encodings of
+names and postcode (``linkage.bloom``); the direct identifiers are dropped. The
 keys are derived from the master secret for this project and key version, so a key rotation is a
 re-run with ``key_version`` + 1 (recorded in each table's ``_ehl_metadata.json``).
 
@@ -25,6 +26,7 @@ from ig_policies.errors import ConfigError, EhlError, InputError, PolicyRefused
 from ig_policies.master_secret import MasterSecret, MasterSecretError, load_master_secret
 from ig_policies.policy import DatasetKind, Role
 from ig_policies.workspace import Workspace, atomic_directory, write_json
+from linkage.bloom import BloomEncoder, BloomSettings, add_bloom_columns, encoders
 from linkage.opt_out import read_opt_out_list, remove_opted_out
 from linkage.standardise import (
     NICKNAMES_CSV,
@@ -205,7 +207,12 @@ def _as_bool_column(df: DataFrame, name: str):
 
 
 def _employment_table(
-    std: DataFrame, programme: str, research_key: SparkHmacKey, match_key: SparkHmacKey, today: dt.date
+    std: DataFrame,
+    programme: str,
+    research_key: SparkHmacKey,
+    match_key: SparkHmacKey,
+    today: dt.date,
+    bloom: tuple[BloomSettings, dict[str, BloomEncoder]],
 ) -> DataFrame:
     """One programme's pseudonymised rows, in the column order of ARCHITECTURE.md."""
     from pyspark.sql import functions as F
@@ -217,12 +224,15 @@ def _employment_table(
     pseudonym = research_pseudonym_column(
         research_key, "C", F.concat(F.lit(f"{programme}:"), F.col("client_ref").cast("string"))
     )
-    tokens = add_tokens(_with_dates(std, EMPLOYMENT_DATE_COLUMNS, today), match_key)
+    tokens = add_bloom_columns(
+        add_tokens(_with_dates(std, EMPLOYMENT_DATE_COLUMNS, today), match_key), bloom[1], bloom[0]
+    )
     sr_columns = sorted(c for c in std.columns if c.startswith("sr_"))
     columns = [
         pseudonym.alias("client_pseudonym"),
         F.lit(programme).alias("programme"),
         *[F.col(t) for t in TOKEN_FIELDS],
+        *[F.col(b) for b in bloom[0].fields],
         F.col("sex"),
         F.col("year_of_birth"),
         text("ethnicity").alias("ethnicity"),
@@ -244,15 +254,17 @@ def _health_person_table(
     drop: set[str],
     research_key: SparkHmacKey,
     match_key: SparkHmacKey,
+    bloom: tuple[BloomSettings, dict[str, BloomEncoder]],
 ) -> DataFrame:
     from pyspark.sql import functions as F
 
     pseudonym = research_pseudonym_column(research_key, "P", F.col("patient_id").cast("string"))
     kept = [c for c in source_columns if c not in drop and c not in ("sex", "year_of_birth", *FLAG_COLUMNS)]
-    tokens = add_tokens(std, match_key)
+    tokens = add_bloom_columns(add_tokens(std, match_key), bloom[1], bloom[0])
     return tokens.select(
         pseudonym.alias("patient_pseudonym"),
         *[F.col(t) for t in TOKEN_FIELDS],
+        *[F.col(b) for b in bloom[0].fields],
         F.col("sex"),
         F.col("year_of_birth"),
         *[F.col(c) for c in kept],
@@ -295,12 +307,16 @@ def pseudonymise_extracts(
     master_secret: MasterSecret | None = None,
     key_version: int | None = None,
     today: dt.date | None = None,
+    bloom_settings: BloomSettings | None = None,
 ) -> PseudonymisationResult:
     """Pseudonymise every validated extract (see the module docstring); audited through ``engine``.
 
     ``master_secret`` defaults to the environment (``load_master_secret``); ``key_version`` to the
     policy's ``linkage.key_version``; ``today`` (bounds dates of birth) to the engine's date.
+    ``bloom_settings`` are the Bloom-filter encoding parameters (``linkage.bloom``; default
+    ``BloomSettings()``, no fields to write none); they are recorded in ``_ehl_metadata.json``.
     """
+    bloom_settings = bloom_settings if bloom_settings is not None else BloomSettings()
     extracts = validated_extracts(workspace)
     if not extracts:
         raise InputError(
@@ -325,10 +341,21 @@ def pseudonymise_extracts(
         project = policy.project.id
         match_key = SparkHmacKey.from_key(secret.derive(MATCH_TOKEN_PURPOSE, project, version))
         research_key = SparkHmacKey.from_key(secret.derive(RESEARCH_PURPOSE, project, version))
+        bloom = (bloom_settings, encoders(bloom_settings, secret, project, version))
         step.inputs(*extracts.values())
         try:
             result = _run(
-                workspace, engine, spark, extracts, match_key, research_key, project, version, today, step
+                workspace,
+                engine,
+                spark,
+                extracts,
+                match_key,
+                research_key,
+                project,
+                version,
+                today,
+                step,
+                bloom,
             )
         except EhlError:
             raise
@@ -353,6 +380,7 @@ def _run(
     version: int,
     today: dt.date,
     step: Any,
+    bloom: tuple[BloomSettings, dict[str, BloomEncoder]],
 ) -> PseudonymisationResult:
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
@@ -389,6 +417,7 @@ def _run(
         "phonetic_code": "soundex",
         "nickname_table_sha256": hashlib.sha256(NICKNAMES_CSV.read_bytes()).hexdigest(),
         "national_data_opt_out_applied": opt_out_path is not None,
+        "bloom": bloom[0].metadata(),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     summaries: list[ExtractSummary] = []
@@ -410,7 +439,7 @@ def _run(
                     postcode_not_in_lookup=F.col("postcode_valid") & F.col("_lookup_lsoa21cd").isNull()
                 ).values(),
             )
-            parts.append(_employment_table(std, _programme(name), research_key, match_key, today))
+            parts.append(_employment_table(std, _programme(name), research_key, match_key, today, bloom))
         table = parts[0]
         for part in parts[1:]:
             table = table.unionByName(part, allowMissingColumns=True)
@@ -445,7 +474,7 @@ def _run(
         if any(c in df.columns for c in PERSON_IDENTIFIERS):
             std = standardise_identifiers(df, today)
             std = std.observe(observation, *flag_aggregations().values())
-            table = _health_person_table(std, df.columns, drop, research_key, match_key)
+            table = _health_person_table(std, df.columns, drop, research_key, match_key, bloom)
         else:
             table = _health_events_table(
                 df.observe(observation, F.count(F.lit(1)).alias("rows")), drop, research_key
@@ -470,6 +499,7 @@ def _run(
     step.detail(
         key_version=version,
         token_scheme=TOKEN_SCHEME,
+        bloom=bloom[0].metadata(),
         tables={n: str(p.relative_to(workspace.root)) for n, p in outputs.items()},
         extracts={
             s.dataset: {

@@ -3,8 +3,11 @@
 Every comparison is an exact-match test on HMAC tokens, because equality is the only thing a
 keyed hash preserves. Partial agreement is recovered from *derived* tokens computed before hashing
 (canonical forename, phonetic codes, initials, date-of-birth parts, postcode sector and district),
-so "Bob Smyth" and "Robert Smith" still share levels. All SQL here is plain equality and ``IS
-NULL``, valid unchanged on DuckDB and Spark: the same model JSON runs on either backend.
+so "Bob Smyth" and "Robert Smith" still share levels. When both tables carry keyed Bloom-filter
+encodings (``linkage.bloom``), Dice-coefficient levels follow the exact-token levels and catch
+typos that tokens cannot see. All SQL here is plain equality, ``IS NULL`` and integer
+``bit_count`` arithmetic, valid unchanged on DuckDB and Spark: the same model JSON runs on either
+backend.
 
 The database API (``DuckDBAPI`` or ``SparkAPI``) is always a parameter: this module never builds
 one, so tests run the model on DuckDB in seconds and production runs it on the cluster.
@@ -25,7 +28,8 @@ import pyarrow.dataset as pads
 
 from ig_policies.errors import InputError
 from ig_policies.workspace import write_text
-from linkage.linkage_config import LOGICAL_FIELDS, LOGICAL_TOKENS, LinkageConfig, LinkageTable
+from linkage import bloom
+from linkage.linkage_config import LOGICAL_BLOOM, LOGICAL_FIELDS, LOGICAL_TOKENS, LinkageConfig, LinkageTable
 
 UNIQUE_ID = "unique_id"
 #: Tokens are compared on their first 16 hex characters (64 bits): a quarter of the memory and
@@ -190,6 +194,22 @@ def token_comparisons() -> list[dict[str, Any]]:
     return [nhs, name, dob, postcode, sex]
 
 
+def default_comparisons(bloom_words: int | None) -> list[dict[str, Any]]:
+    """The token comparisons, with Dice levels on the Bloom encodings when both tables carry them."""
+    comparisons = token_comparisons()
+    return bloom.with_dice_levels(comparisons, bloom_words) if bloom_words else comparisons
+
+
+def uses_bloom(model: dict[str, Any]) -> bool:
+    """Whether a (saved) model compares Bloom encodings, so the tables must carry them."""
+    return any(
+        f"{column}_w0_l" in str(level.get("sql_condition", ""))
+        for comparison in model.get("comparisons", [])
+        for level in comparison.get("comparison_levels", [])
+        for column in LOGICAL_BLOOM
+    )
+
+
 def model_settings(
     config: LinkageConfig, *, comparisons: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -240,7 +260,35 @@ def table_rows(root: Path, table: LinkageTable) -> int:
     return int(pads.dataset(str(root / table.path), format="parquet").count_rows())
 
 
-def _select_list(root: Path, table: LinkageTable, quote: str) -> list[str]:
+def bloom_words(root: Path, config: LinkageConfig) -> int | None:
+    """Words per Bloom encoding when the Dice levels apply, else None.
+
+    They apply when ``config.bloom_levels`` is on and both tables carry encodings; the two must
+    have been written with the same length (and, which cannot be checked here, the same key).
+    """
+    if not config.bloom_levels:
+        return None
+    found = []
+    for table in (config.left, config.right):
+        present = set(table_columns(root, table))
+        columns = [table.columns.get(f) for f in LOGICAL_BLOOM]
+        columns = [c for c in columns if c and c in present]
+        if not columns:
+            return None
+        found.append(bloom.table_words(root / table.path, columns))
+    if found[0] is None or found[1] is None:
+        return None
+    if found[0] != found[1]:
+        raise InputError(
+            str(root / config.right.path),
+            f"its Bloom encodings have {found[1]} words but those of {config.left.path} have {found[0]}",
+            hint="pseudonymise both sides with the same Bloom settings and key version, or set "
+            "bloom_levels: false in the linkage config",
+        )
+    return found[0]
+
+
+def _select_list(root: Path, table: LinkageTable, quote: str, bloom_words: int | None = None) -> list[str]:
     present = set(table_columns(root, table))
     path = str(root / table.path)
     if table.id_column not in present:
@@ -262,26 +310,41 @@ def _select_list(root: Path, table: LinkageTable, quote: str) -> list[str]:
         if field in LOGICAL_TOKENS:
             value = f"substr({value}, 1, {TOKEN_PREFIX_CHARS})"
         select.append(f"{value} AS {field}")
+    if bloom_words:
+        dialect = "spark" if quote == "`" else "duckdb"
+        for field in LOGICAL_BLOOM:
+            column = table.columns.get(field)
+            if column is None or column not in present:  # this side lacks it: always missing
+                select += [f"CAST(NULL AS BIGINT) AS {w}" for w in bloom.word_columns(field, bloom_words)]
+            else:
+                select += bloom.word_select(f"{quote}{column}{quote}", field, bloom_words, dialect)
     return select
 
 
 def load_table(
-    db_api: Any, root: Path, table: LinkageTable, display_name: str, *, where: str | None = None
+    db_api: Any,
+    root: Path,
+    table: LinkageTable,
+    display_name: str,
+    *,
+    where: str | None = None,
+    bloom_words: int | None = None,
 ) -> Any:
     """Register one side's logical columns with the backend and return the SplinkDataFrame.
 
     Only the identifier and the logical token fields are loaded: nothing else reaches Splink.
     ``where`` is an optional SQL filter on the *source* columns (valid on both backends).
+    ``bloom_words`` adds the Bloom encodings as word columns (``bf_forename_w0`` ...).
     """
     path = root / table.path
     if _dialect(db_api) == "spark":
-        select = _select_list(root, table, "`")
+        select = _select_list(root, table, "`", bloom_words)
         df = db_api.spark.read.parquet(str(path))
         if where:
             df = df.where(where)
         df = df.selectExpr(*select)
         return db_api.register(df, dataset_display_name=display_name)
-    select = _select_list(root, table, '"')
+    select = _select_list(root, table, '"', bloom_words)
     physical = f"ehl_{display_name}"
     source = f"read_parquet('{(path / '**' / '*.parquet').as_posix()}', hive_partitioning = false)"
     filter_sql = f" WHERE {where}" if where else ""
@@ -366,6 +429,7 @@ def train_model(
     *,
     seed: int,
     comparisons: list[dict[str, Any]] | None = None,
+    bloom_words: int | None = None,
 ) -> dict[str, Any]:
     """Estimate the model and return it as a (normalised) settings dictionary.
 
@@ -385,6 +449,7 @@ def train_model(
         config.left,
         "u_sample_left",
         where=hex_sample_filter(config.left.id_column, fraction, seed),
+        bloom_words=bloom_words,
     )
     sample_right = load_table(
         db_api,
@@ -392,6 +457,7 @@ def train_model(
         config.right,
         "u_sample_right",
         where=hex_sample_filter(config.right.id_column, fraction, seed),
+        bloom_words=bloom_words,
     )
     u_linker = Linker([sample_left, sample_right], copy.deepcopy(settings), log_level=None)
     # every pair of the two samples, in one chunk: no engine-specific hashing decides anything

@@ -15,6 +15,7 @@ import pytest
 from ig_policies.errors import InputError, PolicyRefused
 from ig_policies.master_secret import MasterSecret
 from ig_policies.workspace import Workspace, write_csv, write_parquet
+from linkage.bloom import ENCODING_COLUMNS
 from linkage.pseudonymise import METADATA_FILE, pseudonymise_extracts
 from linkage.tokens import TOKEN_FIELDS, SparkHmacKey, python_token, research_pseudonym
 from tests.conftest import TEST_MASTER_SECRET
@@ -44,7 +45,7 @@ CANARY = {
 OPTED_OUT_NHS = "4010232137"
 
 EMPLOYMENT_COLUMNS = [
-    "client_pseudonym", "programme", *TOKEN_FIELDS, "sex", "year_of_birth", "ethnicity", "lsoa21cd",
+    "client_pseudonym", "programme", *TOKEN_FIELDS, *ENCODING_COLUMNS, "sex", "year_of_birth", "ethnicity", "lsoa21cd",
     "local_authority", "enrolment_date", "sr_depression", "sr_diabetes", "job_start", "job_start_date",
     "sustained_26_weeks", "nhs_number_valid", "dob_valid", "postcode_valid",
 ]  # fmt: skip
@@ -197,7 +198,7 @@ def test_writes_the_contract_tables(run):
     assert sorted(emp["programme"]) == ["health_into_work", "ways_to_work", "ways_to_work"]
     demo = tables["health_demographics"]
     assert list(demo.columns) == [
-        "patient_pseudonym", *TOKEN_FIELDS, "sex", "year_of_birth", "ethnicity", "practice_code", "lsoa21cd",
+        "patient_pseudonym", *TOKEN_FIELDS, *ENCODING_COLUMNS, "sex", "year_of_birth", "ethnicity", "practice_code", "lsoa21cd",
         "registration_start", "registration_end", "date_of_death", "nhs_number_valid", "dob_valid", "postcode_valid",
     ]  # fmt: skip
     assert list(tables["health_conditions"].columns) == ["patient_pseudonym", "condition", "diagnosis_date"]
