@@ -351,3 +351,13 @@ def test_link_model_gains_dice_levels_and_finds_more_typo_pairs(tmp_path):
     # no encoding word reaches any output of the link stage
     assert not [c for c in with_bloom.candidates.columns if c.startswith("bf_")]
     assert not [c for c in with_bloom.links.columns if c.startswith("bf_")]
+    # a saved Dice model cannot be re-used on tables without encodings: a plain input error
+    from ig_policies.errors import InputError
+    from tests.unit.test_link_population import write_workspace_tables
+
+    plain = tmp_path / "plain"
+    write_workspace_tables(pop, plain)
+    with pytest.raises(InputError, match="Bloom-filter encodings"):
+        link_tables(
+            duckdb_api("1GB", threads=2), plain, LinkageConfig(u_max_pairs=2e5), model=with_bloom.model
+        )
