@@ -19,8 +19,8 @@ from flows.cli.common import (
     console,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
     print_outputs,
     progress,
 )
@@ -66,7 +66,6 @@ def natural_experiment(
 ) -> None:
     """Natural experiment: change in health-service use after enrolment, three designs (researcher)."""
     from analysis.natural_experiment import run_natural_experiment
-    from ig_policies.engine import PolicyEngine
 
     outcomes = tuple(measure) if measure else MEASURE_NAMES
     unknown = [m for m in outcomes if m not in MEASURE_NAMES]
@@ -77,7 +76,7 @@ def natural_experiment(
         )
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = PolicyEngine.load(policy_path(policy), ws, trust_store=trust_store, actor=actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     with progress("Natural experiment (time series, event study, matched comparison)"):
         run = run_natural_experiment(
             ws,

@@ -21,8 +21,8 @@ from flows.cli.common import (
     console,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
     print_outputs,
     progress,
 )
@@ -31,14 +31,6 @@ from ig_policies.errors import DisclosureBlocked
 
 if TYPE_CHECKING:
     from analysis.equity import AnalysisOutputs
-    from ig_policies.engine import PolicyEngine
-    from ig_policies.workspace import Workspace
-
-
-def _engine(workspace: Workspace, policy: Path | None, trust_store: Path | None, actor: str) -> PolicyEngine:
-    from ig_policies.engine import PolicyEngine
-
-    return PolicyEngine.load(policy_path(policy), workspace, trust_store=trust_store, actor=actor)
 
 
 def _report(result: AnalysisOutputs) -> None:
@@ -81,7 +73,7 @@ def equity(
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     with progress("Equity audit"):
         result = run_equity_audit(ws, engine, actor, basis=population)  # type: ignore[arg-type]
     _report(result)
@@ -120,7 +112,7 @@ def success(
             ) from None
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     with progress(f"Success factors ({settings.outcome})"):
         result = run_success_factors(ws, engine, actor, settings)
     _report(result)
@@ -139,7 +131,7 @@ def concordance(
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     with progress("Concordance of conditions"):
         result = run_concordance(ws, engine, actor)
     _report(result)
@@ -158,7 +150,7 @@ def area_profile(
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     with progress("Small-area profiles"):
         result = run_area_profile(ws, engine, actor)
     _report(result)

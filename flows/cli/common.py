@@ -30,11 +30,15 @@ WorkspaceOption = Annotated[
 ]
 PolicyOption = Annotated[
     Path | None,
-    typer.Option("--policy", "-p", help="Signed policy YAML (default: $EHL_POLICY). Its .sig must sit beside it."),
+    typer.Option(
+        "--policy", "-p", help="Signed policy YAML (default: $EHL_POLICY). Its .sig must sit beside it."
+    ),
 ]
 UserOption = Annotated[
     str | None,
-    typer.Option("--user", "-u", help="Who is acting, as named in the policy (default: $EHL_USER or your login)."),
+    typer.Option(
+        "--user", "-u", help="Who is acting, as named in the policy (default: $EHL_USER or your login)."
+    ),
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -56,6 +60,18 @@ def policy_path(policy: Path | None) -> Path:
             hint="pass --policy FILE or set EHL_POLICY (the demo uses ig_policies/configs/demo/policy.yaml).",
         )
     return chosen
+
+
+def load_engine(
+    workspace: Workspace, policy: Path | None, trust_store: Path | None, actor: str, **options: Any
+):
+    """The policy engine for a command: the signed policy from ``--policy``/``$EHL_POLICY``, verified.
+
+    ``options`` go to ``PolicyEngine.load`` (e.g. ``master_secret``, ``allow_expired``).
+    """
+    from ig_policies.engine import PolicyEngine
+
+    return PolicyEngine.load(policy_path(policy), workspace, trust_store=trust_store, actor=actor, **options)
 
 
 def handle_errors(fn: F) -> F:

@@ -15,8 +15,8 @@ from flows.cli.common import (
     console,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
     print_outputs,
     progress,
 )
@@ -80,7 +80,6 @@ def link(
     """Link pseudonymised clients to patients (audited) and write linked/ and the linkage report."""
     if ctx.invoked_subcommand is not None:
         return
-    from ig_policies.engine import PolicyEngine
     from linkage import quality
     from linkage.link import link_records
     from linkage.link_backend import db_api_for_run
@@ -91,7 +90,7 @@ def link(
     ws = open_workspace(workspace)
     actor = current_user(user)
     run_settings = _settings(settings)
-    engine = PolicyEngine.load(policy_path(policy), ws, trust_store=trust_store, actor=actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     link_config = load_linkage_config(config)
 
     def start_spark():
@@ -158,7 +157,6 @@ def evaluate(
     config: ConfigOption = None,
 ) -> None:
     """Precision, recall and F1 of linked/ against truth/ (synthetic workspaces only)."""
-    from ig_policies.engine import PolicyEngine
     from ig_policies.errors import EhlError, InputError
     from ig_policies.master_secret import MasterSecretError, load_master_secret
     from ig_policies.policy import Role
@@ -173,7 +171,7 @@ def evaluate(
             hint="'ehl link evaluate' works only on synthetic workspaces made by 'ehl synth'",
         )
     actor = current_user(user)
-    engine = PolicyEngine.load(policy_path(policy), ws, trust_store=trust_store, actor=actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     try:
         secret = load_master_secret()
     except MasterSecretError as exc:

@@ -6,7 +6,6 @@ Researchers request; IG officers named in the policy review, release or reject. 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,8 +17,8 @@ from flows.cli.common import (
     console,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
     print_outputs,
     progress,
 )
@@ -28,19 +27,12 @@ from flows.cli.policy import TrustStoreOption
 from ig_policies.errors import DisclosureBlocked, InputError
 
 if TYPE_CHECKING:
-    from ig_policies.engine import PolicyEngine
-    from ig_policies.workspace import Workspace
+    pass
 
 app = typer.Typer(
     no_args_is_help=True,
     help="Request outputs (researchers); review, release or reject them (IG officers); verify releases.",
 )
-
-
-def _engine(workspace: Workspace, policy: Path | None, trust_store: Path | None, actor: str) -> PolicyEngine:
-    from ig_policies.engine import PolicyEngine
-
-    return PolicyEngine.load(policy_path(policy), workspace, trust_store=trust_store, actor=actor)
 
 
 @app.command("request")
@@ -70,7 +62,7 @@ def request(
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     if not justification.strip():
         raise InputError(
             "--justification", "the justification is empty", "say why this output needs to leave"
@@ -112,7 +104,7 @@ def review(
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     reviews = review_requests(ws, engine, actor)
     blocked = list_requests(ws, "blocked")
     if blocked:
@@ -160,7 +152,7 @@ def release(
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     with progress(f"Re-checking and releasing {request_id}"):
         result = release_output(ws, engine, actor, request_id)
     say(f"Released {result.request_id}; the bundle passed its independent re-check.")
@@ -182,7 +174,7 @@ def reject(
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = _engine(ws, policy, trust_store, actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     reject_output(ws, engine, actor, request_id, reason)
     say(f"Rejected {request_id}.")
 
@@ -226,7 +218,7 @@ def verify(
     from analysis.disclosure.workflow import verify_all_releases
 
     ws = open_workspace(workspace)
-    engine = _engine(ws, policy, trust_store, current_user(user))
+    engine = load_engine(ws, policy, trust_store, current_user(user))
     reports = verify_all_releases(ws, engine.policy.outputs)
     for report in reports:
         say(report.to_text().rstrip())

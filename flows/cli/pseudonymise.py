@@ -17,8 +17,8 @@ from flows.cli.common import (
     console,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
     print_outputs,
     progress,
 )
@@ -49,7 +49,6 @@ def pseudonymise(
 ) -> None:
     """Pseudonymise every validated extract (data processor); audited with row and flag counts."""
     from flows.settings import SettingsError, load_settings
-    from ig_policies.engine import PolicyEngine
     from ig_policies.errors import ConfigError
     from ig_policies.master_secret import MasterSecretError, load_master_secret
     from linkage.pseudonymise import pseudonymise_extracts
@@ -60,9 +59,7 @@ def pseudonymise(
         secret = load_master_secret()
     except MasterSecretError as exc:
         raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
-    engine = PolicyEngine.load(
-        policy_path(policy), ws, trust_store=trust_store, actor=actor, master_secret=secret
-    )
+    engine = load_engine(ws, policy, trust_store, actor, master_secret=secret)
     try:
         settings = load_settings()
     except SettingsError as exc:

@@ -16,8 +16,8 @@ from flows.cli.common import (
     console,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
     print_outputs,
     progress,
 )
@@ -49,11 +49,10 @@ def research_dataset(
 ) -> None:
     """Build analysis/clients.parquet, analysis/panel.parquet and the comparison pool (data processor)."""
     from analysis.research_dataset import build_research_dataset
-    from ig_policies.engine import PolicyEngine
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = PolicyEngine.load(policy_path(policy), ws, trust_store=trust_store, actor=actor)
+    engine = load_engine(ws, policy, trust_store, actor)
     with progress("Building the research dataset"):
         result = build_research_dataset(
             ws,

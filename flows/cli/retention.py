@@ -12,8 +12,8 @@ from flows.cli.common import (
     WorkspaceOption,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
 )
 from flows.cli.keys import say
 from flows.cli.policy import TrustStoreOption
@@ -33,14 +33,11 @@ def enforce(
     ] = False,
 ) -> None:
     """Delete the linked/ and analysis/ zones' data if the retention date has arrived (IG officers only)."""
-    from ig_policies.engine import PolicyEngine
     from ig_policies.retention import RETENTION_ZONES, enforce_retention
 
     ws = open_workspace(workspace)
     actor = current_user(user)
-    engine = PolicyEngine.load(
-        policy_path(policy), ws, trust_store=trust_store, actor=actor, allow_expired=True
-    )
+    engine = load_engine(ws, policy, trust_store, actor, allow_expired=True)
     result = enforce_retention(engine, actor, dry_run=dry_run)
     size = f"{len(result.deleted)} item(s), {result.files} file(s), {result.bytes / 1e6:.1f} MB"
     if not result.due:

@@ -20,8 +20,8 @@ from flows.cli.common import (
     console,
     current_user,
     handle_errors,
+    load_engine,
     open_workspace,
-    policy_path,
     print_outputs,
     progress,
 )
@@ -66,7 +66,6 @@ def validate(
 ) -> None:
     """Validate extracts (data processor); audited with rows in, accepted and quarantined."""
     from flows.settings import SettingsError, load_settings
-    from ig_policies.engine import PolicyEngine
     from ig_policies.errors import ConfigError
     from ig_policies.master_secret import MasterSecretError, load_master_secret
     from linkage.dataset_config import load_dataset_configs
@@ -87,9 +86,7 @@ def validate(
         secret = load_master_secret()
     except MasterSecretError as exc:
         raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
-    engine = PolicyEngine.load(
-        policy_path(policy), ws, trust_store=trust_store, actor=actor, master_secret=secret
-    )
+    engine = load_engine(ws, policy, trust_store, actor, master_secret=secret)
     try:
         settings = load_settings()
     except SettingsError as exc:
