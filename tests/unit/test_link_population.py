@@ -72,7 +72,9 @@ class Population:
     patients: pd.DataFrame
     truth: pd.DataFrame  # dataset, record_id, person_id
     errors: dict[str, float] = field(default_factory=dict)
-    #: error kind -> client_refs it was planted on (only where it changed the record)
+    #: error kind (a key of DEFAULT_ERRORS, plus the groups "name_error" and "dob_error") ->
+    #: client_refs it was planted on (only where it changed the record; "moved" may draw the same
+    #: postcode again); "nhs_present" lists the records that carry an NHS number
     planted: dict[str, set[str]] = field(default_factory=dict)
 
 
@@ -95,6 +97,31 @@ def _typo(rng: np.random.Generator, word: str) -> str:
     if kind == 1:
         return word[:i] + word[i + 1 :]
     return word[:i] + letter + word[i:]
+
+
+#: Which part of a date of birth a typo hits, with its share (day, month, year).
+DOB_TYPO_PARTS: tuple[str, ...] = ("day", "month", "year")
+DOB_TYPO_SHARES: tuple[float, ...] = (0.4, 0.3, 0.3)
+
+
+def _part(rng: np.random.Generator) -> int:
+    return int(rng.choice(len(DOB_TYPO_PARTS), p=DOB_TYPO_SHARES))
+
+
+def _dob_typo(d, step: int, part: str):
+    """One mistyped digit: day +-1 or +-10 (kept to 1..28), month +-1 (the other way at 1 or 12),
+    year +-1 or +-10; a day the new month or year lacks becomes the 28th."""
+    if part == "day":
+        return d.replace(day=max(1, min(28, d.day + step)))
+    if part == "month":
+        month = d.month + (1 if step > 0 else -1)
+        changed = {"month": month if 1 <= month <= 12 else d.month - (1 if step > 0 else -1)}
+    else:
+        changed = {"year": d.year + step}
+    try:
+        return d.replace(**changed)
+    except ValueError:  # 31 January to February, 29 February to a common year
+        return d.replace(day=28, **changed)
 
 
 def make_population(
@@ -167,23 +194,31 @@ def make_population(
         )
     }
 
+    def plant(kind: str, i: int, *groups: str) -> None:
+        for name in (kind, *groups):
+            planted.setdefault(name, set()).add(refs[i])
+
+    if n > n_clients:  # the second enrolment of a person (the first is the original record)
+        for i in range(n_clients, n):
+            plant("duplicate_enrolment", i)
+
     fn, sn = clients["forename"].tolist(), clients["surname"].tolist()
     for i in np.flatnonzero(hit(rates["nickname"])):
         if fn[i] in NICKNAMES:
             fn[i] = str(rng.choice(NICKNAMES[fn[i]]))
-            planted.setdefault("name_error", set()).add(refs[i])
+            plant("nickname", i, "name_error")
     for i in np.flatnonzero(hit(rates["forename_typo"])):
         fn[i] = _typo(rng, fn[i])
-        planted.setdefault("name_error", set()).add(refs[i])
+        plant("forename_typo", i, "name_error")
     for i in np.flatnonzero(hit(rates["surname_typo"])):
         sn[i] = _typo(rng, sn[i])
-        planted.setdefault("name_error", set()).add(refs[i])
+        plant("surname_typo", i, "name_error")
     for i in np.flatnonzero(hit(rates["surname_change"])):
         sn[i] = str(rng.choice(surnames))
-        planted.setdefault("name_error", set()).add(refs[i])
+        plant("surname_change", i, "name_error")
     for i in np.flatnonzero(hit(rates["swap_names"])):
         fn[i], sn[i] = sn[i], fn[i]
-        planted.setdefault("swap_names", set()).add(refs[i])
+        plant("swap_names", i)
     clients["forename"], clients["surname"] = fn, sn
 
     dobs = list(clients["dob"])
@@ -191,20 +226,28 @@ def make_population(
         d = dobs[i]
         if d.day <= 12 and d.day != d.month:
             dobs[i] = d.replace(day=d.month, month=d.day)
-            planted.setdefault("dob_transpose", set()).add(refs[i])
+            plant("dob_transpose", i)
+    # A date-of-birth typo is a slip of one digit in the day, the month or the year. The part comes
+    # from its own stream so that adding it left every other planted error where it was.
+    part_rng = np.random.default_rng([seed, 1])
     for i in np.flatnonzero(hit(rates["dob_typo"])):
-        d = dobs[i]
-        dobs[i] = d.replace(day=max(1, min(28, d.day + int(rng.choice([-1, 1, 10, -10])))))
-        planted.setdefault("dob_error", set()).add(refs[i])
+        dobs[i] = _dob_typo(dobs[i], int(rng.choice([-1, 1, 10, -10])), DOB_TYPO_PARTS[_part(part_rng)])
+        plant("dob_typo", i, "dob_error")
     clients["dob"] = dobs
 
     moved = hit(rates["moved"])
     clients.loc[moved, "postcode"] = rng.choice(units, int(moved.sum()))
-    clients.loc[hit(rates["postcode_missing"]), "postcode"] = None
+    missing = hit(rates["postcode_missing"])
+    clients.loc[missing, "postcode"] = None
     nhs = clients["nhs_number"].where(hit(rates["nhs_present"]))
     typo = hit(rates["nhs_typo"]) & nhs.notna().to_numpy()
     nhs[typo] = nhs[typo].map(lambda s: s[:-1] + str((int(s[-1]) + 1) % 10))
     clients["nhs_number"] = nhs
+    for kind, rows in (("moved", moved), ("postcode_missing", missing), ("nhs_typo", typo)):
+        for i in np.flatnonzero(np.asarray(rows)):
+            plant(kind, int(i))
+    for i in np.flatnonzero(nhs.notna().to_numpy()):
+        plant("nhs_present", int(i))
 
     truth = pd.concat(
         [
@@ -327,6 +370,31 @@ def test_population_plants_errors_and_truth() -> None:
     assert len(pop.clients) == 200 + round(200 * 0.03)
     assert set(pop.truth["dataset"]) == {"ways_to_work", "health_into_work", "health_demographics"}
     assert pop.clients["client_ref"].is_unique
+
+
+def test_population_records_each_planted_error_kind_per_record() -> None:
+    """Diagnostics classify missed links by what was planted: every kind is recorded per record."""
+    pop = make_population(3000, 1000, seed=2, errors={"dob_typo": 0.3, "swap_names": 0.05})
+    truth = pop.truth.set_index("record_id")["person_id"]
+    patients = pop.patients.assign(
+        person_id=pop.patients["patient_id"].map(pop.truth.set_index("record_id")["person_id"])
+    ).set_index("person_id")
+    clients = pop.clients.set_index("client_ref")
+    for kind in ("forename_typo", "surname_typo", "swap_names", "dob_typo", "moved", "nhs_present"):
+        assert pop.planted.get(kind), kind
+    assert pop.planted["dob_typo"] <= pop.planted["dob_error"]
+    assert len(pop.planted["duplicate_enrolment"]) == round(1000 * 0.03)
+    parts = {"day": 0, "month": 0, "year": 0}
+    for ref in pop.planted["dob_typo"] - pop.planted.get("dob_transpose", set()):
+        person = truth[ref]
+        if person not in patients.index:
+            continue
+        was, now = pd.Timestamp(patients.loc[person, "dob"]), pd.Timestamp(clients.loc[ref, "dob"])
+        changed = [p for p in parts if getattr(was, p) != getattr(now, p)]
+        assert len(changed) <= 2, (was, now)  # one part, or a month/year slip that moved the 31st to the 28th
+        for p in changed:
+            parts[p] += 1
+    assert min(parts.values()) >= 10, parts  # day, month and year slips all occur
 
 
 @pytest.mark.parametrize("day, month", [(3, 7), (11, 12)])
