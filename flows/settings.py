@@ -1,4 +1,5 @@
-"""Runtime settings: where Spark runs, which Prefect API to use, which linkage backend.
+"""Runtime settings: where Spark runs, which Prefect API to use, which linkage backend, and the
+Bloom-filter encoding parameters of pseudonymisation.
 
 Settings are data (YAML validated by pydantic), separate from the signed IG policy: the policy
 says what is *allowed*; settings say *how* and *where* it runs. An error names the file and key.
@@ -12,6 +13,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from linkage.bloom import BloomSettings
 
 SETTINGS_ENV = "EHL_SETTINGS"
 
@@ -51,12 +54,28 @@ class LinkageSettings(BaseModel):
     seed: int = 42
 
 
+class PseudonymisationSettings(BaseModel):
+    """How the pseudonymisation stage encodes identifiers beyond its fixed tokens.
+
+    ``bloom`` holds the Bloom-filter parameters (stored length ``bits``, ``padding``, ``fold``, and
+    per encoding column its ``source`` and ``hashes``; see ``linkage.bloom.BloomSettings``). They
+    are recorded with the output; both sides of a linkage must be pseudonymised with the same
+    ones, so change them only together with a fresh pseudonymisation of every extract.
+    ``fields: {}`` writes no encodings (linkage then uses tokens only).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bloom: BloomSettings = Field(default_factory=BloomSettings)
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spark: SparkSettings = Field(default_factory=SparkSettings)
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     linkage: LinkageSettings = Field(default_factory=LinkageSettings)
+    pseudonymisation: PseudonymisationSettings = Field(default_factory=PseudonymisationSettings)
 
 
 def _format_errors(source: str, exc: ValidationError) -> str:

@@ -145,7 +145,14 @@ def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
     ]
 
     def run(engine):
-        result = pseudonymise_extracts(ws, engine, ctx.processor, ctx.spark(), today=ctx.today)
+        result = pseudonymise_extracts(
+            ws,
+            engine,
+            ctx.processor,
+            ctx.spark(),
+            today=ctx.today,
+            bloom_settings=ctx.settings.pseudonymisation.bloom,
+        )
         summary = {"rows_in": result.rows_in, "rows_out": result.rows_out, "key_version": result.key_version}
         return summary, list(result.outputs.values())
 

@@ -157,6 +157,9 @@ def token_comparisons() -> list[dict[str, Any]]:
                 u=1e-6,
             ),
             _level(f"{_eq('t_dob_year')} AND {_eq('t_dob_month')}", "year and month", m=0.03, u=5e-4),
+            # a slip in the month: year and day agree (the cleartext "one character different"
+            # level sees it too; without this level it fell to "year")
+            _level(f"{_eq('t_dob_year')} AND {_eq('t_dob_day')}", "year and day", m=0.01, u=6e-4),
             _level(f"{_eq('t_dob_month')} AND {_eq('t_dob_day')}", "day and month", m=0.02, u=3e-3),
             _level(_eq("t_dob_year"), "year", m=0.02, u=0.02),
             _level("ELSE", "different", m=0.02, u=0.97),

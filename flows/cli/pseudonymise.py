@@ -70,7 +70,13 @@ def pseudonymise(
         spark = build_spark_session(settings.spark)
     with progress("Pseudonymising the validated extracts"):
         result = pseudonymise_extracts(
-            ws, engine, actor, spark, master_secret=secret, key_version=key_version
+            ws,
+            engine,
+            actor,
+            spark,
+            master_secret=secret,
+            key_version=key_version,
+            bloom_settings=settings.pseudonymisation.bloom,
         )
     for extract in result.extracts:
         flags = extract.flags

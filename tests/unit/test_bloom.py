@@ -123,6 +123,37 @@ def test_settings_record_parameters_and_refuse_bad_values():
     assert "redacted" in repr(_encoder())
 
 
+def test_bloom_parameters_come_from_the_settings_file_and_errors_name_the_key(tmp_path):
+    from flows.settings import Settings, SettingsError, load_settings
+
+    assert Settings().pseudonymisation.bloom == bloom.BloomSettings()
+    f = tmp_path / "settings.yaml"
+    f.write_text(
+        "pseudonymisation:\n  bloom:\n    bits: 256\n    fold: false\n    fields:\n"
+        "      bf_surname: {source: std_surname, hashes: 12}\n"
+    )
+    chosen = load_settings(f).pseudonymisation.bloom
+    assert (chosen.bits, chosen.words, chosen.fold) == (256, 4, False)
+    assert chosen.metadata()["fields"] == {"bf_surname": {"source": "std_surname", "hashes": 12}}
+    for text, key in (
+        ("pseudonymisation:\n  bloom:\n    bits: 100\n", "pseudonymisation.bloom.bits"),
+        ("pseudonymisation:\n  bloom:\n    padding: A\n", "pseudonymisation.bloom.padding"),
+        ("pseudonymisation:\n  bloom:\n    hashes: 3\n", "pseudonymisation.bloom.hashes"),
+        (
+            "pseudonymisation:\n  bloom:\n    fields:\n      bf_surname: {source: surname, hashes: 12}\n",
+            "pseudonymisation.bloom.fields.bf_surname.source",
+        ),
+        (
+            "pseudonymisation:\n  bloom:\n    fields:\n      bf_surname: {source: std_surname, hashes: 0}\n",
+            "pseudonymisation.bloom.fields.bf_surname.hashes",
+        ),
+    ):
+        f.write_text(text)
+        with pytest.raises(SettingsError) as exc:
+            load_settings(f)
+        assert key in str(exc.value), str(exc.value)
+
+
 # --------------------------------------------------------------------------------------------
 # Spark encoding and both SQL backends
 
@@ -236,7 +267,12 @@ def test_dice_levels_follow_the_exact_token_level_and_blocking_is_unchanged():
     by_name = {c["output_column_name"]: c for c in model}
     labels = [lv["label_for_charts"] for lv in by_name["name"]["comparison_levels"]]
     assert labels[:4] == ["missing", "exact", "names Dice >= 0.85", "names Dice >= 0.70"]
-    assert labels[4:] == [lv["label_for_charts"] for lv in base[1]["comparison_levels"]][2:]
+    # every token level decides before the "one name similar" level, which comes just before "different"
+    token_labels = [lv["label_for_charts"] for lv in base[1]["comparison_levels"]]
+    assert labels[4:-2] == token_labels[2:-1]
+    assert labels[-2:] == ["one name Dice >= 0.70", "different"]
+    one = by_name["name"]["comparison_levels"][-2]["sql_condition"]
+    assert " OR " in one and "bf_forename_w1_l" in one and "bf_surname_w0_r" in one
     postcode = [lv["label_for_charts"] for lv in by_name["postcode"]["comparison_levels"]]
     assert postcode[:3] == ["missing", "exact", "postcode Dice >= 0.80"]
     assert by_name["date_of_birth"] == {c["output_column_name"]: c for c in base}["date_of_birth"]
