@@ -29,7 +29,13 @@ NAMES = ["JONATHAN", "JONATHON", "SMITH", "SMYTH", "QUIXLEYVANTABLACK", "L8 1AB"
 
 def _encoder(field: str = "bf_forename", version: int = 1, **kw) -> bloom.BloomEncoder:
     key = bloom.field_key(SECRET, field, PROJECT, version)
-    params = {"hashes": 20, "bits": SETTINGS.bits, "padding": "_", "fold": True, **kw}
+    params = {
+        "hashes": SETTINGS.fields[field].hashes,
+        "bits": SETTINGS.bits,
+        "padding": "_",
+        "fold": True,
+        **kw,
+    }
     return bloom.BloomEncoder(key, **params)
 
 
@@ -112,7 +118,7 @@ def test_batch_encoding_equals_one_at_a_time_and_dice_is_symmetric(values):
 def test_settings_record_parameters_and_refuse_bad_values():
     meta = bloom.BloomSettings().metadata()
     assert meta["bits"] == 128 and meta["fold"] is True
-    assert meta["fields"]["bf_surname"] == {"source": "std_surname", "hashes": 20}
+    assert meta["fields"]["bf_surname"] == {"source": "std_surname", "hashes": 10}
     assert meta["key_purposes"]["bf_forename"] == "bloom/bf_forename"
     with pytest.raises(ValidationError, match="multiple of 64"):
         bloom.BloomSettings(bits=100)
