@@ -156,7 +156,9 @@ def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
         summary = {"rows_in": result.rows_in, "rows_out": result.rows_out, "key_version": result.key_version}
         return summary, list(result.outputs.values())
 
-    return _run(ctx, "pseudonymise", ctx.processor, inputs, {}, run)
+    # the encoding parameters are part of what the stage computes: a change must re-run it
+    params = {"bloom": ctx.settings.pseudonymisation.bloom.metadata()}
+    return _run(ctx, "pseudonymise", ctx.processor, inputs, params, run)
 
 
 def run_link(ctx: PipelineContext, model_path: Path | None = None) -> StageOutcome:
