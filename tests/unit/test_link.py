@@ -168,6 +168,19 @@ def test_blocking_counts_are_reported_per_rule(linked_ws) -> None:
     assert summary["comparisons"] < 0.01 * 2000 * 618
 
 
+def test_blocking_counts_equal_splinks_own_blocking_analysis(linked_ws) -> None:
+    """Counting the blocked pairs by rule gives Splink's per-rule counts, without a second pass."""
+    ws, outcome = linked_ws
+    db_api = duckdb_api("1GB", threads=2)
+    left = splink_model.load_table(db_api, ws.root, CONFIG.left, splink_model.LEFT_NAME)
+    right = splink_model.load_table(db_api, ws.root, CONFIG.right, splink_model.RIGHT_NAME)
+    linker = splink_model.new_linker(left, right, outcome.model)
+    blocked = linker.inference.compute_blocked_pairs_for_predict()
+    assert splink_model.count_blocked_pairs(linker, blocked) == outcome.blocking_counts
+    assert splink_model.count_comparisons(linker) == outcome.blocking_counts
+    assert sum(c.comparisons > 0 for c in outcome.blocking_counts) >= 3
+
+
 # --------------------------------------------------------------------------------------------
 # Decision rules as small literal tables
 
