@@ -83,8 +83,10 @@ def linkage_query_settings(db_api: Any) -> Iterator[None]:
     The session may be shared with other stages, so the previous settings are restored on exit.
     A no-op on DuckDB.
     """
+    from linkage.splink_model import sql_dialect
+
     spark = getattr(db_api, "spark", None)
-    if spark is None or db_api.sql_dialect.sql_dialect_str != "spark":
+    if spark is None or sql_dialect(db_api) != "spark":
         yield
         return
     key = "spark.sql.optimizer.excludedRules"

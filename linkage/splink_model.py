@@ -238,7 +238,8 @@ def model_settings(
 # Reading the two pseudonymised tables into the backend
 
 
-def _dialect(db_api: Any) -> str:
+def sql_dialect(db_api: Any) -> str:
+    """``spark`` or ``duckdb``: the SQL dialect of a Splink database API."""
     return db_api.sql_dialect.sql_dialect_str
 
 
@@ -340,7 +341,7 @@ def load_table(
     ``bloom_words`` adds the Bloom encodings as word columns (``bf_forename_w0`` ...).
     """
     path = root / table.path
-    if _dialect(db_api) == "spark":
+    if sql_dialect(db_api) == "spark":
         select = _select_list(root, table, "`", bloom_words)
         df = db_api.spark.read.parquet(str(path))
         if where:

@@ -74,6 +74,37 @@ def load_engine(
     return PolicyEngine.load(policy_path(policy), workspace, trust_store=trust_store, actor=actor, **options)
 
 
+def load_run_settings(path: Path | None = None):
+    """The settings file (``path`` or ``$EHL_SETTINGS``, else defaults) as a command sees it: an
+    invalid file is a configuration error naming the file and key, not a traceback."""
+    from flows.settings import SettingsError, load_settings
+    from ig_policies.errors import ConfigError
+
+    try:
+        return load_settings(path)
+    except SettingsError as exc:
+        raise ConfigError(str(exc), hint="fix the settings file named above") from None
+
+
+def require_master_secret():
+    """The service's master secret from the environment, for commands that derive keys from it."""
+    from ig_policies.errors import ConfigError
+    from ig_policies.master_secret import MasterSecretError, load_master_secret
+
+    try:
+        return load_master_secret()
+    except MasterSecretError as exc:
+        raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
+
+
+def start_spark(settings: Any):
+    """The pipeline's Spark session from ``settings.spark``, with a spinner while the JVM starts."""
+    with progress("Starting Spark"):
+        from flows.spark_session import build_spark_session
+
+        return build_spark_session(settings.spark)
+
+
 def handle_errors(fn: F) -> F:
     """Turn expected failures into a plain message and the error's exit code, never a traceback."""
 

@@ -16,9 +16,11 @@ from flows.cli.common import (
     current_user,
     handle_errors,
     load_engine,
+    load_run_settings,
     open_workspace,
     print_outputs,
     progress,
+    start_spark,
 )
 from flows.cli.policy import TrustStoreOption
 
@@ -47,16 +49,6 @@ BackendOption = Annotated[
     str | None,
     typer.Option("--backend", help="auto, spark or duckdb (overrides linkage.backend in settings)."),
 ]
-
-
-def _settings(path: Path | None):
-    from flows.settings import SettingsError, load_settings
-    from ig_policies.errors import ConfigError
-
-    try:
-        return load_settings(path)
-    except SettingsError as exc:
-        raise ConfigError(str(exc), hint="fix the settings file named above") from None
 
 
 def _quiet_libraries() -> None:
@@ -89,21 +81,16 @@ def link(
     _quiet_libraries()
     ws = open_workspace(workspace)
     actor = current_user(user)
-    run_settings = _settings(settings)
+    run_settings = load_run_settings(settings)
     engine = load_engine(ws, policy, trust_store, actor)
     link_config = load_linkage_config(config)
-
-    def start_spark():
-        from flows.spark_session import build_spark_session
-
-        return build_spark_session(run_settings.spark)
 
     chosen, db_api = db_api_for_run(
         ws.root,
         link_config,
         backend or run_settings.linkage.backend,
         run_settings.linkage.duckdb_max_comparisons_records,
-        spark_factory=start_spark,
+        spark_factory=lambda: start_spark(run_settings),
         duckdb_memory_limit=run_settings.linkage.duckdb_memory_limit,
     )
     records = table_rows(ws.root, link_config.left) + table_rows(ws.root, link_config.right)

@@ -6,7 +6,7 @@ Researchers request; IG officers named in the policy review, release or reject. 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -25,9 +25,6 @@ from flows.cli.common import (
 from flows.cli.keys import say
 from flows.cli.policy import TrustStoreOption
 from ig_policies.errors import DisclosureBlocked, InputError
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(
     no_args_is_help=True,

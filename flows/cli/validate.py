@@ -21,9 +21,12 @@ from flows.cli.common import (
     current_user,
     handle_errors,
     load_engine,
+    load_run_settings,
     open_workspace,
     print_outputs,
     progress,
+    require_master_secret,
+    start_spark,
 )
 from flows.cli.policy import TrustStoreOption
 
@@ -65,9 +68,7 @@ def validate(
     trust_store: TrustStoreOption = None,
 ) -> None:
     """Validate extracts (data processor); audited with rows in, accepted and quarantined."""
-    from flows.settings import SettingsError, load_settings
     from ig_policies.errors import ConfigError
-    from ig_policies.master_secret import MasterSecretError, load_master_secret
     from linkage.dataset_config import load_dataset_configs
     from linkage.validation import validate_extracts
 
@@ -82,19 +83,10 @@ def validate(
         inputs = {dataset[0]: input_file}
     ws = open_workspace(workspace)
     actor = current_user(user)
-    try:
-        secret = load_master_secret()
-    except MasterSecretError as exc:
-        raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
+    secret = require_master_secret()
     engine = load_engine(ws, policy, trust_store, actor, master_secret=secret)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
-    with progress("Starting Spark"):
-        from flows.spark_session import build_spark_session
-
-        spark = build_spark_session(settings.spark)
+    settings = load_run_settings()
+    spark = start_spark(settings)
     with progress("Validating the extracts"):
         result = validate_extracts(ws, engine, actor, spark, dataset or None, inputs=inputs, configs=configs)
     for d in result.datasets:
