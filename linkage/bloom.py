@@ -383,24 +383,18 @@ def any_dice_condition(columns: Sequence[str], words: int, threshold: float) -> 
     return " OR ".join(f"({dice_condition([c], words, threshold)})" for c in columns)
 
 
+def _level(condition: str, label: str, m: float, u: float) -> dict:
+    return {"sql_condition": condition, "label_for_charts": label, "m_probability": m, "u_probability": u}
+
+
 def dice_level(columns: Sequence[str], words: int, threshold: float, label: str, m: float, u: float) -> dict:
     """One Splink comparison level: the Dice coefficient of each of ``columns`` reaches ``threshold``."""
-    return {
-        "sql_condition": each_dice_condition(columns, words, threshold),
-        "label_for_charts": f"{label} Dice >= {threshold:.2f}",
-        "m_probability": m,
-        "u_probability": u,
-    }
+    return _level(each_dice_condition(columns, words, threshold), f"{label} Dice >= {threshold:.2f}", m, u)
 
 
 def one_dice_level(columns: Sequence[str], words: int, threshold: float, m: float, u: float) -> dict:
     """One Splink level: at least one of ``columns`` reaches ``threshold`` (the other disagrees)."""
-    return {
-        "sql_condition": any_dice_condition(columns, words, threshold),
-        "label_for_charts": f"one name Dice >= {threshold:.2f}",
-        "m_probability": m,
-        "u_probability": u,
-    }
+    return _level(any_dice_condition(columns, words, threshold), f"one name Dice >= {threshold:.2f}", m, u)
 
 
 def with_dice_levels(
