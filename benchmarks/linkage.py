@@ -46,6 +46,7 @@ import pandas as pd  # noqa: E402
 
 import flows  # noqa: E402,F401  (offline defaults)
 from linkage import bloom, quality, splink_model  # noqa: E402
+from linkage.identifiable import bloom_encoder  # noqa: E402
 from linkage.link import link_tables  # noqa: E402
 from linkage.link_backend import duckdb_api, spark_api  # noqa: E402
 from linkage.linkage_config import LinkageConfig  # noqa: E402
@@ -80,7 +81,7 @@ def write_bloom(pop, tokens_root: Path, root: Path, settings: bloom.BloomSetting
     encoding time in seconds."""
     from ig_policies.master_secret import MasterSecret
 
-    encoders = bloom.encoders(settings, MasterSecret(BLOOM_KEY_SECRET), "bench", 1)
+    encoders = bloom_encoder.encoders(settings, MasterSecret(BLOOM_KEY_SECRET), "bench", 1)
     shutil.copytree(tokens_root, root)
     seconds = 0.0
     for name, source in (("employment_support", pop.clients), ("health_demographics", pop.patients)):

@@ -111,7 +111,7 @@ def time_stage(spark, n: int, scratch: Path) -> float:
     from ig_policies.engine import PolicyEngine
     from ig_policies.master_secret import MasterSecret
     from ig_policies.workspace import Workspace, write_csv
-    from linkage.pseudonymise import pseudonymise_extracts
+    from linkage.identifiable.pseudonymise import pseudonymise_extracts
 
     ws = Workspace.open(scratch / f"ws-{n}")
     generate_extract(spark, n, ws.landing / "validated" / "ways_to_work.parquet")
@@ -129,7 +129,7 @@ def time_stage(spark, n: int, scratch: Path) -> float:
 def time_spark_hmac(spark, n: int) -> tuple[float, float]:
     from pyspark.sql import functions as F
 
-    from linkage.tokens import SparkHmacKey, hmac_sha256_hex
+    from linkage.identifiable.tokens import SparkHmacKey, hmac_sha256_hex
 
     key = secrets.token_bytes(32)
     values = spark.range(n).select(F.concat(F.lit("name\x1f"), F.col("id").cast("string")).alias("v")).cache()
@@ -217,7 +217,7 @@ def main() -> None:
 
     from flows.settings import SparkSettings
     from flows.spark_session import build_spark_session
-    from linkage.tokens import TOKEN_FIELDS
+    from linkage.identifiable.tokens import TOKEN_FIELDS
 
     scratch = Path(tempfile.mkdtemp(prefix="ehl-bench-pseudo-"))
     spark = build_spark_session(

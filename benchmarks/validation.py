@@ -61,10 +61,10 @@ def main() -> None:
     from flows.spark_session import build_spark_session
     from ig_policies.workspace import Workspace, atomic_directory
     from linkage.dataset_config import load_dataset_configs
-    from linkage.ingest import ingest_extract
-    from linkage.validation.row_checks import apply_row_checks
-    from linkage.validation.stage import _judge, _write_outputs, data_docs_dir
-    from linkage.validation.suites import ValidationContext
+    from linkage.identifiable.ingest import ingest_extract
+    from linkage.identifiable.validation.row_checks import apply_row_checks
+    from linkage.identifiable.validation.stage import _judge, _write_outputs, data_docs_dir
+    from linkage.identifiable.validation.suites import ValidationContext
 
     config = load_dataset_configs()["ways_to_work"]
     with tempfile.TemporaryDirectory(prefix="ehl-validation-bench-") as tmp:

@@ -116,8 +116,8 @@ def _run(
 
 
 def run_validate(ctx: PipelineContext) -> StageOutcome:
-    from linkage.validation import validate_extracts
-    from linkage.validation.stage import data_docs_dir
+    from linkage.identifiable.validation import validate_extracts
+    from linkage.identifiable.validation.stage import data_docs_dir
 
     ws = ctx.workspace
     inputs = [*_files_under(ws.landing, exclude=[ws.landing / "validated"]), *_files_under(DATASET_CONFIGS)]
@@ -135,7 +135,7 @@ def run_validate(ctx: PipelineContext) -> StageOutcome:
 
 
 def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
-    from linkage.pseudonymise import pseudonymise_extracts
+    from linkage.identifiable.pseudonymise import pseudonymise_extracts
 
     ws = ctx.workspace
     inputs = [

@@ -28,27 +28,21 @@ Encodings are computed with numpy over whole columns (a table of every bigram's 
 up and OR-reduced per record); on Spark the same numpy function runs in an Arrow ``pandas_udf``, so
 Python and Spark encodings are identical by construction.
 
-This module reads standardised identifiers; only the pseudonymisation stage calls its encoders.
+This module holds the encoding parameters and the comparison side only: it never sees an identifier
+or a key. The keyed encoder itself is ``linkage.identifiable.bloom_encoder``, called only by the
+pseudonymisation stage.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-if TYPE_CHECKING:
-    from pyspark.sql import Column
-
-    from ig_policies.master_secret import MasterSecret
 
 BLOOM_SCHEME = (
     "clk/v1: padded character bigrams; per bigram k positions from HMAC-SHA256(k_field, bigram || 0x1f"
@@ -57,7 +51,7 @@ BLOOM_SCHEME = (
 #: Characters a standardised name or postcode can hold; anything else is one "other" character.
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -"
 WORD_BITS = 64
-METADATA_FILE = "_ehl_metadata.json"  # as written by linkage.pseudonymise
+METADATA_FILE = "_ehl_metadata.json"  # as written by linkage.identifiable.pseudonymise
 
 
 def key_purpose(field: str) -> str:
@@ -76,7 +70,7 @@ class BloomField(BaseModel):
     @field_validator("source")
     @classmethod
     def _standardised_text(cls, value: str) -> str:
-        from linkage.standardise import STANDARD_COLUMNS
+        from linkage.identifiable.standardise import STANDARD_COLUMNS
 
         allowed = [c for c in STANDARD_COLUMNS if c.startswith("std_")]
         if value not in allowed:
@@ -148,109 +142,7 @@ class BloomSettings(BaseModel):
 
 
 # --------------------------------------------------------------------------------------------
-# Encoding (numpy)
-
-
-class BloomEncoder:
-    """Encodes one field under one key: the key only ever lives in its table of bigram masks.
-
-    ``repr`` never shows the table (it is key-derived).
-    """
-
-    def __init__(self, key: bytes, hashes: int, bits: int, padding: str = "_", fold: bool = True):
-        self.bits, self.padding, self.fold = bits, padding, fold
-        self.words = bits // WORD_BITS
-        n_chars = len(ALPHABET) + 2  # the alphabet, the padding, "other"
-        self._n_chars = n_chars
-        code = np.full(256, n_chars - 1, dtype=np.int64)
-        for i, ch in enumerate(ALPHABET):
-            code[ord(ch)] = i
-        code[ord(padding)] = len(ALPHABET)
-        self._code = code
-        self._masks = self._bigram_masks(key, hashes)
-
-    def __repr__(self) -> str:
-        return f"BloomEncoder(bits={self.bits}, fold={self.fold}, <key redacted>)"
-
-    def _bigram_masks(self, key: bytes, hashes: int) -> np.ndarray:
-        """uint64 array (bigram index, stored words): every bigram's bits, already folded.
-
-        Folding is XOR, which does not distribute over OR, so the *long* masks are kept and folded
-        only after a record's bigrams are OR-ed together; see ``encode``.
-        """
-        symbols = [*ALPHABET, self.padding, "\x00"]
-        long_bits = 2 * self.bits if self.fold else self.bits
-        masks = np.zeros((self._n_chars**2, long_bits // WORD_BITS), dtype=np.uint64)
-        for a, first in enumerate(symbols):
-            for b, second in enumerate(symbols):
-                bigram = (first + second).encode("latin-1")
-                positions: list[int] = []
-                block = 0
-                while len(positions) < hashes:
-                    digest = hmac.new(key, bigram + b"\x1f" + str(block).encode(), hashlib.sha256).digest()
-                    positions += [
-                        int.from_bytes(digest[i : i + 2], "big") % long_bits for i in range(0, 32, 2)
-                    ]
-                    block += 1
-                row = masks[a * self._n_chars + b]
-                for p in positions[:hashes]:
-                    row[p // WORD_BITS] |= np.uint64(1) << np.uint64(p % WORD_BITS)
-        return masks
-
-    def encode(self, values: pd.Series) -> pd.Series:
-        """Encodings (numpy int64 arrays of ``words`` words) of standardised values; None for
-        missing or empty values."""
-        text = values.astype(object)
-        present = np.array([isinstance(v, str) and v != "" for v in text], dtype=bool)
-        if not present.any():
-            return pd.Series([None] * len(values), index=values.index, dtype=object)
-        pad = self.padding
-        padded = [pad + v + pad for v in text[present]]
-        raw = "".join(padded).encode("ascii", "replace")  # non-ASCII -> "?" (one byte per character)
-        lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
-        codes = self._code[np.frombuffer(raw, dtype=np.uint8)]
-        bigram = codes[:-1] * self._n_chars + codes[1:]
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        # a record of length L has L-1 bigrams at [start, start + L - 1): drop the bigrams that
-        # straddle two records
-        keep = np.ones(len(bigram), dtype=bool)
-        keep[(starts + lengths - 1)[:-1]] = False
-        bigram = bigram[keep]
-        record_starts = starts - np.arange(len(starts))  # each earlier record lost one straddle
-        long = np.bitwise_or.reduceat(self._masks[bigram], record_starts, axis=0)
-        if self.fold:
-            long = long[:, : self.words] ^ long[:, self.words :]
-        words = long.view(np.int64)
-        result: list[np.ndarray | None] = [None] * len(values)
-        for i, row in zip(np.flatnonzero(present), words, strict=True):
-            result[i] = row
-        return pd.Series(result, index=values.index, dtype=object)
-
-
-def field_key(master_secret: MasterSecret, field: str, project_id: str, key_version: int) -> bytes:
-    """The key of one field's encodings (HKDF from the master secret; distinct per field)."""
-    return master_secret.derive(key_purpose(field), project_id, key_version)
-
-
-def encoders(
-    settings: BloomSettings, master_secret: MasterSecret, project_id: str, key_version: int
-) -> dict[str, BloomEncoder]:
-    """One encoder per configured field, each under its own key."""
-    return {
-        name: BloomEncoder(
-            field_key(master_secret, name, project_id, key_version),
-            f.hashes,
-            settings.bits,
-            settings.padding,
-            settings.fold,
-        )
-        for name, f in settings.fields.items()
-    }
-
-
-def encode_values(values: Sequence[str | None], encoder: BloomEncoder) -> list[np.ndarray | None]:
-    """Convenience for small look-ups and tests: encodings of a list of values."""
-    return list(encoder.encode(pd.Series(list(values), dtype=object)))
+# Comparing encodings (numpy; used by tests and diagnostics)
 
 
 def popcount(words: np.ndarray) -> int:
@@ -265,30 +157,6 @@ def dice(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
     if total == 0:
         return 1.0
     return 2 * popcount(np.bitwise_and(a, b)) / total
-
-
-def bloom_column(encoder: BloomEncoder, value: Column) -> Column:
-    """Spark column: the encoding (``array<bigint>``) of a standardised value, via an Arrow
-    ``pandas_udf`` running ``encoder.encode`` on whole batches (never row at a time)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import ArrayType, LongType
-
-    @F.pandas_udf(ArrayType(LongType()))  # type: ignore[call-overload]
-    def encode(batch: pd.Series) -> pd.Series:
-        return encoder.encode(batch)
-
-    return encode(value)
-
-
-def add_bloom_columns(
-    std: Any, encoders_by_column: Mapping[str, BloomEncoder], settings: BloomSettings
-) -> Any:
-    """Add every configured encoding column to a standardised Spark DataFrame."""
-    from pyspark.sql import functions as F
-
-    return std.withColumns(
-        {name: bloom_column(encoders_by_column[name], F.col(f.source)) for name, f in settings.fields.items()}
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ class Evaluation:
 
 def research_pseudonyms(values: pd.Series, key: bytes, prefix: str) -> pd.Series:
     """Truth ids -> research pseudonyms, with the pseudonymiser's own function."""
-    from linkage.tokens import research_pseudonym
+    from linkage.identifiable.tokens import research_pseudonym
 
     return research_pseudonym(values.astype(str), key, prefix)
 

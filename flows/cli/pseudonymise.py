@@ -51,7 +51,7 @@ def pseudonymise(
     trust_store: TrustStoreOption = None,
 ) -> None:
     """Pseudonymise every validated extract (data processor); audited with row and flag counts."""
-    from linkage.pseudonymise import pseudonymise_extracts
+    from linkage.identifiable.pseudonymise import pseudonymise_extracts
 
     ws = open_workspace(workspace)
     actor = current_user(user)

@@ -70,7 +70,7 @@ def validate(
     """Validate extracts (data processor); audited with rows in, accepted and quarantined."""
     from ig_policies.errors import ConfigError
     from linkage.dataset_config import load_dataset_configs
-    from linkage.validation import validate_extracts
+    from linkage.identifiable.validation import validate_extracts
 
     configs = load_dataset_configs(datasets_dir)
     inputs = None

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ig_policies.master_secret import MasterSecret
 from ig_policies.workspace import write_json
 from linkage import bloom
+from linkage.identifiable import bloom_encoder
 from tests.conftest import TEST_MASTER_SECRET
 
 pytestmark = pytest.mark.spark
@@ -27,8 +28,8 @@ SETTINGS = bloom.BloomSettings()
 NAMES = ["JONATHAN", "JONATHON", "SMITH", "SMYTH", "QUIXLEYVANTABLACK", "L8 1AB", "L8 1AD", "ZOE", None, ""]
 
 
-def _encoder(field: str = "bf_forename", version: int = 1, **kw) -> bloom.BloomEncoder:
-    key = bloom.field_key(SECRET, field, PROJECT, version)
+def _encoder(field: str = "bf_forename", version: int = 1, **kw) -> bloom_encoder.BloomEncoder:
+    key = bloom_encoder.field_key(SECRET, field, PROJECT, version)
     params = {
         "hashes": SETTINGS.fields[field].hashes,
         "bits": SETTINGS.bits,
@@ -36,16 +37,16 @@ def _encoder(field: str = "bf_forename", version: int = 1, **kw) -> bloom.BloomE
         "fold": True,
         **kw,
     }
-    return bloom.BloomEncoder(key, **params)
+    return bloom_encoder.BloomEncoder(key, **params)
 
 
 def test_same_value_same_key_encodes_identically_and_half_the_bits_are_set():
     enc = _encoder()
-    a, b = bloom.encode_values(["JONATHAN", "JONATHAN"], enc)
+    a, b = bloom_encoder.encode_values(["JONATHAN", "JONATHAN"], enc)
     assert a is not None and b is not None
     assert a.dtype == np.int64 and len(a) == SETTINGS.words
     assert np.array_equal(a, b)
-    assert np.array_equal(a, bloom.encode_values(["JONATHAN"], _encoder())[0])  # a fresh encoder too
+    assert np.array_equal(a, bloom_encoder.encode_values(["JONATHAN"], _encoder())[0])  # a fresh encoder too
     assert 0.3 <= bloom.popcount(a) / SETTINGS.bits <= 0.6
 
 
@@ -58,8 +59,8 @@ def test_same_value_same_key_encodes_identically_and_half_the_bits_are_set():
 )
 def test_another_key_gives_an_unrelated_encoding(other):
     values = ["JONATHAN", "SMITH", "QUIXLEYVANTABLACK", "MARGARET"]
-    mine = bloom.encode_values(values, _encoder())
-    theirs = bloom.encode_values(values, _encoder(**other))
+    mine = bloom_encoder.encode_values(values, _encoder())
+    theirs = bloom_encoder.encode_values(values, _encoder(**other))
     for a, b in zip(mine, theirs, strict=True):
         assert not np.array_equal(a, b)
         # about what two unrelated random half-full filters share, far below a typo's similarity
@@ -68,7 +69,7 @@ def test_another_key_gives_an_unrelated_encoding(other):
 
 def test_dice_is_one_for_a_value_with_itself_and_high_for_a_one_letter_typo():
     enc = _encoder()
-    jonathan, jonathon, smith, quix = bloom.encode_values(["JONATHAN", "JONATHON", "SMITH", "QUIXLEY"], enc)
+    jonathan, jonathon, smith, quix = bloom_encoder.encode_values(["JONATHAN", "JONATHON", "SMITH", "QUIXLEY"], enc)
     assert bloom.dice(jonathan, jonathan) == 1.0
     typo = bloom.dice(jonathan, jonathon)
     assert typo >= 0.75
@@ -78,7 +79,7 @@ def test_dice_is_one_for_a_value_with_itself_and_high_for_a_one_letter_typo():
 
 
 def test_missing_values_have_no_encoding_and_other_characters_still_encode():
-    out = bloom.encode_values([None, "", "ZOË", float("nan")], _encoder())
+    out = bloom_encoder.encode_values([None, "", "ZOË", float("nan")], _encoder())
     assert out[0] is None and out[1] is None and out[3] is None
     assert out[2] is not None and bloom.popcount(out[2]) > 0
 
@@ -92,7 +93,7 @@ def test_folding_costs_little_separation_on_planted_typos():
     shuffled = words[1:] + words[:1]
     for fold in (True, False):
         enc = _encoder(fold=fold)
-        base, typo, other = (bloom.encode_values(v, enc) for v in (words, typos, shuffled))
+        base, typo, other = (bloom_encoder.encode_values(v, enc) for v in (words, typos, shuffled))
         typo_dice = np.array([bloom.dice(a, b) for a, b in zip(base, typo, strict=True)])
         other_dice = np.array([bloom.dice(a, b) for a, b in zip(base, other, strict=True)])
         assert np.quantile(typo_dice, 0.1) > np.quantile(other_dice, 0.99), fold
@@ -107,9 +108,9 @@ def test_folding_costs_little_separation_on_planted_typos():
 def test_batch_encoding_equals_one_at_a_time_and_dice_is_symmetric(values):
     """Encoding a batch must not let records bleed into each other (the bigram bookkeeping)."""
     enc = _encoder()
-    batch = bloom.encode_values(values, enc)
+    batch = bloom_encoder.encode_values(values, enc)
     for value, encoded in zip(values, batch, strict=True):
-        assert np.array_equal(encoded, bloom.encode_values([value], enc)[0])
+        assert np.array_equal(encoded, bloom_encoder.encode_values([value], enc)[0])
     a, b = batch[0], batch[-1]
     assert bloom.dice(a, b) == bloom.dice(b, a)
     assert 0.0 <= bloom.dice(a, b) <= 1.0
@@ -179,7 +180,7 @@ def encoded_pairs(spark, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     enc = _encoder()
     sdf = spark.createDataFrame(pairs)
     sdf = sdf.withColumns(
-        {"bf_l": bloom.bloom_column(enc, F.col("fn_l")), "bf_r": bloom.bloom_column(enc, F.col("fn_r"))}
+        {"bf_l": bloom_encoder.bloom_column(enc, F.col("fn_l")), "bf_r": bloom_encoder.bloom_column(enc, F.col("fn_r"))}
     )
     out = tmp_path_factory.mktemp("bloom") / "pairs"
     sdf.select("pair", "bf_l", "bf_r").write.parquet(str(out))
@@ -191,7 +192,7 @@ def test_spark_encodings_equal_the_python_ones(encoded_pairs):
     written = pd.read_parquet(path).sort_values("pair").reset_index(drop=True)
     enc = _encoder()
     for side in ("l", "r"):
-        expected = bloom.encode_values(pairs[f"fn_{side}"].tolist(), enc)
+        expected = bloom_encoder.encode_values(pairs[f"fn_{side}"].tolist(), enc)
         for got, want in zip(written[f"bf_{side}"], expected, strict=True):
             if want is None:
                 assert got is None
@@ -237,7 +238,7 @@ def test_duckdb_and_spark_compute_identical_dice_values(encoded_pairs, spark):
     # and both equal the Python reference
     enc = _encoder()
     for i, row in pairs.iterrows():
-        a, b = bloom.encode_values([row["fn_l"], row["fn_r"]], enc)
+        a, b = bloom_encoder.encode_values([row["fn_l"], row["fn_r"]], enc)
         expected = bloom.dice(a, b)
         if expected is None:
             assert pd.isna(on_duckdb.loc[i, "dice"]) and not on_duckdb.loc[i, "present"]
@@ -252,7 +253,7 @@ def test_canary_scan_of_written_encodings_and_parameters(encoded_pairs, tmp_path
     """The encodings and their recorded parameters hold no name (in any case) and no key."""
     path, pairs = encoded_pairs
     write_json(tmp_path / "_ehl_metadata.json", {"bloom": SETTINGS.metadata()})
-    key = bloom.field_key(SECRET, "bf_forename", PROJECT, 1)
+    key = bloom_encoder.field_key(SECRET, "bf_forename", PROJECT, 1)
     canaries = {v.lower() for v in pd.concat([pairs["fn_l"], pairs["fn_r"]]).dropna() if len(v) >= 5}
     canaries |= {key.hex(), TEST_MASTER_SECRET}
     files = [p for p in path.rglob("*") if p.is_file()] + [tmp_path / "_ehl_metadata.json"]
@@ -309,7 +310,7 @@ def test_words_per_encoding_are_read_from_the_metadata_or_the_data(encoded_pairs
 
 @pytest.fixture(scope="module")
 def pseudonymised(spark, tmp_path_factory):
-    from linkage.pseudonymise import pseudonymise_extracts
+    from linkage.identifiable.pseudonymise import pseudonymise_extracts
     from tests.unit.test_pseudonymise import PROCESSOR, engine_for, make_workspace
 
     ws = make_workspace(tmp_path_factory.mktemp("bloom-stage") / "ws")
@@ -330,8 +331,8 @@ def test_stage_writes_encodings_and_records_their_parameters(pseudonymised):
     # the canary person: identical encodings in both sources, equal to the Python reference
     client = emp[emp["year_of_birth"] == 1961].iloc[0]
     patient = demo[demo["year_of_birth"] == 1961].iloc[0]
-    enc = bloom.encoders(SETTINGS, SECRET, PROJECT, 1)
-    expected = bloom.encode_values(["QUIXLEYVANTABLACK"], enc["bf_surname"])[0]
+    enc = bloom_encoder.encoders(SETTINGS, SECRET, PROJECT, 1)
+    expected = bloom_encoder.encode_values(["QUIXLEYVANTABLACK"], enc["bf_surname"])[0]
     assert np.array_equal(np.asarray(client["bf_surname"], dtype=np.int64), expected)
     assert np.array_equal(np.asarray(patient["bf_surname"], dtype=np.int64), expected)
     assert np.array_equal(np.asarray(client["bf_postcode"]), np.asarray(patient["bf_postcode"]))
@@ -341,7 +342,7 @@ def test_canary_scan_of_the_stage_output_including_the_bloom_keys(pseudonymised)
     from tests.unit.test_pseudonymise import _canaries, _text_of
 
     ws, _ = pseudonymised
-    canaries = _canaries() + [bloom.field_key(SECRET, f, PROJECT, 1).hex() for f in SETTINGS.fields]
+    canaries = _canaries() + [bloom_encoder.field_key(SECRET, f, PROJECT, 1).hex() for f in SETTINGS.fields]
     written = [p for zone in ("pseudonymised", "audit") for p in (ws.root / zone).rglob("*") if p.is_file()]
     assert any(p.suffix == ".parquet" for p in written)
     for path in written:
@@ -354,7 +355,7 @@ def _population_tables(root: Path, errors: dict[str, float] | None = None):
 
     pop = make_population(3000, 800, seed=5, errors=errors)
     write_workspace_tables(pop, root)
-    enc = bloom.encoders(SETTINGS, SECRET, PROJECT, 1)
+    enc = bloom_encoder.encoders(SETTINGS, SECRET, PROJECT, 1)
     sources = {"bf_forename": "forename", "bf_surname": "surname", "bf_postcode": "postcode"}
     for name, frame in (("employment_support", pop.clients), ("health_demographics", pop.patients)):
         path = root / "pseudonymised" / name / "part-00000.parquet"

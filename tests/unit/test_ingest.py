@@ -12,8 +12,8 @@ from ig_policies.audit import AuditLog
 from ig_policies.errors import ConfigError, InputError
 from ig_policies.workspace import Workspace
 from linkage.dataset_config import load_dataset_config, load_dataset_configs
-from linkage.ingest import detect_format, ingest_extract, read_delimited
-from linkage.validation import validate_extracts
+from linkage.identifiable.ingest import detect_format, ingest_extract, read_delimited
+from linkage.identifiable.validation import validate_extracts
 from tests.unit.test_validation_data import (
     demo_engine,
     employment_people,

@@ -16,8 +16,8 @@ from ig_policies.errors import InputError, PolicyRefused
 from ig_policies.master_secret import MasterSecret
 from ig_policies.workspace import Workspace, write_csv, write_parquet
 from linkage.bloom import ENCODING_COLUMNS
-from linkage.pseudonymise import METADATA_FILE, pseudonymise_extracts
-from linkage.tokens import TOKEN_FIELDS, SparkHmacKey, python_token, research_pseudonym
+from linkage.identifiable.pseudonymise import METADATA_FILE, pseudonymise_extracts
+from linkage.identifiable.tokens import TOKEN_FIELDS, SparkHmacKey, python_token, research_pseudonym
 from tests.conftest import TEST_MASTER_SECRET
 
 pytestmark = pytest.mark.spark

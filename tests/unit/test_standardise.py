@@ -7,13 +7,13 @@ import random
 
 import pytest
 
-from linkage.standardise import (
+from linkage.identifiable.standardise import (
     load_nicknames,
     nhs_number_is_valid,
     standardisation_counts,
     standardise_identifiers,
 )
-from linkage.tokens import SparkHmacKey, add_tokens
+from linkage.identifiable.tokens import SparkHmacKey, add_tokens
 
 pytestmark = pytest.mark.spark
 

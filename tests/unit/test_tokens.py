@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ig_policies.master_secret import MasterSecret
-from linkage.tokens import (
+from linkage.identifiable.tokens import (
     TOKEN_FIELDS,
     SparkHmacKey,
     hmac_sha256_hex,

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from ig_policies.engine import PolicyEngine
 from ig_policies.workspace import Workspace
-from linkage.validation import nhs_number_is_valid
+from linkage.identifiable.validation import nhs_number_is_valid
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "ig_policies" / "configs" / "demo"

@@ -7,7 +7,7 @@ import pytest
 
 from ig_policies.workspace import Workspace
 from linkage.dataset_config import load_dataset_configs
-from linkage.validation import check_extracts, quarantine_path
+from linkage.identifiable.validation import check_extracts, quarantine_path
 from synthetic import SynthConfig, generate_region
 from synthetic.config import RowDefects
 from tests.unit.test_validation_data import AS_OF

@@ -10,8 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkage.dataset_config import load_dataset_configs
-from linkage.ingest import ingest_extract
-from linkage.validation.row_checks import REASON_CODE, REASONS, apply_row_checks, nhs_number_valid
+from linkage.identifiable.ingest import ingest_extract
+from linkage.identifiable.validation.row_checks import (
+    REASON_CODE,
+    REASONS,
+    apply_row_checks,
+    nhs_number_valid,
+)
 from tests.unit.test_validation_data import (
     AS_OF,
     employment_people,
@@ -63,7 +68,7 @@ def test_nhs_check_digit_on_spark_agrees_with_python(spark) -> None:
 
     from pyspark.sql import functions as F
 
-    from linkage.validation import nhs_number_is_valid
+    from linkage.identifiable.validation import nhs_number_is_valid
 
     rng = random.Random(3)
     good = [make_nhs_number(rng) for _ in range(30)]

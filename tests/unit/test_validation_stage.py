@@ -14,7 +14,7 @@ import pytest
 from ig_policies.audit import AuditLog
 from ig_policies.errors import InputError
 from ig_policies.workspace import Workspace
-from linkage.validation import quarantine_path, validate_extracts, validated_path
+from linkage.identifiable.validation import quarantine_path, validate_extracts, validated_path
 from tests.unit.test_validation_data import (
     demo_engine,
     employment_people,

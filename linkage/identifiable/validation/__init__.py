@@ -7,8 +7,8 @@ the accepted rows to ``landing/validated/<dataset>.parquet`` when every extract 
 tolerances.
 """
 
-from linkage.validation.row_checks import REASONS, nhs_number_is_valid
-from linkage.validation.stage import (
+from linkage.identifiable.validation.row_checks import REASONS, nhs_number_is_valid
+from linkage.identifiable.validation.stage import (
     DatasetValidation,
     ValidationResult,
     check_extracts,

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 from ig_policies.errors import ConfigError, InputError
 from ig_policies.workspace import Workspace, atomic_directory, write_bytes
 from linkage.dataset_config import DatasetConfig, load_dataset_configs
-from linkage.ingest import PROGRAMME, SOURCE_ROW, IngestedExtract, ingest_extract
-from linkage.validation.row_checks import (
+from linkage.identifiable.ingest import PROGRAMME, SOURCE_ROW, IngestedExtract, ingest_extract
+from linkage.identifiable.validation.row_checks import (
     CHECK_DOB,
     CHECK_NHS_VALID,
     REASON,
     REASON_CODE,
     apply_row_checks,
 )
-from linkage.validation.suites import SuiteOutcome, ValidationContext, build_suite
+from linkage.identifiable.validation.suites import SuiteOutcome, ValidationContext, build_suite
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from linkage.dataset_config import DatasetConfig
-from linkage.ingest import MALFORMED, SOURCE_ROW
+from linkage.identifiable.ingest import MALFORMED, SOURCE_ROW
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

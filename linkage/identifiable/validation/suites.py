@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from linkage.dataset_config import DatasetConfig
-from linkage.ingest import MALFORMED, SOURCE_ROW
-from linkage.validation.row_checks import CHECK_DOB, CHECK_DOB_PLAUSIBLE, CHECK_NHS_VALID
+from linkage.identifiable.ingest import MALFORMED, SOURCE_ROW
+from linkage.identifiable.validation.row_checks import CHECK_DOB, CHECK_DOB_PLAUSIBLE, CHECK_NHS_VALID
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

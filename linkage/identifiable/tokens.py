@@ -121,7 +121,7 @@ REUSED_TOKENS: dict[str, str] = {
 
 
 def add_tokens(std, key: SparkHmacKey):
-    """Add every ``TOKEN_FIELDS`` column to a standardised DataFrame (see ``linkage.standardise``)."""
+    """Add every ``TOKEN_FIELDS`` column to a standardised DataFrame (see ``linkage.identifiable.standardise``)."""
     from pyspark.sql import functions as F
 
     first = {

@@ -3,8 +3,8 @@
 Reads ``landing/validated/<dataset>.parquet`` (identifiable), and writes ``pseudonymised/`` as
 ARCHITECTURE.md describes: employment-support extracts unioned into one table, each health dataset
 in its own. In order: the National Data Opt-out removes opted-out patients from every health dataset;
-identifiers are standardised (``linkage.standardise``); every flag is counted; identifiers become
-keyed tokens and research pseudonyms (``linkage.tokens``) and keyed Bloom-filter encodings of
+identifiers are standardised (``linkage.identifiable.standardise``); every flag is counted; identifiers become
+keyed tokens and research pseudonyms (``linkage.identifiable.tokens``) and keyed Bloom-filter encodings of
 names and postcode (``linkage.bloom``); the direct identifiers are dropped. The
 keys are derived from the master secret for this project and key version, so a key rotation is a
 re-run with ``key_version`` + 1 (recorded in each table's ``_ehl_metadata.json``).
@@ -26,16 +26,17 @@ from ig_policies.errors import ConfigError, EhlError, InputError, PolicyRefused
 from ig_policies.master_secret import MasterSecret, MasterSecretError, load_master_secret
 from ig_policies.policy import DatasetKind, Role
 from ig_policies.workspace import Workspace, atomic_directory, write_json
-from linkage.bloom import BloomEncoder, BloomSettings, add_bloom_columns, encoders
-from linkage.opt_out import read_opt_out_list, remove_opted_out
-from linkage.standardise import (
+from linkage.bloom import BloomSettings
+from linkage.identifiable.bloom_encoder import BloomEncoder, add_bloom_columns, encoders
+from linkage.identifiable.opt_out import read_opt_out_list, remove_opted_out
+from linkage.identifiable.standardise import (
     NICKNAMES_CSV,
     flag_aggregations,
     standardise_identifiers,
     with_date_column,
     yes_no,
 )
-from linkage.tokens import (
+from linkage.identifiable.tokens import (
     RESEARCH_SCHEME,
     TOKEN_FIELDS,
     TOKEN_SCHEME,
@@ -133,7 +134,7 @@ def validated_extracts(workspace: Workspace) -> dict[str, Path]:
 
 def _programme(dataset: str) -> str:
     """The programme an employment extract belongs to: its dataset config's ``programme``, else its name."""
-    config = Path(__file__).with_name("datasets") / f"{dataset}.yaml"
+    config = Path(__file__).parent.parent / "datasets" / f"{dataset}.yaml"
     if config.is_file():
         import yaml
 
@@ -150,7 +151,7 @@ def _programme(dataset: str) -> str:
 def _read_postcode_lookup(spark: SparkSession, workspace: Workspace) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from linkage.standardise import normalise_postcode
+    from linkage.identifiable.standardise import normalise_postcode
 
     path = workspace.reference / POSTCODE_LOOKUP
     if not path.is_file():
