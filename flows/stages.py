@@ -105,15 +105,14 @@ class PipelineContext:
         return self._started["spark"]
 
     def master_secret(self):
-        """The service's master secret from the environment (never printed, never written)."""
+        """The service's master secret from the environment (never printed, never written, never
+        kept in the context, which Prefect sees as a task parameter)."""
         from ig_policies.master_secret import MasterSecretError, load_master_secret
 
-        if "master_secret" not in self._started:
-            try:
-                self._started["master_secret"] = load_master_secret()
-            except MasterSecretError as exc:
-                raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
-        return self._started["master_secret"]
+        try:
+            return load_master_secret()
+        except MasterSecretError as exc:
+            raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
 
 
 @dataclass(frozen=True)

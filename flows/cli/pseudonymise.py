@@ -40,7 +40,6 @@ def pseudonymise(
     from flows.stages import run_pseudonymise
 
     configured = context.with_overrides({"pseudonymisation": {"key_version": key_version}})
-    configured.master_secret()  # no master secret, no work: say so before Spark starts
     with progress("Pseudonymising the validated extracts"):
         result = run_pseudonymise(configured).result
     for extract in result.extracts:
