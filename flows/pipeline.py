@@ -1,4 +1,4 @@
-"""Prefect flows: ``approved_linkage_flow`` runs the whole approved pipeline, ``stage_flow`` one stage.
+"""Prefect flows: one per stage, and ``approved_linkage_flow`` that runs the whole approved pipeline.
 
 Flows are a list of stages; each task run calls one function of ``flows/stages.py``, which calls
 one library function. Flow parameters are paths and user names, never data, and task results are
@@ -30,7 +30,7 @@ from analysis.registry import registered  # noqa: E402
 from flows import stages  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from flows.stages import PipelineContext, StageOutcome  # noqa: E402
-from ig_policies.errors import ConfigError, EhlError  # noqa: E402
+from ig_policies.errors import EhlError  # noqa: E402
 from ig_policies.workspace import Workspace  # noqa: E402
 
 #: Called with each StageOutcome as it completes (the CLI draws its progress bar from these).
@@ -116,27 +116,70 @@ def _stage_names(ctx: PipelineContext, analyses: list[str] | None) -> list[str]:
     return [*PROCESSOR_STAGES, *(f"analysis:{registered(name).analysis.value}" for name in chosen)]
 
 
-# ---- one stage as its own flow run -----------------------------------------------------------
+# ---- one stage as its own flow run (the deployments in prefect.yaml) --------------------------
 
 
-@flow(name="stage", flow_run_name="{stage}", persist_result=False)
-def stage_flow(
+def _one_stage(
     stage: str,
+    workspace: str,
+    policy: str,
+    user: str,
+    settings: str | None,
+    trust_store: str | None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    ctx = _context(workspace, policy, user, user, settings, trust_store, overrides)
+    policy_check_task(ctx, user)
+    return stage_task(ctx, stage)
+
+
+@flow(name="validate", persist_result=False)
+def validate_flow(
+    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+) -> dict[str, Any]:
+    return _one_stage("validate", workspace, policy, user, settings, trust_store)
+
+
+@flow(name="pseudonymise", persist_result=False)
+def pseudonymise_flow(
+    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+) -> dict[str, Any]:
+    return _one_stage("pseudonymise", workspace, policy, user, settings, trust_store)
+
+
+@flow(name="link", persist_result=False)
+def link_flow(
     workspace: str,
     policy: str,
     user: str,
     settings: str | None = None,
     trust_store: str | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
-    """One stage as ``user``: a name of ``PROCESSOR_STAGES`` or ``analysis:<name>``."""
-    if stage not in PROCESSOR_STAGES and not stage.startswith("analysis:"):
-        raise ConfigError(
-            f"'{stage}' is not a stage.",
-            hint=f"stages are {', '.join(PROCESSOR_STAGES)} and analysis:<name>",
-        )
-    ctx = _context(workspace, policy, user, user, settings, trust_store)
-    policy_check_task(ctx, user)
-    return stage_task(ctx, stage)
+    """Link as ``user``; ``model`` (an approved model JSON) overrides ``linkage.model``."""
+    overrides = {"linkage": {"model": model}}
+    return _one_stage("link", workspace, policy, user, settings, trust_store, overrides)
+
+
+@flow(name="research-dataset", persist_result=False)
+def research_dataset_flow(
+    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+) -> dict[str, Any]:
+    return _one_stage("research_dataset", workspace, policy, user, settings, trust_store)
+
+
+@flow(name="analysis", persist_result=False)
+def analysis_flow(
+    workspace: str,
+    policy: str,
+    user: str,
+    analysis: str,
+    settings: str | None = None,
+    trust_store: str | None = None,
+) -> dict[str, Any]:
+    """One analysis of ``analysis.registry`` as ``user``; its options are ``analyses.<name>`` keys."""
+    stage = f"analysis:{registered(analysis).analysis.value}"
+    return _one_stage(stage, workspace, policy, user, settings, trust_store)
 
 
 @flow(name="output-request", persist_result=False)
