@@ -7,6 +7,7 @@ import getpass
 import inspect
 import os
 import sys
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,19 +88,18 @@ def command_context(
     trust_store: Path | None = None,
     settings: Path | None = None,
     *,
-    overrides: Mapping[str, Any] | None = None,
+    read_settings: bool = True,
 ) -> PipelineContext:
     """The stage context of one command: the workspace, the signed policy, who is acting, and the
-    settings (``settings`` or ``$EHL_SETTINGS``) with the command's options applied as ``overrides``.
+    settings (``settings`` or ``$EHL_SETTINGS``; the defaults for a command that uses none, with
+    ``read_settings=False``). The command applies its own options with ``with_overrides``.
 
     A command always does its work (no resume) and starts Spark, if it needs it, with a spinner.
     """
-    from flows.settings import load_settings
+    from flows.settings import Settings, load_settings
     from flows.stages import PipelineContext
 
-    run_settings = load_settings(settings)
-    if overrides:
-        run_settings = run_settings.with_overrides(overrides)
+    run_settings = load_settings(settings) if read_settings else Settings()
     return PipelineContext.for_user(
         open_workspace(workspace),
         policy_path(policy),
@@ -129,8 +129,10 @@ def acting(fn: F | None = None, *, settings: bool = False) -> Any:
         return functools.partial(acting, settings=settings)
     options = {**_CONTEXT_OPTIONS, **({"settings": SettingsOption} if settings else {})}
     signature = inspect.signature(fn)
-    own = [  # the command's own annotations, evaluated as typer needs them (``context`` is ours)
-        p.replace(annotation=eval(p.annotation, fn.__globals__)) if isinstance(p.annotation, str) else p
+    # typer needs the command's annotations evaluated; ``context`` is ours, typed only for readers
+    hints = typing.get_type_hints(fn, localns={"PipelineContext": Any}, include_extras=True)
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
         for p in signature.parameters.values()
         if p.name != "context"
     ]
@@ -145,7 +147,7 @@ def acting(fn: F | None = None, *, settings: bool = False) -> Any:
         group = next((a for a in [*args, *kwargs.values()] if isinstance(a, click.Context)), None)
         if group is not None and group.invoked_subcommand is not None:
             return fn(*args, context=None, **kwargs)  # a group's callback before its subcommand: no work
-        return fn(*args, context=command_context(**where), **kwargs)
+        return fn(*args, context=command_context(**where, read_settings=settings), **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=[*own, *added], return_annotation=None)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **options, "return": None}

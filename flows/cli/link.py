@@ -95,7 +95,7 @@ def report(workspace: WorkspaceOption = None) -> None:
     """Write the linkage report (match rates by group, weights, parameters) from linked/."""
     from flows.stages import run_link_report
 
-    written = run_link_report(command_context(workspace)).result
+    written = run_link_report(command_context(workspace, read_settings=False)).result
     for sentence in written.sentences:
         console.print(sentence, soft_wrap=True)
     print_outputs([("report", written.path)])
