@@ -4,18 +4,28 @@
 Settings are data (YAML validated by pydantic), separate from the signed IG policy: the policy
 says what is *allowed*; settings say *how* and *where* it runs. An error names the file and key.
 Each ``ehl`` command's options are overrides of these keys (``Settings.with_overrides``), so
-``ehl run approved --settings FILE`` can set everything a single command can.
+``ehl run approved --settings FILE`` can set everything a single command can, for example::
+
+    validation: {datasets: [ways_to_work, health_demographics], datasets_dir: /etc/ehl/datasets}
+    pseudonymisation: {key_version: 2}
+    linkage: {backend: duckdb, config: /etc/ehl/linkage.yaml, model: /srv/approved/model.json}
+    research_dataset: {months_before: 12, months_after: 24, pool_size: 20000, study_start: 2021-01}
+    analyses:
+      natural_experiment: {measures: [gp_appointments], anticipation: 3, placebo_shift: 0}
+      equity_audit: {population: inactive_sick}
+      success_factors: {outcome: sustained_26_weeks, config: /etc/ehl/success.yaml}
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from analysis.registry import ANALYSES
 from ig_policies.errors import ConfigError
@@ -111,6 +121,11 @@ class ResearchDatasetSettings(BaseModel):
         pattern=r"^\d{4}-\d{2}(-\d{2})?$",
         description="last month of the study, YYYY-MM (default: the last month in the activity data)",
     )
+
+    @field_validator("study_start", "study_end", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: Any) -> Any:
+        return value.isoformat() if isinstance(value, dt.date) else value  # YAML reads 2021-01-15 as a date
 
 
 class PseudonymisationSettings(BaseModel):

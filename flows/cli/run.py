@@ -94,8 +94,8 @@ def approved(
 ) -> None:
     """Validate, pseudonymise, link, build the research dataset and run the permitted analyses.
 
-    Every option of the single-stage commands is a key of the settings file (--settings):
-    validation, pseudonymisation, linkage, research_dataset and analyses.<name>.
+    Every option of the single-stage commands is a key of the settings file (--settings), in
+    the sections validation, pseudonymisation, linkage, research_dataset and analyses.NAME.
     """
     ws = open_workspace(workspace)
     _run_approved(
