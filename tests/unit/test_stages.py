@@ -205,3 +205,60 @@ def test_an_unusable_workspace_is_an_environment_problem_not_a_crash(tmp_path: P
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert str(not_a_folder) in result.output and "What to do:" in result.output
     assert "Unexpected error" not in result.output
+
+
+# Every option of a stage command and the settings key it overrides: `ehl run approved --settings`
+# reaches all of them. A new option must be added here, with its key.
+OPTION_KEYS = {
+    ("validate",): {
+        "dataset": "validation.datasets",
+        "input_file": "validation.inputs",
+        "datasets_dir": "validation.datasets_dir",
+    },
+    ("pseudonymise",): {"key_version": "pseudonymisation.key_version"},
+    ("link",): {"model": "linkage.model", "config": "linkage.config", "backend": "linkage.backend"},
+    ("research-dataset",): {
+        name: f"research_dataset.{name}"
+        for name in ("months_before", "months_after", "pool_size", "study_start", "study_end")
+    },
+    ("analyse", "natural-experiment"): {
+        "measure": "analyses.natural_experiment.measures",
+        **{
+            name: f"analyses.natural_experiment.{name}"
+            for name in ("months_before", "months_after", "anticipation", "placebo_shift")
+        },
+    },
+    ("analyse", "equity"): {"population": "analyses.equity_audit.population"},
+    ("analyse", "success"): {
+        "outcome": "analyses.success_factors.outcome",
+        "config": "analyses.success_factors.config",
+    },
+    ("analyse", "concordance"): {},
+    ("analyse", "area-profile"): {},
+}
+
+
+def test_every_stage_command_option_is_a_settings_key() -> None:
+    import typer
+
+    root = typer.main.get_command(app)
+    defaults = Settings().model_dump()
+    for path, keys in OPTION_KEYS.items():
+        command = root
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        options = {p.name for p in command.params} - {
+            "workspace",
+            "policy",
+            "user",
+            "trust_store",
+            "settings",
+        }
+        assert options == set(keys), path
+        for key in keys.values():
+            section = defaults
+            for part in key.split("."):
+                assert part in section, key
+                section = section[part]
+    analyse = {name for (group, *name) in OPTION_KEYS if group == "analyse" for name in name}
+    assert analyse == {entry.command for entry in ANALYSES.values()}
