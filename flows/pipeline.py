@@ -81,6 +81,12 @@ def stage_task(ctx: PipelineContext, stage: str) -> dict[str, Any]:
     return _report(PROCESSOR_STAGES[stage](ctx))
 
 
+def _run_stage(ctx: PipelineContext, stage: str) -> dict[str, Any]:
+    """``stage_task`` under the stage's own task name (``validate`` ... ``analysis``) in the UI."""
+    name = stage.split(":")[0].replace("_", "-")
+    return stage_task.with_options(name=name)(ctx, stage)
+
+
 @task(name="policy-check", cache_policy=NONE, persist_result=False)
 def policy_check_task(ctx: PipelineContext, actor: str) -> str:
     """Fail closed before any stage: no valid signed policy, no run."""
@@ -130,7 +136,7 @@ def _one_stage(
 ) -> dict[str, Any]:
     ctx = _context(workspace, policy, user, user, settings, trust_store, overrides)
     policy_check_task(ctx, user)
-    return stage_task(ctx, stage)
+    return _run_stage(ctx, stage)
 
 
 @flow(name="validate", persist_result=False)
@@ -219,7 +225,7 @@ def approved_linkage_flow(
         workspace, policy, processor, researcher, settings, trust_store, {"linkage": {"model": model}}
     )
     policy_check_task(ctx, processor)
-    return [stage_task(ctx, stage) for stage in _stage_names(ctx, analyses)]
+    return [_run_stage(ctx, stage) for stage in _stage_names(ctx, analyses)]
 
 
 # ---- release: waits for an IG officer --------------------------------------------------------
