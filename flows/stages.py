@@ -36,9 +36,12 @@ DATASET_CONFIGS = Path(__file__).resolve().parent.parent / "linkage" / "datasets
 class PipelineContext:
     """Everything a stage needs besides data: where, under which policy, as whom, and how.
 
-    ``settings`` holds every stage option (see ``flows.settings``). ``spark_factory`` builds the
-    Spark session from the settings the first time a stage needs one (default:
+    ``settings`` holds every stage option (see ``flows.settings``). ``resume`` skips a stage whose
+    inputs, outputs and parameters are unchanged since it last completed (the flows); without it
+    the stage always runs (a single command), and is recorded either way. ``spark_factory`` builds
+    the Spark session from the settings the first time a stage needs one (default:
     ``flows.spark_session.build_spark_session``); stages that need none never start a JVM.
+    The context is frozen: a command derives a configured copy with ``with_overrides``.
     """
 
     workspace: Workspace
@@ -53,7 +56,9 @@ class PipelineContext:
     _started: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def for_user(cls, workspace: Workspace, policy_path: Path | None, user: str, **fields: Any):
+    def for_user(
+        cls, workspace: Workspace, policy_path: Path | None, user: str, **fields: Any
+    ) -> PipelineContext:
         """A context for one person acting in whichever role the step needs (a single command)."""
         return cls(workspace, policy_path, processor=user, researcher=user, **fields)
 
