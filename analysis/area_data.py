@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.vocabulary import CONDITIONS
 from ig_policies.errors import InputError
 
 #: QOF register group codes -> the project's condition codes (ARCHITECTURE.md).
@@ -41,7 +42,6 @@ QOF_GROUPS: dict[str, str] = {
     "OST": "osteoporosis",
     "AST": "asthma",
 }
-CONDITIONS: tuple[str, ...] = tuple(QOF_GROUPS.values())
 
 CENSUS_MEASURES: tuple[str, ...] = (
     "residents_16_plus",

@@ -24,16 +24,14 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from analysis.equity import (
-    CLIENTS_SOURCE,
-    AnalysisOutputs,
-    condition_columns,
-    linkage_weights,
-    person_ids,
-    read_clients,
-    request_outputs,
-)
+from analysis.charts import estimate_chart
+from analysis.clients import condition_columns, person_ids
+from analysis.disclosure import Figure, ModelResult
+from analysis.linkage_weights import linkage_weights
+from analysis.stage import CLIENTS_SOURCE, AnalysisOutputs, read_clients, request_outputs
+from analysis.vocabulary import EMPLOYMENT_OUTCOMES
 from ig_policies.errors import ConfigError, InputError
+from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 Outcome = Literal["job_start", "sustained_26_weeks"]
@@ -45,10 +43,6 @@ PREFERRED_REFERENCE: dict[str, str] = {
     "ethnicity": "White",
     "imd_quintile": "3",
     "programme": "ways_to_work",
-}
-OUTCOME_WORDS: dict[str, str] = {
-    "job_start": "starting a job",
-    "sustained_26_weeks": "staying in work for 26 weeks",
 }
 
 
@@ -279,7 +273,7 @@ def _c_statistic(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _describe(row: Any, outcome: str) -> str:
-    what = OUTCOME_WORDS.get(outcome, outcome)
+    what = EMPLOYMENT_OUTCOMES.get(outcome, outcome)
     who = _subject(row.variable, row.level)
     figures = f"{row.odds_ratio:.2f} times the odds of {what} ({row.ci_low:.2f}–{row.ci_high:.2f})"
     if row.ci_high < 1:
@@ -367,9 +361,6 @@ def success_outputs(models: Sequence[SuccessModel], min_people: int) -> list[tup
     with the outcome (``n_events``), so a coefficient resting on a handful of people or successes
     is withheld.
     """
-    from analysis.charts import estimate_chart
-    from analysis.disclosure import Figure, ModelResult
-
     out: list[tuple[str, Any]] = []
     for m in models:
         t = m.odds_ratios
@@ -391,7 +382,7 @@ def success_outputs(models: Sequence[SuccessModel], min_people: int) -> list[tup
             if m.name == "all_clients"
             else "linked clients (weighted by inverse probability of linkage)"
         )
-        what = OUTCOME_WORDS.get(m.outcome, m.outcome)
+        what = EMPLOYMENT_OUTCOMES.get(m.outcome, m.outcome)
         sentences = [
             sent
             for sent, r in zip(m.sentences, t[t["term"] != "Intercept"].itertuples(), strict=True)
@@ -443,8 +434,6 @@ def run_success_factors(
     justification: str = "Factors associated with employment outcomes, for the programme evaluation.",
 ) -> AnalysisOutputs:
     """The success-factors stage: fit the configured models and request their outputs (researcher)."""
-    from ig_policies.policy import Analysis, Role
-
     config = config or SuccessConfig()
     path = workspace.analysis / "clients.parquet"
     with engine.step(

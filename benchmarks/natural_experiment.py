@@ -29,7 +29,7 @@ from analysis.natural_experiment.its import interrupted_time_series
 from analysis.natural_experiment.matched import matched_comparison
 from analysis.natural_experiment.panel import DensePanel
 from analysis.natural_experiment.simulation import simulate_region
-from analysis.research_dataset import MEASURES
+from analysis.vocabulary import MEASURES
 
 PLANTED = {"gp_appointments": -0.08, "ae_attendances": -0.12}
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.vocabulary import AGE_BANDS
 from ig_policies.errors import InputError
 from ig_policies.workspace import Workspace, write_json, write_parquet, write_text
 from linkage.linkage_config import LinkageConfig, default_linkage_config
 
-AGE_BANDS = ((0, 24, "16-24"), (25, 34, "25-34"), (35, 49, "35-49"), (50, 64, "50-64"), (65, 200, "65+"))
 GROUPS = ("programme", "age_band", "sex", "ethnicity", "imd_quintile")
 UNKNOWN = "unknown"
 MATCH_RATE_COLUMNS = ("group", "level", "clients", "matched", "match_rate")
@@ -36,7 +36,7 @@ NOTABLE_GAP_POINTS = 5.0
 def _age_band(age: float) -> str:
     if pd.isna(age):
         return UNKNOWN
-    for low, high, label in AGE_BANDS:
+    for label, low, high in AGE_BANDS:
         if low <= age <= high:
             return label
     return UNKNOWN

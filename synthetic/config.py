@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from analysis.vocabulary import CENSUS_AGE_BANDS, MEASURES
+from analysis.vocabulary import WORKING_AGE_BANDS as AGE_BANDS  # clients are of working age
 from ig_policies.errors import ConfigError
 
 CONDITIONS: tuple[str, ...] = (
@@ -27,17 +29,8 @@ CONDITIONS: tuple[str, ...] = (
     "osteoporosis",
     "asthma",
 )
-MEASURES: tuple[str, ...] = (
-    "gp_appointments",
-    "ae_attendances",
-    "emergency_admissions",
-    "outpatient_appointments",
-    "antidepressant_items",
-)
 ECONOMIC_STATUSES: tuple[str, ...] = ("employed", "unemployed", "inactive_sick", "inactive_other")
 ETHNICITIES: tuple[str, ...] = ("Asian", "Black", "Mixed", "White", "Other")
-AGE_BANDS: tuple[str, ...] = ("16-24", "25-34", "35-49", "50-64")
-CENSUS_AGE_BANDS: tuple[str, ...] = (*AGE_BANDS, "65+")
 PROGRAMMES: tuple[str, ...] = ("ways_to_work", "health_into_work")
 
 Rate = float  # a probability in [0, 1]; fields using it are validated by _rate()

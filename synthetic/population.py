@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.vocabulary import CENSUS_AGE_BANDS
 from synthetic import names, nhs_number
 from synthetic.config import CONDITIONS, ECONOMIC_STATUSES, ETHNICITIES, SynthConfig
 from synthetic.geography import Region, ethnicity_probabilities
@@ -81,7 +82,6 @@ DEATH_LOG_RR = {"copd": 0.6, "chd": 0.4, "diabetes": 0.25, "smi": 0.5, "learning
 SICK_AGE_LOG_RR = {"16-24": -0.7, "25-34": -0.3, "35-49": 0.0, "50-64": 0.4, "65+": -1.6}
 UNEMPLOYED_AGE_LOG_RR = {"16-24": 0.5, "25-34": 0.2, "35-49": 0.0, "50-64": -0.2, "65+": -2.5}
 INACTIVE_OTHER_BY_AGE = {"16-24": 0.40, "25-34": 0.12, "35-49": 0.10, "50-64": 0.18, "65+": 0.90}
-CENSUS_AGE_BANDS = ("16-24", "25-34", "35-49", "50-64", "65+")
 
 
 def age_band(age: np.ndarray, bands: tuple[str, ...] = CENSUS_AGE_BANDS) -> np.ndarray:

@@ -14,8 +14,7 @@ engine and hands the results to disclosure control, which alone writes ``outputs
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -23,10 +22,18 @@ import pandas as pd
 from analysis.natural_experiment.event_study import event_study
 from analysis.natural_experiment.its import ItsResult, interrupted_time_series
 from analysis.natural_experiment.matched import matched_comparison
+from analysis.natural_experiment.outputs import (
+    estimates_output,
+    event_study_figure,
+    event_study_output,
+    its_output,
+)
 from analysis.natural_experiment.panel import DensePanel
 from analysis.natural_experiment.results import Estimate, EventStudy
-from analysis.research_dataset import MEASURES
+from analysis.stage import AnalysisOutputs, read_research_table, request_outputs
+from analysis.vocabulary import MEASURES
 from ig_policies.errors import InputError
+from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 __all__ = [
@@ -63,17 +70,10 @@ class NaturalExperimentResults:
 
 
 @dataclass(frozen=True)
-class NaturalExperimentRun:
-    """What the stage produced: (name, request id, status) per output request, their folders in
-    ``outputs/pending/``, and the estimates themselves (which stay inside the TRE)."""
+class NaturalExperimentRun(AnalysisOutputs):
+    """What every analysis stage returns, plus the estimates themselves (which stay inside the TRE)."""
 
-    requests: tuple[tuple[str, str, str], ...]
-    pending: tuple[Path, ...]
-    results: NaturalExperimentResults
-
-    @property
-    def blocked(self) -> tuple[str, ...]:
-        return tuple(name for name, _, status in self.requests if status == "blocked")
+    results: NaturalExperimentResults = field(kw_only=True)
 
 
 def estimate_all(
@@ -126,16 +126,6 @@ def _calendar_rate(pool: pd.DataFrame | None, outcome: str) -> pd.Series | None:
     return pool.groupby("month")[outcome].mean()
 
 
-def _read(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(
-            str(path),
-            "the research dataset has not been built",
-            hint="a data processor runs `ehl research-dataset` first.",
-        )
-    return pd.read_parquet(path)
-
-
 def run_natural_experiment(
     workspace: Workspace,
     engine: Any,
@@ -155,15 +145,6 @@ def run_natural_experiment(
     Runs as the ``researcher`` role and only if the policy permits the ``natural_experiment``
     analysis; the audit entry records the input hashes, the requests made and the people counted.
     """
-    from analysis.disclosure import OutputRequest, request_output
-    from analysis.natural_experiment.outputs import (
-        estimates_output,
-        event_study_figure,
-        event_study_output,
-        its_output,
-    )
-    from ig_policies.engine import Analysis, Role
-
     inputs = [
         workspace.analysis / "panel.parquet",
         workspace.analysis / "comparison_people.parquet",
@@ -176,7 +157,7 @@ def run_natural_experiment(
         analysis=Analysis.NATURAL_EXPERIMENT,
         reads_linked_data=True,
     ) as step:
-        panel = _read(inputs[0])
+        panel = read_research_table(workspace, "panel", ("client_pseudonym",))
         people = pd.read_parquet(inputs[1]) if inputs[1].exists() else None
         pool = pd.read_parquet(inputs[2]) if inputs[2].exists() else None
         step.inputs(*[p for p in inputs if p.exists()])
@@ -201,13 +182,7 @@ def run_natural_experiment(
             ("natural-experiment-event-study-plot", event_study_figure(es_table)),
             ("natural-experiment-time-series", its_output(results.its)),
         ]
-        requests: list[tuple[str, str, str]] = []
-        folders: list[Path] = []
-        for name, output in outputs:
-            request_id = str(request_output(workspace, engine, actor, output, name, justification))
-            folder = workspace.pending / request_id
-            requests.append((name, request_id, OutputRequest.read(folder).status))
-            folders.append(folder)
+        requests, folders = request_outputs(workspace, engine, actor, outputs, justification)
         step.outputs(*folders)
         step.counts(
             people=int(panel["client_pseudonym"].nunique()),
@@ -215,4 +190,4 @@ def run_natural_experiment(
             outputs_requested=len(requests),
         )
         step.detail(outcomes=list(outcomes), requests=[r[1] for r in requests])
-    return NaturalExperimentRun(requests=tuple(requests), pending=tuple(folders), results=results)
+    return NaturalExperimentRun("natural_experiment", requests, folders, results=results)

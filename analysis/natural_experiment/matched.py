@@ -23,7 +23,7 @@ import pandas as pd
 
 from analysis.natural_experiment.panel import month_index
 from analysis.natural_experiment.results import Estimate, normal_ci, relative_from_influence
-from analysis.research_dataset import AGE_BANDS, CONDITIONS
+from analysis.vocabulary import AGE_BANDS, CONDITIONS
 
 USE_BANDS = np.array([0.5, 1.5, 3.5, 7.5])  # prior-year count: 0, 1, 2-3, 4-7, 8+
 MENTAL_HEALTH = ("depression", "smi")

@@ -11,13 +11,7 @@ import io
 import numpy as np
 import pandas as pd
 
-OUTCOME_LABELS: dict[str, str] = {
-    "gp_appointments": "GP appointments",
-    "ae_attendances": "A&E attendances",
-    "emergency_admissions": "Emergency admissions",
-    "outpatient_appointments": "Outpatient appointments",
-    "antidepressant_items": "Antidepressant items",
-}
+from analysis.vocabulary import MEASURE_LABELS
 
 
 def outcome_of(term: str) -> str:
@@ -48,7 +42,7 @@ def render_event_study(table: pd.DataFrame) -> bytes:
         ax.axvline(-0.5, color="0.3", lw=0.8, ls="--")
         ax.fill_between(e[shown], lo[shown], hi[shown], color="tab:blue", alpha=0.18, lw=0)
         ax.plot(e[shown], est[shown], "o-", color="tab:blue", ms=2.5, lw=1)
-        ax.set_title(OUTCOME_LABELS.get(outcome, outcome), fontsize=10)
+        ax.set_title(MEASURE_LABELS.get(outcome, outcome), fontsize=10)
         ax.set_xlabel("months since enrolment")
         ax.set_ylabel("change per person-month")
         ax.tick_params(labelsize=8)

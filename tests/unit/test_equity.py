@@ -16,10 +16,10 @@ from analysis.equity import (
     goodness_of_fit,
     harmonise_age_bands,
     linkage_skew,
-    linkage_weights,
     one_row_per_person,
     representation_ratios,
 )
+from analysis.linkage_weights import linkage_weights
 
 AGE_W = {"16-24": 1.4, "25-34": 1.0, "35-49": 0.85, "50-64": 0.6}
 ETH_W = {"White": 1.0, "Asian": 0.55, "Black": 1.0}
