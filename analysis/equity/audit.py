@@ -224,6 +224,7 @@ class EquityAudit:
         return out[cols + [c for c in out.columns if c not in cols]]
 
     def standardised_table(self) -> pd.DataFrame:
+        """All age-sex standardised ratios (empty when the census table has no age and sex)."""
         frames = [
             a.standardised.assign(programme=a.programme, characteristic=a.characteristic)
             for a in self.characteristics
@@ -236,6 +237,7 @@ class EquityAudit:
         return out[cols + [c for c in out.columns if c not in cols]]
 
     def tests_table(self) -> pd.DataFrame:
+        """One goodness-of-fit test per programme and characteristic."""
         return pd.DataFrame(
             [
                 {
@@ -253,6 +255,7 @@ class EquityAudit:
         )
 
     def sentences(self) -> list[str]:
+        """Every finding in plain English, before disclosure control (for review inside the TRE)."""
         lines = []
         for a in self.characteristics:
             lines.append(f"[{a.programme}] {CHARACTERISTICS.get(a.characteristic, a.characteristic)}:")

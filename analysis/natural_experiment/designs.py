@@ -1,0 +1,87 @@
+"""All three designs on every outcome: the estimates the stage hands to disclosure control.
+
+Kept apart from the stage function so benchmarks and tests run the estimators on simulated
+panels without a workspace or a policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.natural_experiment.event_study import event_study
+from analysis.natural_experiment.its import ItsResult, interrupted_time_series
+from analysis.natural_experiment.matched import matched_comparison
+from analysis.natural_experiment.panel import DensePanel
+from analysis.natural_experiment.results import Estimate, EventStudy
+from analysis.vocabulary import MEASURES
+from ig_policies.errors import InputError
+
+
+@dataclass(frozen=True)
+class NaturalExperimentResults:
+    """Everything estimated, before disclosure control (stays inside the TRE)."""
+
+    estimates: tuple[Estimate, ...]
+    event_studies: tuple[EventStudy, ...]
+    its: tuple[ItsResult, ...]
+
+    def table(self) -> pd.DataFrame:
+        """One row per estimate (design, outcome), for review inside the TRE."""
+        rows = [e.as_row() for e in self.estimates]
+        return pd.DataFrame(rows)
+
+
+def estimate_all(
+    panel: pd.DataFrame,
+    comparison_people: pd.DataFrame | None,
+    comparison_pool: pd.DataFrame | None,
+    outcomes: Sequence[str] = MEASURES,
+    months_before: int = 24,
+    months_after: int = 24,
+    anticipation: int = 0,
+    placebo_shift: int | None = 12,
+    its_family: str = "poisson",
+) -> NaturalExperimentResults:
+    """Run the three designs on each outcome (the matched design only when a pool is given)."""
+    estimates: list[Estimate] = []
+    studies: list[EventStudy] = []
+    its_results: list[ItsResult] = []
+    for outcome in outcomes:
+        if outcome not in panel.columns:
+            raise InputError("analysis/panel.parquet", f"there is no measure '{outcome}'", column=outcome)
+        its = interrupted_time_series(
+            panel,
+            outcome,
+            family=its_family,  # type: ignore[arg-type]
+            calendar_rate=_calendar_rate(comparison_pool, outcome),
+        )
+        its_results.append(its)
+        estimates.append(its.estimate)
+        dense = DensePanel.from_long(panel, outcome)
+        study = event_study(
+            dense, outcome, months_before, months_after, anticipation, placebo_shift=placebo_shift
+        )
+        studies.append(study)
+        estimates.append(study.overall)
+        if study.placebo is not None:
+            estimates.append(study.placebo)
+        if comparison_people is not None and comparison_pool is not None and len(comparison_pool):
+            estimates.append(
+                matched_comparison(
+                    panel, comparison_people, comparison_pool, outcome, months_before, months_after
+                )
+            )
+    return NaturalExperimentResults(tuple(estimates), tuple(studies), tuple(its_results))
+
+
+def _calendar_rate(pool: pd.DataFrame | None, outcome: str) -> pd.Series | None:
+    """Never-enrolled patients' mean count per person-month, by calendar month (ITS reference)."""
+    if pool is None or len(pool) == 0 or outcome not in pool.columns:
+        return None
+    return pool.groupby("month")[outcome].mean()
+
+
+__all__ = ["NaturalExperimentResults", "estimate_all"]
