@@ -17,7 +17,7 @@ Hardening. A Bloom filter leaks bigram frequencies (a frequent bigram sets its b
 records). Each filter is built at twice the stored length and *XOR-folded* in half (bit ``i`` of
 the stored filter is bit ``i`` XOR bit ``i + bits`` of the long one), so a stored bit no longer
 says which bigram, or whether one or two bigrams, set it; the cost in accuracy is measured by
-``benchmarks/linkage.py`` (``bloom`` vs ``bloom-unfolded`` rows).
+``benchmarks/link.py`` (``bloom`` vs ``bloom-unfolded`` rows).
 
 Storage. An encoding is a list of ``bits / 64`` signed 64-bit words (``array<bigint>`` in Parquet).
 For Splink each word becomes a column (``bf_forename_w0`` ...), and the Dice levels are written

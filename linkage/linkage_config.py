@@ -105,7 +105,7 @@ class LinkageConfig(BaseModel):
     ambiguity_margin_bits: float = Field(1.0, ge=0)
     max_em_iterations: int = Field(25, ge=1)
     #: add Dice-coefficient levels on the Bloom-filter encodings after the exact-token levels
-    #: whenever both tables carry encodings. On by default from measurement (benchmarks/linkage.py
+    #: whenever both tables carry encodings. On by default from measurement (benchmarks/link.py
     #: --bloom --cleartext, 20,000 x 200,000, seeds 1-3): F1 +0.11 points over tokens alone at the
     #: default typo rates and +0.20 at doubled rates, above tokens in every seed
     bloom_levels: bool = True

@@ -69,7 +69,9 @@ def test_another_key_gives_an_unrelated_encoding(other):
 
 def test_dice_is_one_for_a_value_with_itself_and_high_for_a_one_letter_typo():
     enc = _encoder()
-    jonathan, jonathon, smith, quix = bloom_encoder.encode_values(["JONATHAN", "JONATHON", "SMITH", "QUIXLEY"], enc)
+    jonathan, jonathon, smith, quix = bloom_encoder.encode_values(
+        ["JONATHAN", "JONATHON", "SMITH", "QUIXLEY"], enc
+    )
     assert bloom.dice(jonathan, jonathan) == 1.0
     typo = bloom.dice(jonathan, jonathon)
     assert typo >= 0.75
@@ -180,7 +182,10 @@ def encoded_pairs(spark, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     enc = _encoder()
     sdf = spark.createDataFrame(pairs)
     sdf = sdf.withColumns(
-        {"bf_l": bloom_encoder.bloom_column(enc, F.col("fn_l")), "bf_r": bloom_encoder.bloom_column(enc, F.col("fn_r"))}
+        {
+            "bf_l": bloom_encoder.bloom_column(enc, F.col("fn_l")),
+            "bf_r": bloom_encoder.bloom_column(enc, F.col("fn_r")),
+        }
     )
     out = tmp_path_factory.mktemp("bloom") / "pairs"
     sdf.select("pair", "bf_l", "bf_r").write.parquet(str(out))
