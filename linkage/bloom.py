@@ -265,52 +265,6 @@ def one_dice_level(columns: Sequence[str], words: int, threshold: float, m: floa
     return _level(any_dice_condition(columns, words, threshold), f"one name Dice >= {threshold:.2f}", m, u)
 
 
-def with_dice_levels(
-    comparisons: list[dict[str, Any]],
-    words: int,
-    *,
-    name_thresholds: Sequence[float] = NAME_DICE_THRESHOLDS,
-    one_name_thresholds: Sequence[float] = ONE_NAME_DICE_THRESHOLDS,
-    postcode_thresholds: Sequence[float] = POSTCODE_DICE_THRESHOLDS,
-    after: Sequence[str] = DICE_AFTER,
-) -> list[dict[str, Any]]:
-    """The token model's comparisons with Dice levels on the encodings after the exact-token level.
-
-    Exact tokens decide first (an exact match stays the strongest evidence, with its term-frequency
-    adjustment); the Dice levels then catch what tokens cannot see, such as a typo, before the
-    weaker derived-token levels. Blocking is untouched: the encodings refine scoring only.
-    A pair missing an encoding fails its Dice levels (SQL null) and falls through to the next level.
-    The "one name" level goes last, just before "different": every token level (one exact name,
-    phonetic codes, initials) is stronger evidence and decides first.
-    """
-    import copy
-
-    extra = {
-        "name": [
-            dice_level(NAME_COLUMNS, words, t, "names", m, u)
-            for t, m, u in zip(name_thresholds, (0.04, 0.02, 0.01), (1e-4, 1e-3, 1e-2), strict=False)
-        ],
-        "postcode": [
-            dice_level(POSTCODE_COLUMNS, words, t, "postcode", 0.02, 1e-3) for t in postcode_thresholds
-        ],
-    }
-    last = {"name": [one_dice_level(NAME_COLUMNS, words, t, 0.005, 5e-3) for t in one_name_thresholds]}
-    out = copy.deepcopy(comparisons)
-    for comparison in out:
-        name = comparison["output_column_name"]
-        levels = extra.get(name)
-        if not levels:
-            continue
-        existing = comparison["comparison_levels"]
-        labels = [lv.get("label_for_charts") for lv in existing]
-        at = max(labels.index(label) for label in (*after, "exact") if label in labels)
-        tail = existing[at + 1 :]
-        if last.get(name) and tail and tail[-1].get("sql_condition") == "ELSE":
-            tail = tail[:-1] + last[name] + tail[-1:]
-        comparison["comparison_levels"] = existing[: at + 1] + levels + tail
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # Reading encodings back (the linkage side)
 

@@ -275,7 +275,7 @@ def test_dice_levels_follow_the_exact_token_level_and_blocking_is_unchanged():
     from linkage import splink_model
 
     base = splink_model.token_comparisons()
-    model = bloom.with_dice_levels(base, SETTINGS.words)
+    model = splink_model.with_dice_levels(base, SETTINGS.words)
     by_name = {c["output_column_name"]: c for c in model}
     labels = [lv["label_for_charts"] for lv in by_name["name"]["comparison_levels"]]
     assert labels[:4] == ["missing", "exact", "names Dice >= 0.85", "names Dice >= 0.70"]
