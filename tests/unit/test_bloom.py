@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ig_policies.errors import ConfigError
 from ig_policies.master_secret import MasterSecret
 from ig_policies.workspace import write_json
 from linkage import bloom
@@ -130,6 +131,17 @@ def test_settings_record_parameters_and_refuse_bad_values():
     with pytest.raises(ValidationError, match="bf_"):
         bloom.BloomSettings(fields={"forename": bloom.BloomField(source="std_forename", hashes=5)})
     assert "redacted" in repr(_encoder())
+
+
+def test_each_encoding_reads_its_own_field_unless_told_and_an_unknown_source_is_refused():
+    assert SETTINGS.fields["bf_surname"].source == "std_surname"
+    told = bloom.BloomSettings(fields={"bf_name": bloom.BloomField(source="std_forename", hashes=5)})
+    assert told.fields["bf_name"].source == "std_forename"
+    bloom_encoder.check_sources(SETTINGS)
+    unknown = bloom.BloomSettings(fields={"bf_shoe_size": bloom.BloomField(hashes=5)})
+    assert unknown.fields["bf_shoe_size"].source == "std_shoe_size"
+    with pytest.raises(ConfigError, match=r"pseudonymisation\.bloom\.fields\.bf_shoe_size\.source"):
+        bloom_encoder.encoders(unknown, SECRET, "p1", 1)
 
 
 def test_bloom_parameters_come_from_the_settings_file_and_errors_name_the_key(tmp_path):
