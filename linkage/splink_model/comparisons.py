@@ -212,7 +212,7 @@ def with_dice_levels(
             for t, m, u in zip(name_thresholds, (0.04, 0.02, 0.01), (1e-4, 1e-3, 1e-2), strict=False)
         ],
         Comparison.POSTCODE: [
-            bloom.dice_level(bloom.POSTCODE_COLUMNS, words, t, "postcode", 0.02, 1e-3)
+            bloom.dice_level(bloom.POSTCODE_COLUMNS, words, t, Comparison.POSTCODE.value, 0.02, 1e-3)
             for t in postcode_thresholds
         ],
     }
