@@ -188,7 +188,13 @@ def _parse(p: Path, text: str) -> Any:
         loader.dispose()
 
 
-def _refuse_repeated_keys(node: yaml.Node, path: tuple[int | str, ...]) -> None:
+def _refuse_repeated_keys(
+    node: yaml.Node, path: tuple[int | str, ...], seen_nodes: set[int] | None = None
+) -> None:
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:  # an alias of a node already checked (or a recursive one)
+        return
+    seen_nodes.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[tuple[str, str], int] = {}
         for key_node, value_node in node.value:
@@ -198,12 +204,12 @@ def _refuse_repeated_keys(node: yaml.Node, path: tuple[int | str, ...]) -> None:
                 if ident in seen:
                     raise _Repeated(key_path((*path, key_node.value)), key_node.value, seen[ident], line)
                 seen[ident] = line
-                _refuse_repeated_keys(value_node, (*path, key_node.value))
+                _refuse_repeated_keys(value_node, (*path, key_node.value), seen_nodes)
             else:
-                _refuse_repeated_keys(value_node, path)
+                _refuse_repeated_keys(value_node, path, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _refuse_repeated_keys(item, (*path, i))
+            _refuse_repeated_keys(item, (*path, i), seen_nodes)
 
 
 def _yaml_kind(doc: Any) -> str:

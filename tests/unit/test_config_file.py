@@ -110,6 +110,13 @@ def test_equal_text_with_different_types_is_not_a_repeat(tmp_path: Path) -> None
     assert read_config_file(path, "the config") == {1: "integer", "1": "text"}
 
 
+def test_anchors_and_aliases_are_read_once(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.yaml"
+    path.write_text("a: &yes_no [Y, N]\nb: *yes_no\nc: &loop [1, *loop]\n")
+    doc = read_config_file(path, "the config")
+    assert doc["a"] == doc["b"] == ["Y", "N"] and doc["c"][1] is doc["c"]
+
+
 def test_empty_file_is_an_empty_mapping(tmp_path: Path) -> None:
     path = tmp_path / "cfg.yaml"
     path.write_text("# only a comment\n")
