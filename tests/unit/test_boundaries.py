@@ -246,7 +246,7 @@ def test_importing_a_module_outside_does_not_load_the_package(tmp_path: Path) ->
     assert result.stdout.strip() == ""
 
 
-def test_the_docs_name_the_package_modules_once_and_the_readme_links_there() -> None:
+def test_the_docs_name_the_package_modules_and_the_readme_links_there_instead() -> None:
     architecture = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = architecture.split("## Identifier boundary", 1)[1].split("\n## ", 1)[0]
