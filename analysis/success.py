@@ -21,8 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from analysis.charts import estimate_chart
 from analysis.clients import condition_columns, person_ids
@@ -30,6 +29,7 @@ from analysis.disclosure import Figure, ModelResult
 from analysis.linkage_weights import linkage_weights
 from analysis.stage import CLIENTS_SOURCE, AnalysisOutputs, read_clients, request_outputs
 from analysis.vocabulary import EMPLOYMENT_OUTCOMES
+from ig_policies.config_file import load_config_file
 from ig_policies.errors import ConfigError, InputError
 from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
@@ -80,25 +80,12 @@ def load_success_config(path: str | Path | None) -> SuccessConfig:
     """The success config from YAML (or the defaults); errors name the file and key."""
     if path is None:
         return SuccessConfig()
-    p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the success-model config ({exc.strerror}).") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc}).") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: the success-model config must be a mapping of keys to values.")
-    try:
-        return SuccessConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(
-            f"{p}: invalid success-model config: {problems}",
-            hint="outcome must be job_start or sustained_26_weeks; see SuccessConfig for the other keys.",
-        ) from None
+    return load_config_file(
+        path,
+        SuccessConfig,
+        "the success-model config",
+        hint="outcome must be job_start or sustained_26_weeks; see SuccessConfig for the other keys.",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ says what is *allowed*; settings say *how* and *where* it runs. An error names t
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from ig_policies.config_file import load_config_file
+from ig_policies.errors import ConfigError
 from linkage.bloom import BloomSettings
 
 SETTINGS_ENV = "EHL_SETTINGS"
@@ -84,29 +84,18 @@ class Settings(BaseModel):
     pseudonymisation: PseudonymisationSettings = Field(default_factory=PseudonymisationSettings)
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid settings"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  - {key}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Settings from ``path``, ``$EHL_SETTINGS``, or the defaults (local Spark, ephemeral Prefect)."""
     chosen = path or os.environ.get(SETTINGS_ENV)
     if not chosen:
         return Settings()
-    p = Path(chosen)
     try:
-        raw: Any = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise SettingsError(f"{p}: cannot read settings file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{p}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{p}: settings must be a mapping of keys to values")
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise SettingsError(_format_errors(str(p), exc)) from None
+        return load_config_file(
+            chosen,
+            Settings,
+            "the settings",
+            hint="fix the key(s) named above; flows/settings.py lists the settings and their defaults",
+            missing_hint=f"check the path given to --settings or in ${SETTINGS_ENV}",
+        )
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
