@@ -86,6 +86,9 @@ def event_study_output(studies: Sequence[EventStudy]) -> ModelResult:
                     "ci_upper": t["ci_high"].to_numpy(),
                     "std_error": t["se"].to_numpy(),
                     "p_value": _p_values(t["effect"].to_numpy(), t["se"].to_numpy()),
+                    "relative_change": t["relative_change"].to_numpy(),
+                    "relative_ci_lower": t["relative_ci_low"].to_numpy(),
+                    "relative_ci_upper": t["relative_ci_high"].to_numpy(),
                     "n_people": t["n_people"].astype(int).to_numpy(),
                     "n_comparison_people": t["n_comparison_people"].astype(int).to_numpy(),
                 }
@@ -100,8 +103,10 @@ def event_study_output(studies: Sequence[EventStudy]) -> ModelResult:
         title="Event study: change in monthly use by months since enrolment",
         kind="event_study",
         population="linked employment-support clients (first enrolment)",
-        description="Effect at each event time relative to the month before enrolment (event time -1), "
-        "comparing each enrolment cohort with people not yet enrolled; 95% CI, person-clustered.",
+        description="estimate: change in mean monthly count per person at each event time, relative to the "
+        "month before enrolment (event time -1), comparing each enrolment cohort with people not yet "
+        "enrolled; relative_change: the same change as a fraction of the counterfactual mean (-0.1 = 10% "
+        "fewer); 95% CIs (ci_lower/ci_upper, relative_ci_lower/relative_ci_upper), person-clustered.",
     )
 
 

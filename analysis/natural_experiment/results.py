@@ -48,15 +48,26 @@ class Estimate:
 
 @dataclass(frozen=True)
 class EventStudy:
-    """Aggregated event-time effects (``e = -1`` is the reference month and is fixed at zero)."""
+    """Aggregated event-time effects (``e = -1`` is the reference month and is fixed at zero).
+
+    ``table``: one row per event time with the effect on the count scale (``effect``, ``se``,
+    ``ci_low``, ``ci_high``: change in mean count per person-month), the treated and
+    counterfactual means, the effect on the relative scale (``relative_change``,
+    ``relative_ci_low``, ``relative_ci_high``: the change as a fraction of the counterfactual
+    mean), and ``n_people``/``n_comparison_people``. ``group_time``: the group-time effects
+    ATT(g, t) it averages, one row per enrolment cohort (``cohort_month``) and calendar ``month``
+    with ``event_time``, ``att``, ``se``, ``n_treated`` and ``n_comparison``. Both stay inside the
+    TRE; the released event-study table is built from ``table`` by disclosure control.
+    """
 
     outcome: str
-    table: pd.DataFrame  # event_time, effect, se, ci_low, ci_high, n_people, n_comparison_people
+    table: pd.DataFrame
     overall: Estimate
     pretrend_chi2: float
     pretrend_df: int
     pretrend_p: float
     placebo: Estimate | None = None
+    group_time: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def normal_ci(est: float, se: float) -> tuple[float, float, float]:

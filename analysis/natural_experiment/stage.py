@@ -82,6 +82,7 @@ def run_natural_experiment(
             anticipation,
             placebo_shift,
             its_family,
+            source=str(inputs[0]),
         )
         es_table = event_study_output(results.event_studies)
         outputs = [
