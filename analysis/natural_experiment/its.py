@@ -112,7 +112,7 @@ def _series_rows(panel: pd.DataFrame, outcome: str, columns: PanelColumns, sourc
     counts = checked_outcome(panel, outcome, source, counts=True)
     return pd.DataFrame(
         {
-            "person": clients.person,
+            "person": clients.codes,
             "month": checked_months(panel, columns.month, source).to_numpy(),
             "event_time": clients.event_time,
             "count": counts,

@@ -179,9 +179,10 @@ def _check_one_row_per_person_month(codes: np.ndarray, months: np.ndarray, sourc
 
 @dataclass(frozen=True)
 class ClientsPanel:
-    """The clients' panel after checking: person ids, calendar month and enrolment month indices."""
+    """The clients' panel after checking: person codes, calendar month and enrolment month indices."""
 
-    person: np.ndarray
+    codes: np.ndarray  # per row: the person's position in ``people``
+    people: np.ndarray  # person ids, in order of first appearance
     month: np.ndarray  # calendar month index per row
     enrolment: np.ndarray  # calendar month index of the person's enrolment, per row
 
@@ -222,7 +223,7 @@ def check_clients_panel(frame: pd.DataFrame, columns: PanelColumns, source: str)
             hint="people who never enrolled are not clients: pass their months as never_enrolled= "
             "(the event study then uses them as a comparison in every month)",
         )
-    codes, _ = pd.factorize(frame[columns.person], sort=False)
+    codes, people = pd.factorize(frame[columns.person], sort=False)
     m_idx = month_index(months)
     _check_one_row_per_person_month(codes, m_idx, source, columns.month)
     e_idx = month_index(enrolment)
@@ -237,7 +238,7 @@ def check_clients_panel(frame: pd.DataFrame, columns: PanelColumns, source: str)
             row=_first_bad_row(differs),
             hint="give each person one enrolment month (e.g. their first enrolment)",
         )
-    return ClientsPanel(person=frame[columns.person].to_numpy(), month=m_idx, enrolment=e_idx)
+    return ClientsPanel(codes=codes, people=np.asarray(people), month=m_idx, enrolment=e_idx)
 
 
 def check_never_enrolled(frame: pd.DataFrame, columns: PanelColumns, source: str) -> pd.Series:
@@ -329,15 +330,13 @@ class DensePanel:
         columns = columns or PanelColumns()
         clients = check_clients_panel(panel, columns, source)
         y_clients = checked_outcome(panel, outcome, source)
-        person = clients.person
-        months = clients.month
-        values = y_clients
-        cohort_rows = clients.enrolment
+        codes, people = clients.codes, clients.people
+        months, values, cohort_rows = clients.month, y_clients, clients.enrolment
         if never_enrolled is not None:
             n_source = f"{source} (never-enrolled people)"
             n_months = month_index(check_never_enrolled(never_enrolled, columns, n_source))
-            n_person = never_enrolled[columns.never_enrolled_person].to_numpy()
-            shared = np.intersect1d(pd.unique(person).astype(str), pd.unique(n_person).astype(str))
+            n_codes, n_people = pd.factorize(never_enrolled[columns.never_enrolled_person], sort=False)
+            shared = np.intersect1d(people.astype(str), np.asarray(n_people).astype(str))
             if len(shared):
                 raise InputError(
                     n_source,
@@ -345,21 +344,20 @@ class DensePanel:
                     column=columns.never_enrolled_person,
                     hint="a person is either in the clients' panel or in the never-enrolled table",
                 )
-            # Keep the two id spaces apart even if their values could coincide after conversion.
-            person = np.concatenate([np.asarray(person, dtype=object), np.asarray(n_person, dtype=object)])
+            codes = np.concatenate([codes, n_codes + len(people)])
+            people = np.concatenate([people.astype(object), np.asarray(n_people, dtype=object)])
             months = np.concatenate([months, n_months])
             values = np.concatenate([values, checked_outcome(never_enrolled, outcome, n_source)])
             cohort_rows = np.concatenate(
                 [cohort_rows, np.full(len(n_months), NEVER_ENROLLED, dtype=np.int64)]
             )
-        codes, uniques = pd.factorize(pd.Series(person, dtype=object), sort=False)
         t0 = int(months.min())
         cols = months - t0
-        y = np.full((len(uniques), int(cols.max()) + 1), np.nan)
+        y = np.full((len(people), int(cols.max()) + 1), np.nan)
         y[codes, cols] = values
-        cohort = np.zeros(len(uniques), dtype=np.int64)
+        cohort = np.zeros(len(people), dtype=np.int64)
         cohort[codes] = np.where(cohort_rows >= NEVER_ENROLLED, NEVER_ENROLLED, cohort_rows - t0)
-        return cls(person=np.asarray(uniques), cohort=cohort, y=y, t0=t0, outcome=outcome)
+        return cls(person=people, cohort=cohort, y=y, t0=t0, outcome=outcome)
 
     def column(self, calendar_index: int | np.ndarray) -> np.ndarray:
         """Column index of a calendar month index."""
