@@ -16,6 +16,16 @@ influence function, summed over every role the person plays (treated in their ow
 for earlier cohorts), which makes them person-clustered and gives the covariance of all event-time
 effects at once (for the pre-trend test and the overall effect) without bootstrapping.
 
+People who never enrolled can join the comparison explicitly (``never_enrolled=``): they count as
+"enrolling after" every month. In Callaway and Sant'Anna's terms that is the "not yet treated"
+comparison group with the never-treated included, and a universal base period ``g-1`` (``g-1-δ``
+with anticipation δ) for every ``t``; with those settings the ATT(g, t) and their analytic
+standard errors equal the ``differences`` package's on a balanced panel (a test checks it).
+
+Each event time's effect is also given on the relative scale: divided by the counterfactual mean
+(the treated people's observed mean at that event time minus the effect), with a delta-method CI
+from the same influence functions.
+
 Everything is vectorised over people within a cohort: 100k people x 48 months takes seconds.
 """
 
