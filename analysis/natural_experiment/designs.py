@@ -21,8 +21,9 @@ from analysis.natural_experiment.panel import (
     check_never_enrolled,
     checked_outcome,
 )
-from analysis.natural_experiment.results import Estimate, EventStudy
+from analysis.natural_experiment.results import COMPARISON_WORDS, Comparison, Estimate, EventStudy
 from analysis.vocabulary import MEASURES
+from ig_policies.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def estimate_all(
     placebo_shift: int | None = 12,
     its_family: str = "poisson",
     *,
+    event_study_comparison: Comparison = "not_yet_enrolled",
     columns: PanelColumns | None = None,
     source: str = "panel",
 ) -> NaturalExperimentResults:
@@ -57,8 +59,9 @@ def estimate_all(
 
     The clients' panel (and the never-enrolled pool, when given) is checked against ``columns``
     for every outcome before anything is estimated, so a bad column stops the run at once with
-    its name. The event study compares with not-yet-enrolled clients only; the pool serves the
-    matched comparison and the time series' calendar reference.
+    its name. The pool serves the matched comparison and the time series' calendar reference;
+    the event study compares with clients not yet enrolled, and with the pool as well when
+    ``event_study_comparison="not_yet_or_never_enrolled"``.
     """
     columns = columns or PanelColumns()
     pool_source = f"{source} (never-enrolled months)"
@@ -66,6 +69,18 @@ def estimate_all(
     has_pool = comparison_people is not None and comparison_pool is not None and len(comparison_pool) > 0
     if has_pool:
         check_never_enrolled(comparison_pool, columns, pool_source)
+    if event_study_comparison not in COMPARISON_WORDS:
+        raise InputError(
+            source,
+            f"event_study_comparison '{event_study_comparison}' is not one of {', '.join(COMPARISON_WORDS)}",
+        )
+    with_never = event_study_comparison == "not_yet_or_never_enrolled"
+    if with_never and comparison_pool is None:
+        raise InputError(
+            pool_source,
+            "the event study was asked to compare with never-enrolled people, but there are none",
+            hint="build the research dataset with a comparison pool, or compare with not-yet-enrolled people only",
+        )
     for outcome in outcomes:
         checked_outcome(panel, outcome, source, counts=True)
         if has_pool:
@@ -84,7 +99,9 @@ def estimate_all(
         )
         its_results.append(its)
         estimates.append(its.estimate)
-        dense = DensePanel.from_long(panel, outcome, columns, source=source)
+        dense = DensePanel.from_long(
+            panel, outcome, columns, never_enrolled=comparison_pool if with_never else None, source=source
+        )
         study = event_study(
             dense,
             outcome,

@@ -397,4 +397,5 @@ def event_study(
         pretrend_p=p_pre,
         placebo=placebo,
         group_time=group_time,
+        comparison="not_yet_or_never_enrolled" if dense.never_enrolled.any() else "not_yet_enrolled",
     )

@@ -346,3 +346,44 @@ def test_the_released_event_study_table_carries_both_scales(region) -> None:
         row["relative_change"] == source["relative_change"]
         and row["relative_ci_upper"] == source["relative_ci_high"]
     )
+
+
+def test_estimate_all_can_add_the_never_enrolled_pool_to_the_event_study(theirs) -> None:
+    from analysis.natural_experiment.outputs import estimates_output, event_study_figure
+
+    panel, people, pool = theirs
+    runs = {
+        comparison: estimate_all(
+            panel,
+            people,
+            pool,
+            outcomes=("gp_visits",),
+            placebo_shift=None,
+            columns=THEIRS,
+            event_study_comparison=comparison,
+        )
+        for comparison in ("not_yet_enrolled", "not_yet_or_never_enrolled")
+    }
+    plain, wide = (r.event_studies[0] for r in runs.values())
+    assert (plain.comparison, wide.comparison) == ("not_yet_enrolled", "not_yet_or_never_enrolled")
+    assert wide.overall.n_comparison_people > plain.overall.n_comparison_people + 2000
+    for run in runs.values():
+        assert run.event_studies[0].overall.covers(PLANTED)
+    said = estimates_output(runs["not_yet_or_never_enrolled"].estimates, [wide]).description
+    assert "never-enrolled registered patients" in said
+    assert "never-enrolled" not in event_study_output([plain]).description
+    figure = event_study_figure(event_study_output([wide]), [wide])
+    assert figure.render is not None and figure.render(figure.table.coefficients)[:4] == b"\x89PNG"
+    with pytest.raises(InputError, match="never-enrolled people, but there are none"):
+        estimate_all(
+            panel,
+            None,
+            None,
+            outcomes=("gp_visits",),
+            columns=THEIRS,
+            event_study_comparison="not_yet_or_never_enrolled",
+        )
+    with pytest.raises(InputError, match="is not one of"):
+        estimate_all(
+            panel, None, None, outcomes=("gp_visits",), columns=THEIRS, event_study_comparison="everyone"
+        )  # type: ignore[arg-type]
