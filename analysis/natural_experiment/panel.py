@@ -13,7 +13,7 @@ so cohort x period sums are vectorised instead of looping over people.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -69,6 +69,21 @@ class PanelColumns:
                     f"PanelColumns: {', '.join(group)} must be different columns (got {', '.join(names)})",
                     hint="each role needs a column of its own",
                 )
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, object], where: str = "columns") -> PanelColumns:
+        """From configuration (e.g. a YAML ``columns:`` block): unknown keys are refused by name.
+
+        Keys left out keep their defaults, so a researcher names only the columns that differ.
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = [str(k) for k in mapping if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"{where}.{unknown[0]}: not a panel column role",
+                hint=f"use any of {', '.join(known)}",
+            )
+        return cls(**{str(k): v for k, v in mapping.items()})  # type: ignore[arg-type]
 
 
 def _first_bad_row(mask: np.ndarray) -> int:

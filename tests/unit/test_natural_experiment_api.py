@@ -230,6 +230,12 @@ def test_a_bad_column_mapping_is_refused_where_it_is_made(kwargs, words) -> None
         PanelColumns(**kwargs)
 
 
+def test_a_column_mapping_from_configuration_names_an_unknown_key() -> None:
+    assert PanelColumns.from_mapping({"person": "person_id"}) == PanelColumns(person="person_id")
+    with pytest.raises(ConfigError, match=r"(?s)study.columns.persn: not a panel column role.*person"):
+        PanelColumns.from_mapping({"persn": "person_id"}, where="study.columns")
+
+
 def test_a_dense_panel_must_hold_the_outcome_asked_for(region) -> None:
     dense = DensePanel.from_long(region.panel, "ae_attendances")
     with pytest.raises(InputError, match="holds 'ae_attendances', not 'gp_appointments'"):
