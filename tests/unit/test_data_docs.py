@@ -234,7 +234,12 @@ def _manifest_for(tmp_path: Path, integrity: str) -> Path:
 
 
 def test_vendoring_keeps_only_the_files_the_pages_load_and_is_idempotent(tmp_path: Path) -> None:
-    files = {"css/all.css": b"a{}", "webfonts/f.woff2": b"font", "src/big.scss": b"unused"}
+    files = {
+        "css/all.css": b"a{}",
+        "webfonts/f.woff2": b"font",
+        "src/big.scss": b"unused",
+        "webfonts/../../../escaped.txt": b"outside",  # a tarball may name any path
+    }
     npm, integrity = _fake_npm(tmp_path, files)
     manifest, folder = _manifest_for(tmp_path, integrity), tmp_path / "assets"
 
@@ -244,6 +249,7 @@ def test_vendoring_keeps_only_the_files_the_pages_load_and_is_idempotent(tmp_pat
     kept = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert kept == [STAMP_NAME, "scope-fonts@1.0.0/css/all.css", "scope-fonts@1.0.0/webfonts/f.woff2"]
     assert vendored_is_current(load_manifest(manifest), folder, manifest)
+    assert not list(tmp_path.rglob("escaped.txt"))
 
 
 def test_a_package_that_does_not_match_its_pinned_integrity_is_refused(tmp_path: Path) -> None:

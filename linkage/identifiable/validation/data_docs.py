@@ -53,6 +53,10 @@ class DataDocsError(EhlError):
     """The Data Docs cannot be made to work offline (assets not fetched, or a remote address left)."""
 
 
+class DataDocsOfflineWarning(UserWarning):
+    """Data Docs were written without their vendored stylesheets and scripts."""
+
+
 class ServedFile(BaseModel):
     """One CDN address and the file of the package that replaces it."""
 
@@ -103,6 +107,8 @@ class VendoredPackage(BaseModel):
         if not member.startswith("package/"):
             return None
         path = member.removeprefix("package/")
+        if ".." in PurePosixPath(path).parts:
+            return None  # never written outside the package's folder
         wanted = {s.file for s in self.serves}
         if path in wanted or any(path.startswith(folder.rstrip("/") + "/") for folder in self.alongside):
             return path
@@ -342,7 +348,9 @@ def make_site_offline(site: Path, folder: Path = VENDORED_DIR, manifest_path: Pa
     vendored = vendored_is_current(manifest, folder, manifest_path)
     targets: dict[str, PurePosixPath] = {u: PurePosixPath(p) for u, p in manifest.site_images.items()}
     if vendored:
-        shutil.copytree(folder, site / SITE_VENDOR_DIR, ignore=shutil.ignore_patterns(STAMP_NAME))
+        shutil.copytree(
+            folder, site / SITE_VENDOR_DIR, ignore=shutil.ignore_patterns(STAMP_NAME), dirs_exist_ok=True
+        )
         targets.update(manifest.local_files())
     else:
         warnings.warn(
@@ -372,10 +380,6 @@ def make_site_offline(site: Path, folder: Path = VENDORED_DIR, manifest_path: Pa
             )
         page.write_text(html, encoding="utf-8")
     return vendored
-
-
-class DataDocsOfflineWarning(UserWarning):
-    """Data Docs were written without their vendored stylesheets and scripts."""
 
 
 def main(argv: list[str] | None = None) -> int:
