@@ -319,10 +319,13 @@ def test_data_docs_list_every_validation_in_a_browser_with_no_network(
     failed: list[str] = []
     errors: list[str] = []
     with sync_playwright() as driver:
-        browser = driver.chromium.launch(
+        context = driver.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile",  # the browser's own files stay under tmp_path too
             executable_path=chromium,
+            viewport={"width": 1400, "height": 1000},
             args=[
                 "--no-sandbox",
+                "--disable-dev-shm-usage",
                 "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves ...
                 "--proxy-server=http://127.0.0.1:9",  # ... and no address is reached directly
                 "--disable-background-networking",
@@ -333,7 +336,6 @@ def test_data_docs_list_every_validation_in_a_browser_with_no_network(
             ],
         )
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
 
             def refuse(route) -> None:  # type: ignore[no-untyped-def]
                 refused.append(route.request.url)
@@ -359,7 +361,7 @@ def test_data_docs_list_every_validation_in_a_browser_with_no_network(
             evaluated = page.locator("tr:has(td:has-text('Evaluated Expectations')) td").nth(1).inner_text()
             page.screenshot(path=tmp_path / "validation.png")
         finally:
-            browser.close()
+            context.close()
 
     assert refused == [] and all(u.startswith(("file:", "data:")) for u in requested), requested
     assert failed == [] and errors == []
