@@ -32,12 +32,11 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ig_policies.errors import ConfigError, EhlError
+from ig_policies.config_file import load_config_file
+from ig_policies.errors import EhlError
 
 MANIFEST_PATH = Path(__file__).with_name("data_docs_assets.yaml")
 #: where ``make install`` keeps the vendored files (not in git)
@@ -133,19 +132,7 @@ class AssetManifest(BaseModel):
 
 def load_manifest(path: Path = MANIFEST_PATH) -> AssetManifest:
     """Read and validate the asset manifest; errors name the file and the key."""
-    try:
-        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return AssetManifest.model_validate(raw)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the Data Docs asset list ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    except ValidationError as exc:
-        lines = [f"{path}: invalid Data Docs asset list"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  - {key}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+    return load_config_file(path, AssetManifest, "the Data Docs asset list")
 
 
 def _manifest_digest(path: Path) -> str:
