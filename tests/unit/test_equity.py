@@ -121,11 +121,18 @@ def test_age_sex_standardisation_removes_the_age_confounding(audit):
 def test_plain_english_lines(audit):
     _, _, result = audit
     lines = result.sentences()
-    assert any(line.strip().startswith("People aged 50–64 are under-represented: 0.") for line in lines)
-    assert describe_ratio("age_band", "50-64", 0.62, 0.55, 0.70, "out_of_work") == (
-        "People aged 50–64 are under-represented: 0.62 of their share of the out-of-work population (0.55–0.70)."
+    assert any(
+        line.strip().startswith("People aged 50–64 are under-represented among Ways to work clients: their")
+        for line in lines
     )
-    assert "in line with" in describe_ratio("sex", "F", 1.01, 0.95, 1.08, "inactive_sick")
+    assert describe_ratio(
+        "age_band", "50-64", 0.62, 0.55, 0.70, "out-of-work population aged 16–64", "health_into_work"
+    ) == (
+        "People aged 50–64 are under-represented among Health into work clients: their share of clients "
+        "is 0.62 times their share of the out-of-work population aged 16–64 (95% CI 0.55 to 0.70; p < 0.001)."
+    )
+    line = describe_ratio("sex", "F", 1.01, 0.95, 1.08, "inactive_sick")
+    assert "in line with" in line and "p = 0.76" in line
 
 
 def test_representation_ratio_literal_table():
