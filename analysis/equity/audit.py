@@ -128,7 +128,7 @@ def describe_ratio(
         return f"{who} are under-represented{among}: {figures}."
     if low > 1:
         return f"{who} are over-represented{among}: {figures}."
-    return f"{who} are represented in line with the population{among}: {figures}."
+    return f"{who} are represented in proportion{among}: {figures}."
 
 
 def _people_phrase(characteristic: str, category: str) -> str:

@@ -60,7 +60,7 @@ def population_statement(audit: EquityAudit) -> str:
         return f"Comparison population (the reference): the census {population_name(audit.basis)}."
     return "\n".join(
         f"Comparison population (the reference) for {programme_label(p)}: {c.definition()}, in the "
-        "local authorities where its clients live."
+        f"local authorities where its clients live (left out: {c.left_out()})."
         for p, c in sorted(audit.populations.items())
     )
 

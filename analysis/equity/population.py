@@ -39,6 +39,21 @@ ACTIVITY_CATEGORY_LABELS: dict[str, str] = {
     "inactive_retired": "economically inactive because retired",
     "inactive_other": "economically inactive for another reason",
 }
+_REASONS = {
+    "inactive_sick": "long-term sick or disabled",
+    "inactive_home": "looking after home or family",
+    "inactive_student": "student",
+    "inactive_retired": "retired",
+    "inactive_other": "another reason",
+}
+_LEFT_OUT = {
+    "unemployed": "unemployed people",
+    "inactive_sick": "people inactive through long-term sickness or disability",
+    "inactive_home": "people looking after home or family",
+    "inactive_student": "students",
+    "inactive_retired": "retired people",
+    "inactive_other": "people inactive for another reason",
+}
 #: The default categories: out of work, but neither retired nor a student.
 DEFAULT_ACTIVITY: tuple[ActivityCategory, ...] = (
     "unemployed",
@@ -89,16 +104,19 @@ class ComparisonPopulation(BaseModel):
         return f"comparison population aged {self.ages}"
 
     def definition(self) -> str:
-        """The whole definition, for output descriptions: ages, categories included and left out."""
-        left_out = [c for c in ACTIVITY_CATEGORY_LABELS if c not in self.activity]
-        text = (
-            f"census 2021 residents aged {self.ages} who are "
-            + _join([ACTIVITY_CATEGORY_LABELS[c] for c in self.activity])
-            + " (employed people"
-            + (" and people " + _join([ACTIVITY_CATEGORY_LABELS[c] for c in left_out]) if left_out else "")
-            + " are left out)"
+        """Who is in, for output descriptions: "census 2021 residents aged 16–64 who are unemployed or ..."."""
+        inactive = [_REASONS[c] for c in self.activity if c != "unemployed"]
+        parts = (["unemployed"] if "unemployed" in self.activity else []) + (
+            [f"economically inactive ({_join(inactive)})"] if inactive else []
         )
-        return text
+        return f"census 2021 residents aged {self.ages} who are {_join(parts)}"
+
+    def left_out(self) -> str:
+        """Who is not: "employed people, students and retired people"."""
+        left = ["employed people"] + [
+            _LEFT_OUT[c] for c in ACTIVITY_CATEGORY_LABELS if c not in self.activity
+        ]
+        return _join(left, "and")
 
     def narrowed_to_sick(self) -> ComparisonPopulation:
         """The same ages, inactive through long-term sickness or disability only."""
@@ -154,10 +172,10 @@ class ComparisonPopulations(BaseModel):
         return self.programmes.get(programme, self.default)
 
 
-def _join(items: list[str]) -> str:
+def _join(items: list[str], word: str = "or") -> str:
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + " or " + items[-1]
+    return ", ".join(items[:-1]) + f" {word} " + items[-1]
 
 
 __all__ = [

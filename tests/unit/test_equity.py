@@ -132,7 +132,7 @@ def test_plain_english_lines(audit):
         "is 0.62 times their share of the out-of-work population aged 16–64 (95% CI 0.55 to 0.70; p < 0.001)."
     )
     line = describe_ratio("sex", "F", 1.01, 0.95, 1.08, "inactive_sick")
-    assert "in line with" in line and "p = 0.76" in line
+    assert "represented in proportion" in line and "p = 0.76" in line
 
 
 def test_representation_ratio_literal_table():
