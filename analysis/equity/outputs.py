@@ -249,7 +249,7 @@ def equity_outputs(audit: EquityAudit, min_people: int) -> list[tuple[str, Discl
             statement,
         )
         title = f"Who the programmes reach: {label}"
-        xlabel = f"ratio to the {population} (1 = in proportion)"
+        xlabel = "ratio to the comparison population (1 = in proportion)"
 
         def render(protected: pd.DataFrame, title: str = title, xlabel: str = xlabel) -> bytes:
             return estimate_chart(protected, title, xlabel, 1.0, log_scale=True)
