@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.area_data import BASIS_STATUSES, load_census_population_by_group, load_lsoa_lookup
+from analysis.area_data import load_census_population_by_group, load_lsoa_lookup
 from analysis.equity import (
-    CHARACTERISTICS,
     audit_programmes,
     client_local_authorities,
     describe_ratio,
@@ -196,14 +195,7 @@ def _audit(ws):
     clients = _clients_from_truth(ws)
     lookup = load_lsoa_lookup(ws.reference / "lsoa_lookup.csv")
     census = load_census_population_by_group(ws.reference / "census_economic_activity_by_group.csv", lookup)
-    population = census[census["status"].isin(BASIS_STATUSES["out_of_work"])]
-    return audit_programmes(
-        clients,
-        {c: population for c in CHARACTERISTICS if c in population.columns},
-        "out_of_work",
-        None,
-        client_local_authorities(clients, lookup),
-    )
+    return audit_programmes(clients, census, "out_of_work", None, client_local_authorities(clients, lookup))
 
 
 @pytest.fixture(scope="module")
