@@ -267,6 +267,8 @@ class EquityAudit:
     linkage: pd.DataFrame
     #: each programme's comparison population (empty when the caller passed ready-made tables)
     populations: dict[str, ComparisonPopulation] = field(default_factory=dict)
+    #: caveats about the census table that every output must carry
+    notes: tuple[str, ...] = ()
 
     def ratios_table(self) -> pd.DataFrame:
         """All representation ratios, one row per programme, characteristic and category."""
@@ -408,7 +410,23 @@ def audit_programmes(
         if match_rates is not None and len(match_rates)
         else pd.DataFrame()
     )
-    return EquityAudit(basis, tuple(audits), skew, used)
+    return EquityAudit(basis, tuple(audits), skew, used, _census_notes(population, used))
+
+
+def _census_notes(population: object, used: dict[str, ComparisonPopulation]) -> tuple[str, ...]:
+    """A caveat when the census table cannot tell retired people and students from other inactive people."""
+    if not isinstance(population, pd.DataFrame) or "status" not in population:
+        return ()
+    statuses = set(population["status"])
+    unsplit = "inactive_other" in statuses and not statuses & {"inactive_retired", "inactive_student"}
+    excluded = any({"inactive_retired", "inactive_student"} - set(c.activity) for c in used.values())
+    if unsplit and excluded:
+        return (
+            "Caution: the census table does not give the reason for economic inactivity, so inactive "
+            "retired people and students are counted under 'another reason' and so in the comparison "
+            "population; use the census table by economic activity status with its 20 categories.",
+        )
+    return ()
 
 
 __all__ = [

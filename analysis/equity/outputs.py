@@ -58,11 +58,12 @@ def population_statement(audit: EquityAudit) -> str:
     """Which comparison population (the reference) each programme was compared with, in words."""
     if not audit.populations:
         return f"Comparison population (the reference): the census {population_name(audit.basis)}."
-    return "\n".join(
+    lines = [
         f"Comparison population (the reference) for {programme_label(p)}: {c.definition()}, in the "
         f"local authorities where its clients live (left out: {c.left_out()})."
         for p, c in sorted(audit.populations.items())
-    )
+    ]
+    return "\n".join([*lines, *audit.notes])
 
 
 def _population_title(audit: EquityAudit) -> str:

@@ -179,6 +179,12 @@ def test_clients_in_proportion_to_the_comparison_population_read_as_in_proportio
             row = ratios.loc[(programme, "age_band", band)]
             assert row["ci_low"] < 1 < row["ci_high"], (programme, band, row["ratio"])
     assert "65+" not in set(audit.ratios_table()["category"])
+    assert audit.notes == ()
+    unsplit = census.assign(status=census["status"].replace({"inactive_retired": "inactive_other"}))
+    unsplit = unsplit.assign(status=unsplit["status"].replace({"inactive_student": "inactive_other"}))
+    caveat = audit_programmes(clients, unsplit)
+    assert caveat.notes and "does not give the reason" in caveat.notes[0]
+    assert caveat.notes[0] in dict(equity_outputs(caveat, 10))["equity-representation-ratios"].population
     # the old population basis (all ages, retired included) shows the spurious over-representation
     old = census[census["status"] != "employed"]
     wrong = audit_programmes(clients, {"age_band": old}, "out_of_work").ratios_table()
