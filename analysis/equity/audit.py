@@ -247,7 +247,7 @@ def linkage_skew(match_rates: pd.DataFrame, alpha: float = 0.05, min_clients: in
                 "skewed": skewed,
                 "sentence": (
                     f"The linked subset {verdict} by {group}: match rates range from "
-                    f"{rate.min():.0%} ({lo['level']}) to {rate.max():.0%} ({hi['level']}) ({format_p(p)})."
+                    f"{rate.min():.0%} ({lo['level']}) to {rate.max():.0%} ({hi['level']}), {format_p(p)}."
                 ),
             }
         )
@@ -363,6 +363,7 @@ def audit_programmes(
     lad_of_client: pd.Series | None = None,
     min_people: int = 10,
     comparison: ComparisonPopulations | None = None,
+    census_source: str = "census table",
 ) -> EquityAudit:
     """Audit every programme on every characteristic that both sides have.
 
@@ -374,6 +375,7 @@ def audit_programmes(
     ``lad_of_client`` gives each client row's local authority code (aligned with ``clients``);
     each programme is compared with the population of the local authorities its clients live in.
     ``min_people``: match-rate levels with fewer clients are left out of the linkage-bias test.
+    ``census_source`` names the census file in errors.
     """
     df = with_disability(clients)
     if lad_of_client is not None:
@@ -388,7 +390,7 @@ def audit_programmes(
             if basis == "inactive_sick":
                 chosen = chosen.narrowed_to_sick()
             used[str(programme)] = chosen
-            selected = chosen.select(population)
+            selected = chosen.select(population, census_source, str(programme))
             tables = {c: selected for c in CHARACTERISTICS if c in selected.columns}
             cl = _in_age_range(cl, chosen)
             name = chosen.name()

@@ -122,18 +122,19 @@ class ComparisonPopulation(BaseModel):
         """The same ages, inactive through long-term sickness or disability only."""
         return self.model_copy(update={"activity": ("inactive_sick",)})
 
-    def select(self, census: pd.DataFrame, source: str = "census table") -> pd.DataFrame:
+    def select(self, census: pd.DataFrame, source: str = "census table", programme: str = "") -> pd.DataFrame:
         """The rows of a census table by group (``status``, ``age_band``, ``people``) in this population.
 
-        Refuses (naming the rule) when the table has no age bands but the range is not 16+, or
-        when the range cuts one of the table's age bands.
+        Refuses (naming the file, the programme and the rule) when the table has no age bands but
+        the range is not 16+, or when the range cuts one of the table's age bands.
         """
+        whose = f"the comparison population of '{programme}'" if programme else "the comparison population"
         rows = census[census["status"].isin(self.activity)]
         if "age_band" not in census.columns:
             if self.min_age > 16 or self.max_age < 120:
                 raise InputError(
                     source,
-                    f"the comparison population is aged {self.ages}, but the census table has no age bands",
+                    f"{whose} is aged {self.ages}, but the census table has no age bands",
                     hint="use the census table by age band (and economic activity), or set the age range "
                     "to min_age 16 and max_age 200",
                 )
@@ -150,8 +151,9 @@ class ComparisonPopulation(BaseModel):
             elif low <= self.max_age and high >= self.min_age:
                 raise InputError(
                     source,
-                    f"the comparison population's age range {self.ages} cuts the census age band {band}",
-                    hint="set min_age and max_age at the census band edges (for example 16-64, 25-64 or 50-64)",
+                    f"{whose} has the age range {self.ages}, which cuts the census age band {band}",
+                    hint="set min_age and max_age of the comparison population at the census band edges "
+                    "(for example 16-64, 25-64 or 50-64)",
                 )
         return rows[rows["age_band"].astype(str).isin(keep)]
 

@@ -80,6 +80,7 @@ def run_equity_audit(
             client_local_authorities(clients, lookup),
             min_people=engine.policy.outputs.min_cell_count,
             comparison=comparison,
+            census_source=str(paths["census"]),
         )
         outputs = equity_outputs(audit, engine.policy.outputs.min_cell_count)
         requests, folders = request_outputs(workspace, engine, actor, outputs, justification)

@@ -157,8 +157,10 @@ def test_select_takes_the_ages_and_categories_and_refuses_a_cut_band(tmp_path):
     assert chosen["people"].sum() == expected
     everyone = ComparisonPopulation(max_age=200, activity=tuple(s for s in STATUS_LABELS if s != "employed"))
     assert "65+" in set(everyone.select(census)["age_band"])
-    with pytest.raises(InputError, match="cuts the census age band 16-24"):
-        ComparisonPopulation(min_age=18).select(census, "census.csv")
+    with pytest.raises(
+        InputError, match="'health_into_work' has the age range 18–64, which cuts the census age band 16-24"
+    ):
+        ComparisonPopulation(min_age=18).select(census, "census.csv", "health_into_work")
     with pytest.raises(InputError, match="no age bands"):
         ComparisonPopulation().select(census.drop(columns="age_band"))
 
