@@ -23,15 +23,22 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from analysis.equity import AnalysisOutputs, request_outputs
+from analysis.area_data import (
+    CONDITIONS,
+    load_census_economic_activity,
+    load_gp_registrations,
+    load_lsoa_lookup,
+    load_qof_prevalence,
+)
+from analysis.charts import estimate_chart
+from analysis.disclosure import Figure, ModelResult
+from analysis.stage import AnalysisOutputs, request_outputs
+from analysis.vocabulary import AREA_OUTCOMES
 from ig_policies.errors import InputError
+from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 AreaOutcome = Literal["inactive_sick_rate", "unemployment_rate"]
-OUTCOME_WORDS: dict[str, str] = {
-    "inactive_sick_rate": "rate of economic inactivity through long-term sickness or disability",
-    "unemployment_rate": "unemployment rate",
-}
 
 
 def apportion_prevalence(qof: pd.DataFrame, registrations: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +180,7 @@ def _describe(row: object, outcome: str) -> str:
     hi = (1.01**row.ci_high - 1) * 100  # type: ignore[attr-defined]
     direction = "higher" if pct >= 0 else "lower"
     tail = "" if row.significant else " (not statistically significant)"  # type: ignore[attr-defined]
-    what = OUTCOME_WORDS.get(outcome, outcome)
+    what = AREA_OUTCOMES.get(outcome, outcome)
     return (
         f"A 1% higher prevalence of {name} goes with a {abs(pct):.2f}% {direction} {what} "
         f"(95% CI {lo:.2f}% to {hi:.2f}%){tail}."
@@ -198,9 +205,6 @@ def area_outputs(models: Sequence[ElasticityModel], residents: int) -> list[tupl
     The data are published area aggregates, not records of people; ``n_people`` is the number
     of residents aged 16+ in the LSOAs the model uses.
     """
-    from analysis.charts import estimate_chart
-    from analysis.disclosure import Figure, ModelResult
-
     out: list[tuple[str, Any]] = []
     for m in models:
         t = m.elasticities
@@ -216,7 +220,7 @@ def area_outputs(models: Sequence[ElasticityModel], residents: int) -> list[tupl
                 "relative_change": t["percent_change_per_1pct"],
             }
         )
-        what = OUTCOME_WORDS[m.outcome]
+        what = AREA_OUTCOMES[m.outcome]
         significant = m.significant_conditions()
         result = ModelResult(
             coefficients=coefficients,
@@ -259,15 +263,6 @@ def run_area_profile(
     justification: str = "Small-area profile of health and economic activity for the city region.",
 ) -> AnalysisOutputs:
     """The area-profile stage (researcher): apportion QOF prevalence, fit both elasticity models."""
-    from analysis.area_data import (
-        CONDITIONS,
-        load_census_economic_activity,
-        load_gp_registrations,
-        load_lsoa_lookup,
-        load_qof_prevalence,
-    )
-    from ig_policies.policy import Analysis, Role
-
     ref = workspace.reference
     paths = {
         "census": ref / "census_economic_activity.csv",
@@ -305,7 +300,7 @@ def run_area_profile(
     for m in models:
         sig = m.significant_conditions()
         sentences.append(
-            f"{OUTCOME_WORDS[m.outcome].capitalize()}: significant conditions: {', '.join(sig) if sig else 'none'}."
+            f"{AREA_OUTCOMES[m.outcome].capitalize()}: significant conditions: {', '.join(sig) if sig else 'none'}."
         )
         sentences.extend(
             s for s, r in zip(m.sentences, m.elasticities.itertuples(), strict=True) if r.significant

@@ -17,8 +17,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.equity import CLIENTS_SOURCE, AnalysisOutputs, one_row_per_person, read_clients, request_outputs
+from analysis.charts import estimate_chart
+from analysis.clients import one_row_per_person
+from analysis.disclosure import Figure, FrequencyTable
+from analysis.stage import CLIENTS_SOURCE, AnalysisOutputs, estimates_result, read_clients, request_outputs
 from ig_policies.errors import InputError
+from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 Z95 = float(stats.norm.ppf(0.975))
@@ -145,10 +149,6 @@ def concordance_outputs(table: pd.DataFrame, min_people: int) -> list[tuple[str,
     2x2 table it uses (``n_smallest_cell``), so a sensitivity of, say, 3 out of 40 is withheld just as
     the cell of 3 is withheld from the frequency table.
     """
-    from analysis.charts import estimate_chart
-    from analysis.disclosure import Figure, FrequencyTable
-    from analysis.equity import estimates_result
-
     cells = []
     for r in table.itertuples():
         for sr, gp, n in (
@@ -247,8 +247,6 @@ def run_concordance(
     justification: str = "How well programme records of health conditions match GP records.",
 ) -> AnalysisOutputs:
     """The concordance stage (researcher): compare self-reported and GP-recorded conditions."""
-    from ig_policies.policy import Analysis, Role
-
     path = workspace.analysis / "clients.parquet"
     with engine.step(
         actor, Role.RESEARCHER, "concordance", analysis=Analysis.CONCORDANCE, reads_linked_data=True

@@ -29,39 +29,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from analysis.linkage_weights import linkage_weights
+from analysis.vocabulary import AGE_BANDS, CONDITIONS, MEASURES, UNKNOWN
 from ig_policies.errors import InputError
+from ig_policies.policy import Role
 from ig_policies.workspace import Workspace, content_hash, write_parquet
-
-MEASURES: tuple[str, ...] = (
-    "gp_appointments",
-    "ae_attendances",
-    "emergency_admissions",
-    "outpatient_appointments",
-    "antidepressant_items",
-)
-CONDITIONS: tuple[str, ...] = (
-    "depression",
-    "smi",
-    "epilepsy",
-    "copd",
-    "diabetes",
-    "chd",
-    "hypertension",
-    "learning_disability",
-    "osteoporosis",
-    "asthma",
-)
-#: Age bands at enrolment (years): the 2021 census bands of the economic-activity tables, so the
-#: equity audit and success model compare like with like; coarse enough to be a safe
-#: quasi-identifier in outputs.
-AGE_BANDS: tuple[tuple[str, int, int], ...] = (
-    ("16-24", 0, 24),
-    ("25-34", 25, 34),
-    ("35-49", 35, 49),
-    ("50-64", 50, 64),
-    ("65+", 65, 200),
-)
-UNKNOWN = "unknown"
 
 CLIENT_COLUMNS: tuple[str, ...] = (
     "client_pseudonym",
@@ -204,9 +176,8 @@ def _as_bool(s: pd.Series) -> pd.Series:
 def age_band(age: pd.Series) -> pd.Series:
     """Age in whole years -> band label; missing or implausible ages are ``unknown``."""
     out = pd.Series(UNKNOWN, index=age.index, dtype=object)
-    for label, lo, hi in AGE_BANDS:
-        out[(age >= lo) & (age <= hi)] = label
-    out[age < 16] = UNKNOWN
+    for band in AGE_BANDS:
+        out[(age >= band.low) & (age <= band.high)] = band.label
     return out
 
 
@@ -278,36 +249,6 @@ def build_clients(
     df["first_enrolment"] = df["client_pseudonym"].isin(first)
     df["linkage_weight"] = linkage_weights(df)
     return df[list(CLIENT_COLUMNS)].sort_values("client_pseudonym").reset_index(drop=True)
-
-
-def linkage_weights(clients: pd.DataFrame) -> pd.Series:
-    """Inverse probability of being linked, from a logistic model of client characteristics.
-
-    Linkage is never perfect and misses some groups more than others (e.g. people without an NHS
-    number); weighting linked clients by 1/P(linked) lets analyses of linked clients stand in for all
-    clients. Unlinked rows get no weight. With too few rows, or no variation, the weight is the
-    plain inverse linkage rate.
-    """
-    import statsmodels.api as sm
-
-    y = clients["linked"].astype(float)
-    weights = pd.Series(np.nan, index=clients.index, dtype=float)
-    rate = y.mean()
-    if len(y) == 0 or rate == 0:
-        return weights
-    covars = clients[["age_band", "sex", "programme"]].astype(str)
-    covars = covars.assign(imd=clients["imd_quintile"].astype(str))
-    X = pd.get_dummies(covars, drop_first=True, dtype=float)
-    X.insert(0, "const", 1.0)
-    p = pd.Series(rate, index=clients.index)
-    if 0 < rate < 1 and len(y) >= 20 * X.shape[1]:
-        try:
-            fit = sm.GLM(y, X, family=sm.families.Binomial()).fit()
-            p = pd.Series(np.clip(fit.predict(X), 0.02, 1.0), index=clients.index)
-        except Exception:  # perfect separation or a singular design: fall back to the overall rate
-            p = pd.Series(rate, index=clients.index)
-    weights[clients["linked"]] = 1.0 / p[clients["linked"]]
-    return weights
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,8 +528,6 @@ def build_research_dataset(
     Runs as the ``data_processor`` role under the policy engine, which audits inputs and outputs by
     content hash and the row counts (never row content).
     """
-    from ig_policies.engine import Role
-
     spec = PanelSpec(
         months_before=months_before,
         months_after=months_after,

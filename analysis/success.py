@@ -21,19 +21,17 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from analysis.equity import (
-    CLIENTS_SOURCE,
-    AnalysisOutputs,
-    condition_columns,
-    linkage_weights,
-    person_ids,
-    read_clients,
-    request_outputs,
-)
+from analysis.charts import estimate_chart
+from analysis.clients import condition_columns, person_ids
+from analysis.disclosure import Figure, ModelResult
+from analysis.linkage_weights import linkage_weights
+from analysis.stage import CLIENTS_SOURCE, AnalysisOutputs, read_clients, request_outputs
+from analysis.vocabulary import EMPLOYMENT_OUTCOMES
+from ig_policies.config_file import load_config_file
 from ig_policies.errors import ConfigError, InputError
+from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 Outcome = Literal["job_start", "sustained_26_weeks"]
@@ -45,10 +43,6 @@ PREFERRED_REFERENCE: dict[str, str] = {
     "ethnicity": "White",
     "imd_quintile": "3",
     "programme": "ways_to_work",
-}
-OUTCOME_WORDS: dict[str, str] = {
-    "job_start": "starting a job",
-    "sustained_26_weeks": "staying in work for 26 weeks",
 }
 
 
@@ -86,25 +80,12 @@ def load_success_config(path: str | Path | None) -> SuccessConfig:
     """The success config from YAML (or the defaults); errors name the file and key."""
     if path is None:
         return SuccessConfig()
-    p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the success-model config ({exc.strerror}).") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc}).") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: the success-model config must be a mapping of keys to values.")
-    try:
-        return SuccessConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(
-            f"{p}: invalid success-model config: {problems}",
-            hint="outcome must be job_start or sustained_26_weeks; see SuccessConfig for the other keys.",
-        ) from None
+    return load_config_file(
+        path,
+        SuccessConfig,
+        "the success-model config",
+        hint="outcome must be job_start or sustained_26_weeks; see SuccessConfig for the other keys.",
+    )
 
 
 @dataclass(frozen=True)
@@ -279,7 +260,7 @@ def _c_statistic(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _describe(row: Any, outcome: str) -> str:
-    what = OUTCOME_WORDS.get(outcome, outcome)
+    what = EMPLOYMENT_OUTCOMES.get(outcome, outcome)
     who = _subject(row.variable, row.level)
     figures = f"{row.odds_ratio:.2f} times the odds of {what} ({row.ci_low:.2f}–{row.ci_high:.2f})"
     if row.ci_high < 1:
@@ -367,9 +348,6 @@ def success_outputs(models: Sequence[SuccessModel], min_people: int) -> list[tup
     with the outcome (``n_events``), so a coefficient resting on a handful of people or successes
     is withheld.
     """
-    from analysis.charts import estimate_chart
-    from analysis.disclosure import Figure, ModelResult
-
     out: list[tuple[str, Any]] = []
     for m in models:
         t = m.odds_ratios
@@ -391,7 +369,7 @@ def success_outputs(models: Sequence[SuccessModel], min_people: int) -> list[tup
             if m.name == "all_clients"
             else "linked clients (weighted by inverse probability of linkage)"
         )
-        what = OUTCOME_WORDS.get(m.outcome, m.outcome)
+        what = EMPLOYMENT_OUTCOMES.get(m.outcome, m.outcome)
         sentences = [
             sent
             for sent, r in zip(m.sentences, t[t["term"] != "Intercept"].itertuples(), strict=True)
@@ -443,8 +421,6 @@ def run_success_factors(
     justification: str = "Factors associated with employment outcomes, for the programme evaluation.",
 ) -> AnalysisOutputs:
     """The success-factors stage: fit the configured models and request their outputs (researcher)."""
-    from ig_policies.policy import Analysis, Role
-
     config = config or SuccessConfig()
     path = workspace.analysis / "clients.parquet"
     with engine.step(

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from analysis.registry import ANALYSES
+from ig_policies.config_file import load_config_file, validate_config
 from ig_policies.errors import ConfigError
 from linkage.bloom import BloomSettings
 
@@ -37,7 +37,7 @@ SETTINGS_ENV = "EHL_SETTINGS"
 class SettingsError(ConfigError, ValueError):
     """A settings file is unreadable or invalid; the message names the file and key (exit code 4)."""
 
-    def __init__(self, message: str, hint: str | None = "fix the settings key named above"):
+    def __init__(self, message: str, hint: str | None = None):
         super().__init__(message, hint)
 
 
@@ -173,9 +173,11 @@ class Settings(BaseModel):
         applied and validated again; ``None`` values leave a key as it is. Errors name the key."""
         merged = _merge(self.model_dump(), overrides)
         try:
-            return Settings.model_validate(merged)
-        except ValidationError as exc:
-            raise SettingsError(_format_errors(source, exc), hint="change the option named above") from None
+            return validate_config(
+                Settings, merged, source, "the settings", hint="change the option named above"
+            )
+        except ConfigError as exc:
+            raise SettingsError(exc.message, hint=exc.hint) from None
 
     def analysis_options(self, name: str) -> Any:
         """The options of analysis ``name`` (``analyses.<name>``)."""
@@ -192,29 +194,18 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid settings"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  - {key}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     """Settings from ``path``, ``$EHL_SETTINGS``, or the defaults (local Spark, ephemeral Prefect)."""
     chosen = path or os.environ.get(SETTINGS_ENV)
     if not chosen:
         return Settings()
-    p = Path(chosen)
     try:
-        raw: Any = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise SettingsError(f"{p}: cannot read settings file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{p}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{p}: settings must be a mapping of keys to values")
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise SettingsError(_format_errors(str(p), exc)) from None
+        return load_config_file(
+            chosen,
+            Settings,
+            "the settings",
+            hint="fix the key(s) named above; flows/settings.py lists the settings and their defaults",
+            missing_hint=f"check the path given to --settings or in ${SETTINGS_ENV}",
+        )
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None

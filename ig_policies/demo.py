@@ -18,6 +18,7 @@ import yaml
 
 from ig_policies.engine import PolicyEngine
 from ig_policies.master_secret import MasterSecret
+from ig_policies.policy import read_policy_document
 from ig_policies.signing import sign_policy
 from ig_policies.workspace import Workspace, write_text
 
@@ -61,7 +62,7 @@ def write_demo_policy(
     "datasets.ways_to_work.fields": [...], "validity.expiry": date(2026, 6, 30)}``; use ``DELETE``
     as a value to remove a key.
     """
-    doc = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))
+    doc = read_policy_document(DEMO_POLICY)
     for dotted, value in (changes or {}).items():
         _set(doc, dotted, value)
     out = write_text(

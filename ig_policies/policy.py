@@ -12,13 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ig_policies.errors import ConfigError
+from ig_policies.config_file import read_config_file, validate_config
 
 
 class Role(StrEnum):
@@ -245,82 +243,20 @@ class Policy(_Frozen):
 # Loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML loading that rejects a key given twice in one mapping.
-
-    Plain YAML keeps the last of two equal keys silently, so a reviewer reading the first one would
-    approve something other than what runs.
-    """
-
-
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                "while reading a mapping",
-                node.start_mark,
-                f"the key {key!r} is given twice",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def read_policy_document(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The raw YAML mapping of a policy file; ConfigError (naming the file) if unreadable."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{p}: the policy file does not exist", hint="check the path given to --policy"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the policy file ({exc.__class__.__name__})") from None
-    try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None)
-        detail = f" ({problem})" if problem else ""
-        raise ConfigError(
-            f"{p}: not valid YAML{where}{detail}",
-            hint="fix the indentation, quoting or repeated key at that place",
-        ) from None
-    if not isinstance(doc, dict):
-        raise ConfigError(
-            f"{p}: a policy must be a YAML mapping of keys to values (see ig_policies/configs/template.yaml)"
-        )
-    return doc
-
-
-def _format_validation_errors(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: the policy is not valid"]
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (not part of the policy schema; check the spelling)"
-        lines.append(f"  - {key}: {message}")
-    return "\n".join(lines)
+    """The raw YAML mapping of a policy file (a key given twice is refused); ConfigError if unusable."""
+    return read_config_file(path, "the policy", missing_hint="check the path given to --policy")
 
 
 def policy_from_document(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """Validate a parsed policy mapping; ConfigError lists every problem by key path."""
-    try:
-        return Policy.model_validate(doc)
-    except ValidationError as exc:
-        raise ConfigError(
-            _format_validation_errors(source, exc),
-            hint="compare with ig_policies/configs/template.yaml, fix the keys listed, then have it signed again",
-        ) from None
+    return validate_config(
+        Policy,
+        doc,
+        source,
+        "the policy",
+        hint="compare with ig_policies/configs/template.yaml, fix the keys listed, then have it signed again",
+    )
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:

@@ -25,8 +25,9 @@ import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ig_policies.config_file import load_config_file, read_config_file
 from ig_policies.errors import ConfigError, PolicyRefused
 from ig_policies.policy import policy_from_document, read_policy_document
 from ig_policies.workspace import write_bytes, write_text
@@ -204,22 +205,13 @@ class TrustStore:
 
 def load_trust_store(path: str | os.PathLike[str]) -> TrustStore:
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{p}: the trust store file does not exist", hint="check --trust-store / EHL_TRUST_STORE"
-        ) from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        raise ConfigError(f"{p}: the trust store is not readable YAML") from None
-    try:
-        parsed = _TrustStoreFile.model_validate(doc if doc is not None else {})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"{p}: invalid trust store: {problems}") from None
+    parsed = load_config_file(
+        p,
+        _TrustStoreFile,
+        "the trust store",
+        hint="add keys with 'ehl keys trust' rather than by hand",
+        missing_hint=f"check --trust-store / {TRUST_STORE_ENV}",
+    )
     keys: dict[str, tuple[TrustedKey, Ed25519PublicKey]] = {}
     for i, entry in enumerate(parsed.keys):
         public = load_public_key_pem(entry.public_key, f"{p}: keys[{i}].public_key")
@@ -262,7 +254,7 @@ def add_trusted_key(
     existing: list[dict[str, Any]] = []
     if store.exists():
         load_trust_store(store)  # refuse to extend a broken store
-        existing = list((yaml.safe_load(store.read_text(encoding="utf-8")) or {}).get("keys", []))
+        existing = list(read_config_file(store, "the trust store").get("keys", []))
     if any(k.get("key_id") == kid for k in existing):
         raise ConfigError(f"{store}: key {kid} is already trusted")
     entry: dict[str, Any] = {"key_id": kid, "officer": officer, "public_key": public_key_pem(public)}

@@ -17,7 +17,7 @@ Hardening. A Bloom filter leaks bigram frequencies (a frequent bigram sets its b
 records). Each filter is built at twice the stored length and *XOR-folded* in half (bit ``i`` of
 the stored filter is bit ``i`` XOR bit ``i + bits`` of the long one), so a stored bit no longer
 says which bigram, or whether one or two bigrams, set it; the cost in accuracy is measured by
-``benchmarks/linkage.py`` (``bloom`` vs ``bloom-unfolded`` rows).
+``benchmarks/link.py`` (``bloom`` vs ``bloom-unfolded`` rows).
 
 Storage. An encoding is a list of ``bits / 64`` signed 64-bit words (``array<bigint>`` in Parquet).
 For Splink each word becomes a column (``bf_forename_w0`` ...), and the Dice levels are written
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 BLOOM_SCHEME = (
     "clk/v1: padded character bigrams; per bigram k positions from HMAC-SHA256(k_field, bigram || 0x1f"
@@ -59,22 +59,31 @@ def key_purpose(field: str) -> str:
     return f"bloom/{field}"
 
 
+#: The prefix of every standardised column. Which ``std_`` columns exist is known only to the
+#: pseudonymisation stage (``linkage.identifiable``), which checks a source before it reads a row.
+STANDARDISED_PREFIX = "std_"
+ENCODING_PREFIX = "bf_"
+
+
 class BloomField(BaseModel):
-    """How one field is encoded: the standardised column it reads and bits set per bigram."""
+    """How one field is encoded: the standardised column it reads and bits set per bigram.
+
+    ``source`` defaults to the standardised column of the same field: ``bf_surname`` reads
+    ``std_`` + ``surname``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source: str = Field(description="standardised column the encoding is computed from")
+    source: str | None = Field(None, description="standardised column the encoding is computed from")
     hashes: int = Field(ge=1, le=256, description="bit positions per bigram (k)")
 
     @field_validator("source")
     @classmethod
-    def _standardised_text(cls, value: str) -> str:
-        from linkage.identifiable.standardise import STANDARD_COLUMNS
-
-        allowed = [c for c in STANDARD_COLUMNS if c.startswith("std_")]
-        if value not in allowed:
-            raise ValueError(f"source must be a standardised column ({', '.join(allowed)}), not {value!r}")
+    def _standardised_text(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith(STANDARDISED_PREFIX) and value.isidentifier()):
+            raise ValueError(
+                f"source must be a standardised column (its name starts with {STANDARDISED_PREFIX}), not {value!r}"
+            )
         return value
 
 
@@ -86,11 +95,7 @@ def _default_fields() -> dict[str, BloomField]:
     # 84% of forename typos reach it at k = 20, 89% at k = 10). Linked at 20,000 x 200,000, seeds
     # 1-3: k = 10 F1 +0.01 points (default typo rates) and +0.02 (doubled) over k = 20, every seed
     # at least as good; 256 bits with k = 10 or 20 measured the same as 128 with k = 10.
-    return {
-        "bf_forename": BloomField(source="std_forename", hashes=10),
-        "bf_surname": BloomField(source="std_surname", hashes=10),
-        "bf_postcode": BloomField(source="std_postcode", hashes=10),
-    }
+    return {name: BloomField(hashes=10) for name in ("bf_forename", "bf_surname", "bf_postcode")}
 
 
 class BloomSettings(BaseModel):
@@ -101,7 +106,7 @@ class BloomSettings(BaseModel):
     bits: int = Field(128, description="stored filter length in bits (a multiple of 64)")
     padding: str = Field("_", min_length=1, max_length=1, description="pad character at both ends")
     fold: bool = Field(True, description="XOR-fold a filter of 2*bits into bits (hardening)")
-    fields: dict[str, BloomField] = Field(default_factory=_default_fields)
+    fields: dict[str, BloomField] = Field(default_factory=_default_fields, validate_default=True)
 
     @field_validator("bits")
     @classmethod
@@ -117,12 +122,18 @@ class BloomSettings(BaseModel):
             raise ValueError(f"the padding character must be ASCII and not one of {ALPHABET!r}")
         return value
 
-    @model_validator(mode="after")
-    def _field_names(self) -> BloomSettings:
-        bad = [name for name in self.fields if not name.startswith("bf_") or not name.isidentifier()]
+    @field_validator("fields")
+    @classmethod
+    def _field_names_and_sources(cls, fields: dict[str, BloomField]) -> dict[str, BloomField]:
+        bad = [name for name in fields if not name.startswith(ENCODING_PREFIX) or not name.isidentifier()]
         if bad:
             raise ValueError(f"encoding column names must look like bf_<field>: {', '.join(bad)}")
-        return self
+        return {
+            name: field
+            if field.source is not None
+            else field.model_copy(update={"source": STANDARDISED_PREFIX + name.removeprefix(ENCODING_PREFIX)})
+            for name, field in fields.items()
+        }
 
     @property
     def words(self) -> int:
@@ -263,52 +274,6 @@ def dice_level(columns: Sequence[str], words: int, threshold: float, label: str,
 def one_dice_level(columns: Sequence[str], words: int, threshold: float, m: float, u: float) -> dict:
     """One Splink level: at least one of ``columns`` reaches ``threshold`` (the other disagrees)."""
     return _level(any_dice_condition(columns, words, threshold), f"one name Dice >= {threshold:.2f}", m, u)
-
-
-def with_dice_levels(
-    comparisons: list[dict[str, Any]],
-    words: int,
-    *,
-    name_thresholds: Sequence[float] = NAME_DICE_THRESHOLDS,
-    one_name_thresholds: Sequence[float] = ONE_NAME_DICE_THRESHOLDS,
-    postcode_thresholds: Sequence[float] = POSTCODE_DICE_THRESHOLDS,
-    after: Sequence[str] = DICE_AFTER,
-) -> list[dict[str, Any]]:
-    """The token model's comparisons with Dice levels on the encodings after the exact-token level.
-
-    Exact tokens decide first (an exact match stays the strongest evidence, with its term-frequency
-    adjustment); the Dice levels then catch what tokens cannot see, such as a typo, before the
-    weaker derived-token levels. Blocking is untouched: the encodings refine scoring only.
-    A pair missing an encoding fails its Dice levels (SQL null) and falls through to the next level.
-    The "one name" level goes last, just before "different": every token level (one exact name,
-    phonetic codes, initials) is stronger evidence and decides first.
-    """
-    import copy
-
-    extra = {
-        "name": [
-            dice_level(NAME_COLUMNS, words, t, "names", m, u)
-            for t, m, u in zip(name_thresholds, (0.04, 0.02, 0.01), (1e-4, 1e-3, 1e-2), strict=False)
-        ],
-        "postcode": [
-            dice_level(POSTCODE_COLUMNS, words, t, "postcode", 0.02, 1e-3) for t in postcode_thresholds
-        ],
-    }
-    last = {"name": [one_dice_level(NAME_COLUMNS, words, t, 0.005, 5e-3) for t in one_name_thresholds]}
-    out = copy.deepcopy(comparisons)
-    for comparison in out:
-        name = comparison["output_column_name"]
-        levels = extra.get(name)
-        if not levels:
-            continue
-        existing = comparison["comparison_levels"]
-        labels = [lv.get("label_for_charts") for lv in existing]
-        at = max(labels.index(label) for label in (*after, "exact") if label in labels)
-        tail = existing[at + 1 :]
-        if last.get(name) and tail and tail[-1].get("sql_condition") == "ELSE":
-            tail = tail[:-1] + last[name] + tail[-1:]
-        comparison["comparison_levels"] = existing[: at + 1] + levels + tail
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ig_policies.config_file import read_config_file, validate_config
 from ig_policies.errors import ConfigError
 
 #: where the demo dataset configs live (shipped with the package)
@@ -160,30 +160,18 @@ class DatasetConfig(_Strict):
         return self.required if self.required is not None else tuple(self.columns.values())
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid dataset config"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  - {key}: {err['msg']}")
-    return "\n".join(lines)
-
-
 def load_dataset_config(path: str | os.PathLike[str]) -> DatasetConfig:
     """Read and validate one dataset config; errors name the file and the key."""
     p = Path(path)
-    try:
-        raw: Any = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read dataset config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: a dataset config must be a mapping of keys to values")
+    raw = read_config_file(p, "the dataset config")
     raw.setdefault("name", p.stem)
-    try:
-        config = DatasetConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(str(p), exc)) from None
+    config = validate_config(
+        DatasetConfig,
+        raw,
+        str(p),
+        "the dataset config",
+        hint="fix the key(s) named above; linkage/dataset_config.py describes each key",
+    )
     if config.name != p.stem:
         raise ConfigError(f"{p}: name: '{config.name}' must match the file name '{p.stem}'")
     return config

@@ -2,7 +2,7 @@
 
 Splink on local Spark pays a fixed cost per query and is slower per scored pair: 100k clients
 against 1M patients (16.7M pairs) on 2 cores took 26-32 s on DuckDB (5 GB) and 378 s on local
-Spark (``benchmarks/linkage.py``). So ``auto`` uses DuckDB while both tables together fit
+Spark (``benchmarks/link.py``). So ``auto`` uses DuckDB while both tables together fit
 comfortably on one machine (``linkage.duckdb_max_comparisons_records`` in settings, 3 million
 records by default) and Spark beyond that, where the work can spread over a cluster. The caller
 owns the Spark session: this module only wraps the one it is given, so the same code runs on a

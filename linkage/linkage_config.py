@@ -10,13 +10,10 @@ the comparison falls to its "missing" level, which carries no evidence either wa
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ig_policies.errors import ConfigError
+from ig_policies.config_file import load_config_file
 from linkage.bloom import ENCODING_COLUMNS
 
 #: The logical tokens the model compares. Every one is an exact-match token (HMAC hex string).
@@ -105,7 +102,7 @@ class LinkageConfig(BaseModel):
     ambiguity_margin_bits: float = Field(1.0, ge=0)
     max_em_iterations: int = Field(25, ge=1)
     #: add Dice-coefficient levels on the Bloom-filter encodings after the exact-token levels
-    #: whenever both tables carry encodings. On by default from measurement (benchmarks/linkage.py
+    #: whenever both tables carry encodings. On by default from measurement (benchmarks/link.py
     #: --bloom --cleartext, 20,000 x 200,000, seeds 1-3): F1 +0.11 points over tokens alone at the
     #: default typo rates and +0.20 at doubled rates, above tokens in every seed
     bloom_levels: bool = True
@@ -126,22 +123,10 @@ def load_linkage_config(path: str | os.PathLike[str] | None) -> LinkageConfig:
     """Read and validate a linkage config YAML; ``None`` gives the default. Errors name file and key."""
     if path is None:
         return default_linkage_config()
-    p = Path(path)
-    try:
-        raw: Any = yaml.safe_load(p.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the linkage config ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: a linkage config must be a mapping of keys to values")
-    try:
-        return LinkageConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"{p}: invalid linkage config"]
-        for err in exc.errors():
-            key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-            lines.append(f"  - {key}: {err['msg']}")
-        raise ConfigError(
-            "\n".join(lines), hint="fix the key(s) named above; see linkage/linkage_config.py for the fields"
-        ) from None
+    return load_config_file(
+        path,
+        LinkageConfig,
+        "the linkage config",
+        hint="fix the key(s) named above; see linkage/linkage_config.py for the fields",
+        missing_hint="check the path given to --config",
+    )

@@ -4,7 +4,8 @@ Missed links are rarely random: people whose names are recorded inconsistently, 
 lack an NHS number on the programme's form are linked less often, and any analysis of linked data
 inherits that bias. So the report breaks match rates down by age band, sex, ethnicity, IMD
 quintile and programme and says in plain words whether they differ. Evaluation against the
-synthetic truth measures precision, recall and F1; it refuses to run without ``truth/``.
+synthetic truth measures precision, recall and F1 on the truth in research pseudonyms
+(``linkage.identifiable.truth``, which refuses a workspace without ``truth/``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.vocabulary import AGE_BANDS
 from ig_policies.errors import InputError
 from ig_policies.workspace import Workspace, write_json, write_parquet, write_text
 from linkage.linkage_config import LinkageConfig, default_linkage_config
 
-AGE_BANDS = ((0, 24, "16-24"), (25, 34, "25-34"), (35, 49, "35-49"), (50, 64, "50-64"), (65, 200, "65+"))
 GROUPS = ("programme", "age_band", "sex", "ethnicity", "imd_quintile")
 UNKNOWN = "unknown"
 MATCH_RATE_COLUMNS = ("group", "level", "clients", "matched", "match_rate")
@@ -36,7 +37,7 @@ NOTABLE_GAP_POINTS = 5.0
 def _age_band(age: float) -> str:
     if pd.isna(age):
         return UNKNOWN
-    for low, high, label in AGE_BANDS:
+    for label, low, high in AGE_BANDS:
         if low <= age <= high:
             return label
     return UNKNOWN
@@ -289,34 +290,10 @@ class Evaluation:
     report_path: Path | None = None
 
 
-def research_pseudonyms(values: pd.Series, key: bytes, prefix: str) -> pd.Series:
-    """Truth ids -> research pseudonyms, with the pseudonymiser's own function."""
-    from linkage.identifiable.tokens import research_pseudonym
-
-    return research_pseudonym(values.astype(str), key, prefix)
-
-
-def true_pairs(workspace: Workspace, research_key: bytes, programmes: set[str]) -> pd.DataFrame:
-    """(client_pseudonym, true_patient) for every client in the truth; true_patient null if none."""
-    if not workspace.truth.exists() or not (workspace.truth / "record_links.parquet").exists():
-        raise InputError(
-            str(workspace.truth / "record_links.parquet"),
-            "there is no ground truth in this workspace",
-            hint="evaluation works only on synthetic workspaces made by 'ehl synth'; real data has no truth to score against",
-        )
-    truth = pd.read_parquet(
-        workspace.truth / "record_links.parquet", columns=["dataset", "record_id", "person_id"]
-    )
-    is_client = truth["dataset"].isin(programmes)
-    clients = truth[is_client].copy()
-    patients = truth[~is_client & truth["dataset"].str.contains("health")].copy()
-    clients["client_pseudonym"] = research_pseudonyms(
-        clients["dataset"] + ":" + clients["record_id"].astype(str), research_key, "C"
-    )
-    patients["true_patient"] = research_pseudonyms(patients["record_id"], research_key, "P")
-    person_patient = patients.drop_duplicates("person_id").set_index("person_id")["true_patient"]
-    clients["true_patient"] = clients["person_id"].map(person_patient)
-    return clients[["client_pseudonym", "true_patient"]]
+def linked_programmes(workspace: Workspace) -> set[str]:
+    """The programmes of the linked clients: whose clients the truth is needed for."""
+    links = pd.read_parquet(_linked_file(workspace, "links.parquet"))
+    return set(links["programme"].dropna().astype(str)) if "programme" in links else set()
 
 
 def _prf(predicted: pd.Series, truth: pd.Series) -> tuple[int, int, int]:
@@ -395,8 +372,13 @@ def threshold_curve(
     return pd.DataFrame(rows, columns=["threshold", "tp", "fp", "fn", "precision", "recall", "f1"])
 
 
-def evaluate(workspace: Workspace, research_key: bytes, config: LinkageConfig | None = None) -> Evaluation:
-    """Score ``linked/`` against ``truth/`` and write ``reports/linkage/evaluation.md`` and its curve."""
+def evaluate(workspace: Workspace, truth: pd.DataFrame, config: LinkageConfig | None = None) -> Evaluation:
+    """Score ``linked/`` against the truth and write ``reports/linkage/evaluation.md`` and its curve.
+
+    ``truth`` is already in research pseudonyms, (client_pseudonym, true_patient) per client, as
+    made by ``linkage.identifiable.truth.pseudonymised_truth`` for ``linked_programmes(workspace)``:
+    the evaluation never sees a key or a record reference.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -405,8 +387,6 @@ def evaluate(workspace: Workspace, research_key: bytes, config: LinkageConfig | 
     config = config or default_linkage_config()
     links = pd.read_parquet(_linked_file(workspace, "links.parquet"))
     candidates = pd.read_parquet(_linked_file(workspace, "candidate_pairs.parquet"))
-    programmes = set(links["programme"].dropna().astype(str)) if "programme" in links else set()
-    truth = true_pairs(workspace, research_key, programmes)
     known = truth[truth["client_pseudonym"].isin(set(links["client_pseudonym"]))].copy()
     # a client whose health record is not in the linkable table (National Data Opt-out, not
     # registered) has nothing to link to: "unmatched" is then the right answer, not a miss

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ig_policies.errors import ConfigError
+from analysis.vocabulary import CENSUS_AGE_BANDS, MEASURES
+from analysis.vocabulary import WORKING_AGE_BANDS as AGE_BANDS  # clients are of working age
+from ig_policies.config_file import load_config_file
 
 CONDITIONS: tuple[str, ...] = (
     "depression",
@@ -27,17 +28,8 @@ CONDITIONS: tuple[str, ...] = (
     "osteoporosis",
     "asthma",
 )
-MEASURES: tuple[str, ...] = (
-    "gp_appointments",
-    "ae_attendances",
-    "emergency_admissions",
-    "outpatient_appointments",
-    "antidepressant_items",
-)
 ECONOMIC_STATUSES: tuple[str, ...] = ("employed", "unemployed", "inactive_sick", "inactive_other")
 ETHNICITIES: tuple[str, ...] = ("Asian", "Black", "Mixed", "White", "Other")
-AGE_BANDS: tuple[str, ...] = ("16-24", "25-34", "35-49", "50-64")
-CENSUS_AGE_BANDS: tuple[str, ...] = (*AGE_BANDS, "65+")
 PROGRAMMES: tuple[str, ...] = ("ways_to_work", "health_into_work")
 
 Rate = float  # a probability in [0, 1]; fields using it are validated by _rate()
@@ -408,26 +400,9 @@ class SynthConfig(_Strict):
 
 def load_config(path: str | Path) -> SynthConfig:
     """Read a YAML file of overrides (any subset of ``SynthConfig``); errors name the file and key."""
-    p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{p}: the synthetic-data config file does not exist.", hint="check the path"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc}).", hint="fix the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{p}: expected a mapping of settings at the top level.", hint="see synthetic/README.md"
-        )
-    try:
-        return SynthConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"key '{'.'.join(str(x) for x in err['loc']) or '(top level)'}': {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(
-            f"{p}: {problems}", hint="see synthetic/README.md for the keys and allowed values"
-        ) from None
+    return load_config_file(
+        path,
+        SynthConfig,
+        "the synthetic-data config",
+        hint="see synthetic/README.md for the keys and allowed values",
+    )

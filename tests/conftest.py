@@ -22,7 +22,9 @@ TEST_MASTER_SECRET = "7e3f" * 16  # 32 bytes, tests only
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory):
     """Keep Prefect's home and any settings of the developer's shell out of the tests."""
     home = tmp_path_factory.mktemp("prefect-home")
-    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "EHL_SETTINGS", "EHL_WORKSPACE", "PREFECT_API_URL")}
+    saved = {
+        k: os.environ.get(k) for k in ("PREFECT_HOME", "EHL_SETTINGS", "EHL_WORKSPACE", "PREFECT_API_URL")
+    }
     os.environ["PREFECT_HOME"] = str(home)
     for k in ("EHL_SETTINGS", "EHL_WORKSPACE", "PREFECT_API_URL"):
         os.environ.pop(k, None)

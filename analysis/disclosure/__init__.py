@@ -6,7 +6,7 @@ and hand them to ``request_output``; checks run against the policy's output rule
 or rejects it. See docs/ARCHITECTURE.md, "Disclosure control".
 """
 
-from analysis.disclosure.checks import REGISTRY, check_output
+from analysis.disclosure.checks import REGISTRY
 from analysis.disclosure.outputs import (
     TOTAL,
     DisclosureOutput,
@@ -17,6 +17,7 @@ from analysis.disclosure.outputs import (
     load_output,
     save_output,
 )
+from analysis.disclosure.protection import check_output
 from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.workflow import (
     OutputRequest,

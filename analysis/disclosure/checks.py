@@ -1,95 +1,38 @@
-"""The disclosure checks: one registry, every check with the same signature.
+"""The disclosure checks, in the order they run: row-level data, thresholds, dominance, models, charts.
 
-``check(output, rules, context) -> list[Finding]``. Rules are the policy's ``outputs`` section
-(``ig_policies.policy.OutputRules``), passed in, never read from a global. Checks run in registry
-order for the kinds they apply to; a check may withhold items (``Finding.withheld``), and later
-checks see what has been withheld so far in ``context.withheld`` (secondary suppression protects
-what the threshold rule withheld). ``check_output`` runs them and builds the protected version.
+Each is registered (``analysis.disclosure.registry``) under the rule name that appears in check
+reports, so an IG officer reading "threshold" or "dominance" in a report finds the rule here by
+that name. The checks only decide; ``analysis.disclosure.protection`` runs them and builds what
+would be released.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from analysis.disclosure.ledger import LedgerEntry, small_differences
-from analysis.disclosure.outputs import (
-    TOTAL,
-    DisclosureOutput,
-    Figure,
-    FrequencyTable,
-    MagnitudeTable,
-    ModelResult,
-    kind_of,
-)
-from analysis.disclosure.report import CheckReport, Finding, Outcome
-from analysis.disclosure.suppression import (
-    Grid,
-    build_grid,
-    full_counts,
-    primary_suppression,
-    released_frequency_table,
-    round_to_base,
-    secondary_suppression,
-)
+from analysis.disclosure.ledger import known_from_earlier, ledger_entry_for, small_differences
+from analysis.disclosure.outputs import DisclosureOutput, Figure, FrequencyTable, MagnitudeTable, ModelResult
+from analysis.disclosure.registry import ALL_KINDS, REGISTRY, CheckContext, register
+from analysis.disclosure.report import Finding, Outcome
+from analysis.disclosure.suppression import build_grid, primary_suppression, secondary_suppression
 from ig_policies.policy import OutputRules
 
 #: column names that mean a table holds identifiers or pseudonyms, i.e. rows about individuals
-_IDENTIFIER_COLUMN = re.compile(
+IDENTIFIER_COLUMN = re.compile(
     r"pseudonym|patient_id|person_id|client_ref|record_id|nhs_number|client_cluster|date_of_birth|forename"
     r"|surname|^t_(?:nhs|forename|surname|dob|postcode)|token",
     re.IGNORECASE,
 )
 #: values that look like research pseudonyms or HMAC tokens
-_IDENTIFIER_VALUE = re.compile(r"^(?:[CP][0-9a-f]{20}|[0-9a-f]{64})$")
+IDENTIFIER_VALUE = re.compile(r"^(?:[CP][0-9a-f]{20}|[0-9a-f]{64})$")
 #: statistics that are one person's value (an extreme or an exact order statistic)
-_INDIVIDUAL_STATISTIC = re.compile(
+INDIVIDUAL_STATISTIC = re.compile(
     r"(?:^|_)(?:min|max|minimum|maximum|median|percentile|quantile|p\d{1,2}|q[1-3])(?:$|_)", re.IGNORECASE
 )
-
-
-@dataclass
-class CheckContext:
-    """What checks share while one output is checked."""
-
-    earlier_releases: tuple[LedgerEntry, ...] = ()
-    #: item key -> reason, for everything withheld so far
-    withheld: dict[tuple[Any, ...], str] = field(default_factory=dict)
-    grid: Grid | None = None
-    #: for figures: the protected table and whether protection changed any published value
-    protected: pd.DataFrame | None = None
-    table_changed: bool = False
-
-
-Check = Callable[[DisclosureOutput, OutputRules, CheckContext], list[Finding]]
-
-
-@dataclass(frozen=True)
-class RegisteredCheck:
-    name: str
-    kinds: frozenset[str]
-    run: Check
-    purpose: str
-
-
-REGISTRY: dict[str, RegisteredCheck] = {}
-
-
-def register(name: str, kinds: Iterable[str], purpose: str) -> Callable[[Check], Check]:
-    """Add a check to the registry under ``name`` for the given output kinds."""
-
-    def decorate(fn: Check) -> Check:
-        if name in REGISTRY:
-            raise ValueError(f"a disclosure check named {name!r} is already registered")
-        REGISTRY[name] = RegisteredCheck(name, frozenset(kinds), fn, purpose)
-        return fn
-
-    return decorate
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,18 +53,7 @@ def _whole(rule: str, outcome: Outcome, reason: str) -> Finding:
     return Finding(rule=rule, item="whole output", outcome=outcome, reason=reason)
 
 
-def _magnitude_cells(output: MagnitudeTable) -> dict[tuple[str, ...], np.ndarray]:
-    df = output.contributions.copy()
-    for d in output.dimensions:
-        df[d] = df[d].astype(str)
-    values = pd.to_numeric(df[output.value_column]).astype(float)
-    return {
-        tuple(k if isinstance(k, tuple) else (k,)): v.to_numpy()
-        for k, v in values.groupby([df[d] for d in output.dimensions], sort=True)
-    }
-
-
-def _model_count_columns(coefficients: pd.DataFrame) -> list[str]:
+def model_count_columns(coefficients: pd.DataFrame) -> list[str]:
     """``n_people`` and any other count column of a coefficient table (``n_events``, ``count_...``)."""
     return [c for c in coefficients.columns if c == "n_people" or str(c).startswith(("n_", "count_"))]
 
@@ -136,72 +68,8 @@ def _coefficient_label(output: ModelResult, i: int) -> str:
     return f"{row['term']}" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def ledger_entry_for(
-    output: DisclosureOutput,
-    request_id: str = "",
-    released_at: str = "",
-    report: CheckReport | None = None,
-) -> LedgerEntry | None:
-    """The true counts an output adds to the release ledger (None for model results).
-
-    With the ``report`` of the release, the entry also records which cells the release did not
-    show (suppressed cells, and margins the table did not publish).
-    """
-    if isinstance(output, Figure):
-        return ledger_entry_for(output.table, request_id, released_at, report)
-    withheld = {f.key for f in report.withheld} if report is not None else set()
-    if isinstance(output, FrequencyTable):
-        grid = build_grid(output)
-        cells = tuple((k, n) for k, n in grid.counts.items() if not grid.is_margin(k))
-        hidden = withheld | (set() if output.margins else grid.margin_keys)
-        unit = output.unit
-    elif isinstance(output, MagnitudeTable):
-        cells = tuple((k, len(v)) for k, v in _magnitude_cells(output).items())
-        _, counts = full_counts(output.dimensions, dict(cells))
-        hidden = withheld | {k for k in counts if TOTAL in k}
-        unit = "people"
-    else:
-        return None
-    return LedgerEntry(
-        request_id,
-        output.title,
-        output.source,
-        unit,
-        output.dimensions,
-        cells,
-        released_at,
-        tuple(sorted(k for k in hidden if k is not None)),
-    )
-
-
-def known_from_earlier(
-    grid: Grid, source: str, unit: str, earlier: Iterable[LedgerEntry]
-) -> set[tuple[str, ...]]:
-    """Cells of ``grid`` a reader already knows from earlier releases of the same people.
-
-    An earlier release over a subset of this table's dimensions shows cells that are margins
-    here. When its count equals this table's margin exactly, both count the same people, so the
-    reader can use the earlier number in place of a margin this table hides. (When they differ
-    a little, the differencing check refuses the table; when they differ a lot, they are not the
-    same group.)
-    """
-    known: set[tuple[str, ...]] = set()
-    for entry in earlier:
-        if entry.source != source or entry.unit != unit or not set(entry.dimensions) <= set(grid.dimensions):
-            continue
-        for key, n in entry.published_cells().items():
-            mapped = tuple(
-                key[entry.dimensions.index(d)] if d in entry.dimensions else TOTAL for d in grid.dimensions
-            )
-            if grid.counts.get(mapped) == n:
-                known.add(mapped)
-    return known
-
-
 # --------------------------------------------------------------------------------------------
 # The checks, in the order they run
-
-ALL_KINDS = ("frequency_table", "magnitude_table", "model_result")
 
 
 @register("row_level", ALL_KINDS, "Row-level data (one row per person, identifiers) can never be released.")
@@ -209,7 +77,7 @@ def check_row_level(output: DisclosureOutput, rules: OutputRules, context: Check
     findings: list[Finding] = []
     table = _table_of(output)
     for column in table.columns:
-        if _IDENTIFIER_COLUMN.search(str(column)):
+        if IDENTIFIER_COLUMN.search(str(column)):
             findings.append(
                 _whole(
                     "row_level",
@@ -221,7 +89,7 @@ def check_row_level(output: DisclosureOutput, rules: OutputRules, context: Check
         values = table[column]
         if values.dtype == object or pd.api.types.is_string_dtype(values):
             sample = values.dropna().astype(str).head(1000)
-            if len(sample) and sample.str.match(_IDENTIFIER_VALUE).mean() > 0.5:
+            if len(sample) and sample.str.match(IDENTIFIER_VALUE).mean() > 0.5:
                 findings.append(
                     _whole(
                         "row_level",
@@ -240,7 +108,7 @@ def check_row_level(output: DisclosureOutput, rules: OutputRules, context: Check
                 )
             )
     if isinstance(output, MagnitudeTable):
-        sizes = [len(v) for v in _magnitude_cells(output).values()]
+        sizes = [len(v) for v in output.cells().values()]
         if len(sizes) >= rules.min_cell_count and max(sizes) <= 1:
             findings.append(
                 _whole(
@@ -359,7 +227,7 @@ def check_rounding(output: DisclosureOutput, rules: OutputRules, context: CheckC
 def check_contributors(output: DisclosureOutput, rules: OutputRules, context: CheckContext) -> list[Finding]:
     assert isinstance(output, MagnitudeTable)
     findings = []
-    for key, values in _magnitude_cells(output).items():
+    for key, values in output.cells().items():
         if len(values) < rules.min_cell_count:
             reason = f"fewer than {rules.min_cell_count} contributors (threshold rule)"
             context.withheld[key] = reason
@@ -386,7 +254,7 @@ def check_dominance(output: DisclosureOutput, rules: OutputRules, context: Check
     assert isinstance(output, MagnitudeTable)
     n, k = rules.dominance.n, rules.dominance.k
     findings = []
-    for key, values in _magnitude_cells(output).items():
+    for key, values in output.cells().items():
         magnitudes = np.sort(np.abs(values))[::-1]
         total = magnitudes.sum()
         if total > 0 and magnitudes[:n].sum() > k * total:
@@ -414,7 +282,7 @@ def check_p_percent(output: DisclosureOutput, rules: OutputRules, context: Check
     assert isinstance(output, MagnitudeTable)
     p = rules.p_percent
     findings = []
-    for key, values in _magnitude_cells(output).items():
+    for key, values in output.cells().items():
         magnitudes = np.sort(np.abs(values))[::-1]
         if len(magnitudes) < 2 or magnitudes[0] == 0:
             continue
@@ -455,7 +323,7 @@ def check_individual_values(
     if isinstance(output, ModelResult):
         names = [*output.statistics, *output.coefficients.columns]
         for name in names:
-            if _INDIVIDUAL_STATISTIC.search(str(name)):
+            if INDIVIDUAL_STATISTIC.search(str(name)):
                 findings.append(
                     _whole(
                         "individual_values",
@@ -518,7 +386,7 @@ def check_coefficient_people(
                 )
             )
     noun = {"event_study": "event time", "time_series": "month"}.get(output.kind, "coefficient")
-    count_columns = _model_count_columns(output.coefficients)
+    count_columns = model_count_columns(output.coefficients)
     for i in range(len(output.coefficients)):
         row = output.coefficients.iloc[i]
         small = [c for c in count_columns if row[c] < rules.min_cell_count]
@@ -595,139 +463,4 @@ def check_figure(output: DisclosureOutput, rules: OutputRules, context: CheckCon
     ]
 
 
-# --------------------------------------------------------------------------------------------
-# Running the registry and building the protected output
-
-
-def run_checks(
-    output: DisclosureOutput, kind: str, rules: OutputRules, context: CheckContext
-) -> list[Finding]:
-    findings: list[Finding] = []
-    for check in REGISTRY.values():
-        if kind in check.kinds:
-            findings.extend(check.run(output, rules, context))
-    return findings
-
-
-def _protect_magnitude(
-    output: MagnitudeTable, withheld: dict[tuple[Any, ...], str], base: int
-) -> pd.DataFrame:
-    value_name = f"{output.statistic}_{output.value_column}"
-    rows = []
-    for key, values in _magnitude_cells(output).items():
-        row: dict[str, Any] = dict(zip(output.dimensions, key, strict=True))
-        if key in withheld or output.statistic not in ("sum", "mean"):
-            row.update({"count_contributors_rounded": pd.NA, value_name: np.nan, "note": "suppressed"})
-        else:
-            stat = values.sum() if output.statistic == "sum" else values.mean()
-            row.update(
-                {
-                    "count_contributors_rounded": round_to_base(len(values), base),
-                    value_name: round(float(stat), 2),
-                    "note": "",
-                }
-            )
-        rows.append(row)
-    out = pd.DataFrame(rows, columns=[*output.dimensions, "count_contributors_rounded", value_name, "note"])
-    out["count_contributors_rounded"] = out["count_contributors_rounded"].astype("Int64")
-    return out
-
-
-_LABEL_COLUMNS = ("term", "event_time", "month")
-
-
-def _protect_model(output: ModelResult, withheld: dict[tuple[Any, ...], str], base: int) -> pd.DataFrame:
-    out = output.coefficients.copy().reset_index(drop=True)
-    for column in _model_count_columns(out):
-        out[f"{column}_rounded"] = [pd.NA if pd.isna(n) else round_to_base(int(n), base) for n in out[column]]
-        out = out.drop(columns=[column])
-    out["note"] = ""
-    value_columns = [c for c in out.columns if c not in (*_LABEL_COLUMNS, "note")]
-    for column in value_columns:
-        rounded_count = column.endswith("_rounded")
-        out[column] = out[column].astype("Int64" if rounded_count else "Float64")
-    for (i,) in (k for k in withheld if len(k) == 1 and isinstance(k[0], int)):
-        out.loc[i, value_columns] = pd.NA
-        out.loc[i, "note"] = "suppressed"
-    return out
-
-
-def _model_summary(output: ModelResult, base: int) -> dict[str, Any]:
-    def finite(v: Any) -> float | None:
-        return float(v) if v is not None and np.isfinite(float(v)) else None
-
-    stats = {k: finite(v) for k, v in output.statistics.items() if not _INDIVIDUAL_STATISTIC.search(k)}
-    return {
-        "model_kind": output.kind,
-        "n_obs_rounded": round_to_base(int(output.n_obs), base),
-        "n_people_rounded": round_to_base(int(output.n_people), base),
-        "residual_df": finite(output.residual_df),
-        "statistics": stats,
-    }
-
-
-def check_output(
-    output: DisclosureOutput, rules: OutputRules, earlier_releases: Iterable[LedgerEntry] = ()
-) -> CheckReport:
-    """Check ``output`` against ``rules`` (and earlier releases from the same data) and protect it.
-
-    The report holds one finding per rule and item, the overall outcome (worst finding that is not
-    resolved by withholding the item) and the protected table: what would be released.
-    """
-    kind = kind_of(output)
-    context = CheckContext(earlier_releases=tuple(earlier_releases))
-    table = output.table if isinstance(output, Figure) else output
-    table_kind = kind_of(table)
-    findings = run_checks(table, table_kind, rules, context)
-    if any(f.rule == "row_level" and f.blocks for f in findings):
-        # Row-level data is refused outright; protecting it cell by cell would be meaningless.
-        return CheckReport(
-            kind=kind,
-            title=output.title,
-            source=output.source,
-            findings=tuple(f for f in findings if f.rule == "row_level"),
-        )
-    base = rules.rounding_base
-    protected: pd.DataFrame
-    summary: dict[str, Any] = {}
-    if isinstance(table, FrequencyTable):
-        grid = context.grid or build_grid(table)
-        protected = released_frequency_table(table, grid, set(context.withheld), base)
-        column = f"count_{table.unit}_rounded"
-        changed = any(
-            pd.isna(v) or v != grid.counts[k] for k, v in zip(grid.keys, protected[column], strict=True)
-        )
-    elif isinstance(table, MagnitudeTable):
-        protected = _protect_magnitude(table, context.withheld, base)
-        changed = bool(context.withheld)
-    else:
-        assert isinstance(table, ModelResult)
-        protected = _protect_model(table, context.withheld, base)
-        summary = _model_summary(table, base)
-        changed = bool(context.withheld)
-    png: bytes | None = None
-    if isinstance(output, Figure):
-        context.protected, context.table_changed = protected, changed
-        findings.extend(run_checks(output, kind, rules, context))
-        if output.render is not None:
-            try:
-                png = output.render(protected.copy())
-            except Exception as exc:  # a chart that cannot be drawn cannot be released
-                findings.append(
-                    _whole(
-                        "figure",
-                        Outcome.FAIL,
-                        f"drawing the chart from the protected table failed ({type(exc).__name__})",
-                    )
-                )
-        else:
-            png = output.png
-    return CheckReport(
-        kind=kind,
-        title=output.title,
-        source=output.source,
-        findings=tuple(findings),
-        protected=protected,
-        png=png,
-        model_summary=summary,
-    )
+__all__ = ["IDENTIFIER_COLUMN", "IDENTIFIER_VALUE", "INDIVIDUAL_STATISTIC", "REGISTRY", "model_count_columns"]

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.disclosure.outputs import TOTAL, DisclosureOutput, Figure, FrequencyTable, MagnitudeTable
+from analysis.disclosure.report import CheckReport
+from analysis.disclosure.suppression import Grid, build_grid, full_counts
 from ig_policies.workspace import Workspace, write_json
 
 
@@ -34,8 +38,6 @@ class LedgerEntry:
 
     def published_cells(self) -> dict[tuple[str, ...], int]:
         """Every cell and margin a reader of this release can see, with its true count."""
-        from analysis.disclosure.suppression import full_counts
-
         _, counts = full_counts(self.dimensions, dict(self.cells))
         hidden = set(self.hidden)
         return {k: n for k, n in counts.items() if k not in hidden}
@@ -186,3 +188,65 @@ def small_differences(new: LedgerEntry, earlier: LedgerEntry, min_count: int) ->
                     )
                 )
     return found
+
+
+def ledger_entry_for(
+    output: DisclosureOutput,
+    request_id: str = "",
+    released_at: str = "",
+    report: CheckReport | None = None,
+) -> LedgerEntry | None:
+    """The true counts an output adds to the release ledger (None for model results).
+
+    With the ``report`` of the release, the entry also records which cells the release did not
+    show (suppressed cells, and margins the table did not publish).
+    """
+    if isinstance(output, Figure):
+        return ledger_entry_for(output.table, request_id, released_at, report)
+    withheld = {f.key for f in report.withheld} if report is not None else set()
+    if isinstance(output, FrequencyTable):
+        grid = build_grid(output)
+        cells = tuple((k, n) for k, n in grid.counts.items() if not grid.is_margin(k))
+        hidden = withheld | (set() if output.margins else grid.margin_keys)
+        unit = output.unit
+    elif isinstance(output, MagnitudeTable):
+        cells = tuple((k, len(v)) for k, v in output.cells().items())
+        _, counts = full_counts(output.dimensions, dict(cells))
+        hidden = withheld | {k for k in counts if TOTAL in k}
+        unit = "people"
+    else:
+        return None
+    return LedgerEntry(
+        request_id,
+        output.title,
+        output.source,
+        unit,
+        output.dimensions,
+        cells,
+        released_at,
+        tuple(sorted(k for k in hidden if k is not None)),
+    )
+
+
+def known_from_earlier(
+    grid: Grid, source: str, unit: str, earlier: Iterable[LedgerEntry]
+) -> set[tuple[str, ...]]:
+    """Cells of ``grid`` a reader already knows from earlier releases of the same people.
+
+    An earlier release over a subset of this table's dimensions shows cells that are margins
+    here. When its count equals this table's margin exactly, both count the same people, so the
+    reader can use the earlier number in place of a margin this table hides. (When they differ
+    a little, the differencing check refuses the table; when they differ a lot, they are not the
+    same group.)
+    """
+    known: set[tuple[str, ...]] = set()
+    for entry in earlier:
+        if entry.source != source or entry.unit != unit or not set(entry.dimensions) <= set(grid.dimensions):
+            continue
+        for key, n in entry.published_cells().items():
+            mapped = tuple(
+                key[entry.dimensions.index(d)] if d in entry.dimensions else TOTAL for d in grid.dimensions
+            )
+            if grid.counts.get(mapped) == n:
+                known.add(mapped)
+    return known

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from ig_policies.errors import InputError
@@ -168,6 +169,21 @@ class MagnitudeTable:
             raise _problem(
                 what, "a dimension column has empty values", "label missing values, e.g. 'Not known'"
             )
+
+    def cells(self) -> dict[tuple[str, ...], np.ndarray]:
+        """Each cell's contributor values, keyed by its dimension values as text (sorted).
+
+        The dominance and p% rules, the protected table and the release ledger all read the
+        cells this way, so they agree on what a cell is.
+        """
+        df = self.contributions.copy()
+        for d in self.dimensions:
+            df[d] = df[d].astype(str)
+        values = pd.to_numeric(df[self.value_column]).astype(float)
+        return {
+            tuple(k if isinstance(k, tuple) else (k,)): v.to_numpy()
+            for k, v in values.groupby([df[d] for d in self.dimensions], sort=True)
+        }
 
 
 @dataclass(frozen=True)

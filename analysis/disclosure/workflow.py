@@ -29,9 +29,17 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
-from analysis.disclosure.checks import _IDENTIFIER_COLUMN, _IDENTIFIER_VALUE, check_output, ledger_entry_for
-from analysis.disclosure.ledger import LedgerEntry, append_ledger, ledger_dir, read_ledger, small_differences
+from analysis.disclosure.checks import IDENTIFIER_COLUMN, IDENTIFIER_VALUE
+from analysis.disclosure.ledger import (
+    LedgerEntry,
+    append_ledger,
+    ledger_dir,
+    ledger_entry_for,
+    read_ledger,
+    small_differences,
+)
 from analysis.disclosure.outputs import DisclosureOutput, Figure, kind_of, load_output, save_output
+from analysis.disclosure.protection import check_output
 from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.suppression import round_to_base
 from ig_policies.errors import DisclosureBlocked, InputError, PolicyRefused
@@ -514,12 +522,12 @@ def verify_release(path: str | Path, rules: OutputRules) -> VerificationReport:
     for csv in sorted(bundle.glob("*.csv")):
         table = pd.read_csv(csv, dtype=str, keep_default_na=False)
         for column in table.columns:
-            if _IDENTIFIER_COLUMN.search(column):
+            if IDENTIFIER_COLUMN.search(column):
                 findings.append(
                     _fail(f"{csv.name}:{column}", "row_level", "the column name marks identifiers")
                 )
             values = table[column]
-            if len(values) and values.str.match(_IDENTIFIER_VALUE).mean() > 0.5:
+            if len(values) and values.str.match(IDENTIFIER_VALUE).mean() > 0.5:
                 findings.append(
                     _fail(f"{csv.name}:{column}", "row_level", "the values look like pseudonyms or tokens")
                 )

@@ -11,13 +11,7 @@ import io
 import numpy as np
 import pandas as pd
 
-OUTCOME_LABELS: dict[str, str] = {
-    "gp_appointments": "GP appointments",
-    "ae_attendances": "A&E attendances",
-    "emergency_admissions": "Emergency admissions",
-    "outpatient_appointments": "Outpatient appointments",
-    "antidepressant_items": "Antidepressant items",
-}
+from analysis.vocabulary import MEASURE_LABELS
 
 
 def outcome_of(term: str) -> str:
@@ -25,8 +19,11 @@ def outcome_of(term: str) -> str:
     return term.split(":", 1)[0]
 
 
-def render_event_study(table: pd.DataFrame) -> bytes:
-    """One panel per outcome: effect on monthly count per person by months since enrolment, 95% CI."""
+def render_event_study(table: pd.DataFrame, comparison: str = "people not yet enrolled") -> bytes:
+    """One panel per outcome: effect on monthly count per person by months since enrolment, 95% CI.
+
+    ``comparison`` names who each enrolment cohort was compared with (in the title).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -48,11 +45,11 @@ def render_event_study(table: pd.DataFrame) -> bytes:
         ax.axvline(-0.5, color="0.3", lw=0.8, ls="--")
         ax.fill_between(e[shown], lo[shown], hi[shown], color="tab:blue", alpha=0.18, lw=0)
         ax.plot(e[shown], est[shown], "o-", color="tab:blue", ms=2.5, lw=1)
-        ax.set_title(OUTCOME_LABELS.get(outcome, outcome), fontsize=10)
+        ax.set_title(MEASURE_LABELS.get(outcome, outcome), fontsize=10)
         ax.set_xlabel("months since enrolment")
         ax.set_ylabel("change per person-month")
         ax.tick_params(labelsize=8)
-    fig.suptitle("Health-service use around enrolment (not-yet-enrolled comparison, 95% CI)", fontsize=11)
+    fig.suptitle(f"Health-service use around enrolment (compared with {comparison}, 95% CI)", fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.natural_experiment.panel import index_to_month
-from analysis.research_dataset import AGE_BANDS, CONDITIONS, MEASURES
+from analysis.vocabulary import AGE_BANDS, CONDITIONS, MEASURES
 
 BASE_RATES: dict[str, float] = {
     "gp_appointments": 0.45,

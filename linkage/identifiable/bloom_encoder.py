@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ig_policies.errors import ConfigError
 from linkage.bloom import ALPHABET, WORD_BITS, BloomSettings, key_purpose
+from linkage.identifiable import STANDARDISED_IDENTIFIERS
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
@@ -111,7 +113,8 @@ def field_key(master_secret: MasterSecret, field: str, project_id: str, key_vers
 def encoders(
     settings: BloomSettings, master_secret: MasterSecret, project_id: str, key_version: int
 ) -> dict[str, BloomEncoder]:
-    """One encoder per configured field, each under its own key."""
+    """One encoder per configured field, each under its own key; its source is checked first."""
+    check_sources(settings)
     return {
         name: BloomEncoder(
             field_key(master_secret, name, project_id, key_version),
@@ -122,6 +125,18 @@ def encoders(
         )
         for name, f in settings.fields.items()
     }
+
+
+def check_sources(settings: BloomSettings) -> None:
+    """Refuse, before any row is read, an encoding whose source is not a standardised identifier."""
+    for name, f in settings.fields.items():
+        if f.source not in STANDARDISED_IDENTIFIERS:
+            raise ConfigError(
+                f"pseudonymisation.bloom.fields.{name}.source: {f.source!r} is not a standardised "
+                f"identifier column (one of {', '.join(STANDARDISED_IDENTIFIERS)})",
+                hint="fix the key in the settings file, or give the encoding column the name of its "
+                "field (bf_surname reads std_surname)",
+            )
 
 
 def encode_values(values: Sequence[str | None], encoder: BloomEncoder) -> list[np.ndarray | None]:

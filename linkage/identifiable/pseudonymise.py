@@ -27,6 +27,8 @@ from ig_policies.master_secret import MasterSecret, MasterSecretError, load_mast
 from ig_policies.policy import DatasetKind, Role
 from ig_policies.workspace import Workspace, atomic_directory, write_json
 from linkage.bloom import BloomSettings
+from linkage.dataset_config import DATASETS_DIR, load_dataset_config
+from linkage.identifiable import DIRECT_IDENTIFIERS, RECORD_REFERENCES
 from linkage.identifiable.bloom_encoder import BloomEncoder, add_bloom_columns, encoders
 from linkage.identifiable.opt_out import read_opt_out_list, remove_opted_out
 from linkage.identifiable.standardise import (
@@ -58,18 +60,7 @@ MATCH_TOKEN_PURPOSE = "match-tokens"
 RESEARCH_PURPOSE = "research-pseudonym"
 
 #: Columns that identify a person directly; never copied to the pseudonymised zone.
-IDENTIFYING_COLUMNS = frozenset(
-    {
-        "client_ref",
-        "patient_id",
-        "forename",
-        "surname",
-        "date_of_birth",
-        "postcode",
-        "nhs_number",
-        "source_row",
-    }
-)
+IDENTIFYING_COLUMNS = frozenset({*DIRECT_IDENTIFIERS, *RECORD_REFERENCES, "source_row"})
 #: Columns whose presence makes a dataset a "person" table that gets tokens.
 PERSON_IDENTIFIERS = ("forename", "surname", "date_of_birth", "nhs_number", "postcode")
 FLAG_COLUMNS = ("nhs_number_valid", "dob_valid", "postcode_valid")
@@ -134,16 +125,10 @@ def validated_extracts(workspace: Workspace) -> dict[str, Path]:
 
 def _programme(dataset: str) -> str:
     """The programme an employment extract belongs to: its dataset config's ``programme``, else its name."""
-    config = Path(__file__).parent.parent / "datasets" / f"{dataset}.yaml"
+    config = DATASETS_DIR / f"{dataset}.yaml"
     if config.is_file():
-        import yaml
-
-        try:
-            doc = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            doc = {}
-        value = doc.get("programme") if isinstance(doc, dict) else None
-        if isinstance(value, str) and value.strip():
+        value = load_dataset_config(config).programme
+        if value and value.strip():
             return value.strip()
     return dataset
 

@@ -19,6 +19,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from linkage.identifiable import STANDARDISED_IDENTIFIERS
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
@@ -392,22 +394,7 @@ def yes_no(col: Column) -> Column:
 
 #: Standardised columns added by ``standardise_identifiers`` (prefix ``std_``), plus the three flags.
 STANDARD_COLUMNS: tuple[str, ...] = (
-    "std_nhs_number",
-    "std_forename",
-    "std_forename_canonical",
-    "std_surname",
-    "std_surname_first",
-    "std_surname_last",
-    "std_forename_phonetic",
-    "std_surname_phonetic",
-    "std_forename_initial",
-    "std_dob",
-    "std_dob_year",
-    "std_dob_month",
-    "std_dob_day",
-    "std_postcode",
-    "std_postcode_sector",
-    "std_postcode_district",
+    *STANDARDISED_IDENTIFIERS,
     "sex",
     "year_of_birth",
     "nhs_number_valid",

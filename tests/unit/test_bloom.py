@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from ig_policies.errors import ConfigError
 from ig_policies.master_secret import MasterSecret
 from ig_policies.workspace import write_json
 from linkage import bloom
@@ -69,7 +70,9 @@ def test_another_key_gives_an_unrelated_encoding(other):
 
 def test_dice_is_one_for_a_value_with_itself_and_high_for_a_one_letter_typo():
     enc = _encoder()
-    jonathan, jonathon, smith, quix = bloom_encoder.encode_values(["JONATHAN", "JONATHON", "SMITH", "QUIXLEY"], enc)
+    jonathan, jonathon, smith, quix = bloom_encoder.encode_values(
+        ["JONATHAN", "JONATHON", "SMITH", "QUIXLEY"], enc
+    )
     assert bloom.dice(jonathan, jonathan) == 1.0
     typo = bloom.dice(jonathan, jonathon)
     assert typo >= 0.75
@@ -130,6 +133,17 @@ def test_settings_record_parameters_and_refuse_bad_values():
     assert "redacted" in repr(_encoder())
 
 
+def test_each_encoding_reads_its_own_field_unless_told_and_an_unknown_source_is_refused():
+    assert SETTINGS.fields["bf_surname"].source == "std_surname"
+    told = bloom.BloomSettings(fields={"bf_name": bloom.BloomField(source="std_forename", hashes=5)})
+    assert told.fields["bf_name"].source == "std_forename"
+    bloom_encoder.check_sources(SETTINGS)
+    unknown = bloom.BloomSettings(fields={"bf_shoe_size": bloom.BloomField(hashes=5)})
+    assert unknown.fields["bf_shoe_size"].source == "std_shoe_size"
+    with pytest.raises(ConfigError, match=r"pseudonymisation\.bloom\.fields\.bf_shoe_size\.source"):
+        bloom_encoder.encoders(unknown, SECRET, "p1", 1)
+
+
 def test_bloom_parameters_come_from_the_settings_file_and_errors_name_the_key(tmp_path):
     from flows.settings import Settings, SettingsError, load_settings
 
@@ -180,7 +194,10 @@ def encoded_pairs(spark, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     enc = _encoder()
     sdf = spark.createDataFrame(pairs)
     sdf = sdf.withColumns(
-        {"bf_l": bloom_encoder.bloom_column(enc, F.col("fn_l")), "bf_r": bloom_encoder.bloom_column(enc, F.col("fn_r"))}
+        {
+            "bf_l": bloom_encoder.bloom_column(enc, F.col("fn_l")),
+            "bf_r": bloom_encoder.bloom_column(enc, F.col("fn_r")),
+        }
     )
     out = tmp_path_factory.mktemp("bloom") / "pairs"
     sdf.select("pair", "bf_l", "bf_r").write.parquet(str(out))
@@ -270,7 +287,7 @@ def test_dice_levels_follow_the_exact_token_level_and_blocking_is_unchanged():
     from linkage import splink_model
 
     base = splink_model.token_comparisons()
-    model = bloom.with_dice_levels(base, SETTINGS.words)
+    model = splink_model.with_dice_levels(base, SETTINGS.words)
     by_name = {c["output_column_name"]: c for c in model}
     labels = [lv["label_for_charts"] for lv in by_name["name"]["comparison_levels"]]
     assert labels[:4] == ["missing", "exact", "names Dice >= 0.85", "names Dice >= 0.70"]

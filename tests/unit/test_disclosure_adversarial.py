@@ -13,7 +13,7 @@ from analysis.disclosure import (
     Outcome,
     check_output,
 )
-from analysis.disclosure.checks import ledger_entry_for
+from analysis.disclosure.ledger import ledger_entry_for
 from analysis.disclosure.outputs import kind_of
 from analysis.disclosure.suppression import build_grid, feasible_interval
 from ig_policies.errors import DisclosureBlocked

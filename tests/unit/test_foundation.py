@@ -71,7 +71,9 @@ def test_master_secret_fails_closed_without_configuration() -> None:
 
 def test_master_key_file_round_trip_and_wrong_passphrase(tmp_path: Path) -> None:
     path = create_master_key_file(tmp_path / "master.key", "correct horse")
-    secret = load_master_secret({"EHL_MASTER_KEY_FILE": str(path), "EHL_MASTER_KEY_PASSPHRASE": "correct horse"})
+    secret = load_master_secret(
+        {"EHL_MASTER_KEY_FILE": str(path), "EHL_MASTER_KEY_PASSPHRASE": "correct horse"}
+    )
     assert "redacted" in repr(secret)
     with pytest.raises(MasterSecretError, match="wrong passphrase"):
         load_master_secret({"EHL_MASTER_KEY_FILE": str(path), "EHL_MASTER_KEY_PASSPHRASE": "wrong horse!"})
@@ -81,8 +83,17 @@ def test_derived_keys_differ_by_purpose_project_and_version() -> None:
     secret = load_master_secret({"EHL_MASTER_SECRET": "ab" * 32})
     base = secret.derive("match-tokens", "p1", 1)
     assert base == secret.derive("match-tokens", "p1", 1)
-    assert len({base, secret.derive("match-tokens", "p2", 1), secret.derive("match-tokens", "p1", 2),
-                secret.derive("audit", "p1", 1)}) == 4
+    assert (
+        len(
+            {
+                base,
+                secret.derive("match-tokens", "p2", 1),
+                secret.derive("match-tokens", "p1", 2),
+                secret.derive("audit", "p1", 1),
+            }
+        )
+        == 4
+    )
 
 
 def test_master_key_passphrase_can_come_from_a_mounted_file(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def test_invalid_policy_is_refused_and_audited(workspace: Workspace, tmp_path: P
 
 def test_broken_trust_store_is_refused_and_audited(workspace: Workspace, tmp_path: Path) -> None:
     (tmp_path / "store.yaml").write_text("keys: [{key_id: nope}]\n")
-    with pytest.raises(ConfigError, match="invalid trust store"):
+    with pytest.raises(ConfigError, match="the trust store is not valid"):
         PolicyEngine.load(DEMO_POLICY, workspace, trust_store=tmp_path / "store.yaml")
     assert _entries(workspace)[-1]["rule"] == "invalid_trust_store"
 

@@ -17,6 +17,7 @@ import pytest
 from ig_policies.errors import ConfigError, InputError
 from ig_policies.workspace import Workspace
 from linkage import quality, splink_model
+from linkage.identifiable.truth import pseudonymised_truth
 from linkage.link import AMBIGUOUS, MATCHED, UNMATCHED, decide, link_tables, write_linked
 from linkage.link_backend import choose_backend, db_api_for_run, duckdb_api
 from linkage.linkage_config import LinkageConfig, LinkageTable, load_linkage_config
@@ -317,7 +318,10 @@ def test_report_and_evaluation(linked_ws) -> None:
     assert list(rates.columns) == list(quality.MATCH_RATE_COLUMNS)
     assert set(rates["group"]) == {"overall", *quality.GROUPS}
     assert not (rates["level"] == "unknown").any()
-    result = quality.evaluate(ws, RESEARCH_KEY)
+    truth = pseudonymised_truth(ws, RESEARCH_KEY, quality.linked_programmes(ws))
+    assert list(truth.columns) == ["client_pseudonym", "true_patient"]
+    assert truth["client_pseudonym"].str.match(r"^C[0-9a-f]{20}$").all()
+    result = quality.evaluate(ws, truth)
     assert set(result.by_group["group"]) == set(quality.GROUPS) and result.excluded_true_pairs == 0
     assert result.f1 >= 0.98 and result.precision >= 0.995
     assert result.threshold_curve["recall"].is_monotonic_decreasing
@@ -339,7 +343,7 @@ def test_evaluation_refuses_without_truth(tmp_path: Path) -> None:
         columns=["client_pseudonym", "patient_pseudonym", "match_weight", "match_probability"]
     ).to_parquet(ws.linked / "candidate_pairs.parquet")
     with pytest.raises(InputError, match="synthetic"):
-        quality.evaluate(ws, RESEARCH_KEY)
+        pseudonymised_truth(ws, RESEARCH_KEY, quality.linked_programmes(ws))
 
 
 def test_match_rate_differences_are_called_out() -> None:

@@ -1,6 +1,6 @@
 """A small synthetic population with planted recording errors, tokenised like the pseudonymiser.
 
-Used by the linkage tests (and, at larger sizes, by ``benchmarks/linkage.py``) so linkage can be
+Used by the linkage tests (and, at larger sizes, by ``benchmarks/link.py``) so linkage can be
 tested on a known truth: every client record is a noisy copy of a person, most of whom have one
 health record. Tokens are HMAC-SHA256 hex over the standardised values, with one key for all
 fields, so forename/surname swaps and day/month transpositions show up as cross-field equality.

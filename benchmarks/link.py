@@ -2,10 +2,10 @@
 
 Usage (from the repository root):
 
-    .venv/bin/python benchmarks/linkage.py --size small            # 20k clients x 200k patients
-    .venv/bin/python benchmarks/linkage.py --size large            # 100k x 1M
-    .venv/bin/python benchmarks/linkage.py --size 5000x50000 --backends duckdb --cleartext
-    .venv/bin/python benchmarks/linkage.py --size 20000x200000 --backends duckdb --cleartext --bloom \
+    .venv/bin/python benchmarks/link.py --size small            # 20k clients x 200k patients
+    .venv/bin/python benchmarks/link.py --size large            # 100k x 1M
+    .venv/bin/python benchmarks/link.py --size 5000x50000 --backends duckdb --cleartext
+    .venv/bin/python benchmarks/link.py --size 20000x200000 --backends duckdb --cleartext --bloom \
         --error-scales 1,2 --seeds 1,2,3            # the Bloom targets: default and doubled typo rates
 
 The population is synthetic with the default planted error rates of the linkage tests (typos,
