@@ -42,13 +42,18 @@ class NaturalExperimentOptions(AnalysisOptions):
     placebo_shift: int = Field(
         12, ge=0, description="months to move enrolment earlier for the placebo test (0: no placebo)"
     )
+    event_study_comparison: Literal["not_yet_enrolled", "not_yet_or_never_enrolled"] = Field(
+        "not_yet_enrolled",
+        description="who the event study compares each enrolment cohort with: clients not yet "
+        "enrolled, or also the never-enrolled comparison pool",
+    )
 
     @field_validator("measures")
     @classmethod
     def _known_measures(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         if not value:
             return None
-        from analysis.research_dataset import MEASURES
+        from analysis.vocabulary import MEASURES
 
         unknown = [m for m in value if m not in MEASURES]
         if unknown:
@@ -58,7 +63,7 @@ class NaturalExperimentOptions(AnalysisOptions):
         return value
 
     def keyword_arguments(self) -> dict[str, Any]:
-        from analysis.research_dataset import MEASURES
+        from analysis.vocabulary import MEASURES
 
         return {
             "outcomes": self.measures or MEASURES,
@@ -66,6 +71,7 @@ class NaturalExperimentOptions(AnalysisOptions):
             "months_after": self.months_after,
             "anticipation": self.anticipation,
             "placebo_shift": self.placebo_shift or None,
+            "event_study_comparison": self.event_study_comparison,
         }
 
 
@@ -78,8 +84,27 @@ class EquityAuditOptions(AnalysisOptions):
         "through long-term sickness or disability)",
     )
 
+    comparison: dict[str, Any] | None = Field(
+        None,
+        description="the comparison population per programme: default (min_age, max_age, "
+        "activity: census economic-activity categories) and programmes.<name> overrides; "
+        "default: ages 16-64, unemployed plus inactive other than retired and students",
+    )
+
+    @field_validator("comparison")
+    @classmethod
+    def _valid_comparison(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from analysis.equity.population import ComparisonPopulations
+
+            ComparisonPopulations.model_validate(value)
+        return value
+
     def keyword_arguments(self) -> dict[str, Any]:
-        return {"basis": self.population}
+        from analysis.equity.population import ComparisonPopulations
+
+        comparison = ComparisonPopulations.model_validate(self.comparison or {})
+        return {"basis": self.population, "comparison": comparison}
 
 
 class SuccessFactorsOptions(AnalysisOptions):

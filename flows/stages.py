@@ -361,7 +361,10 @@ def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
     policy = engine.policy
     key = ctx.master_secret().derive("research-pseudonym", policy.project.id, policy.linkage.key_version)
     with engine.step(ctx.processor, Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True) as step:
-        result = quality.evaluate(ws, key, load_linkage_config(ctx.settings.linkage.config))
+        from linkage.identifiable.truth import pseudonymised_truth
+
+        truth_pairs = pseudonymised_truth(ws, key, quality.linked_programmes(ws))
+        result = quality.evaluate(ws, truth_pairs, load_linkage_config(ctx.settings.linkage.config))
         step.inputs(ws.linked / "links.parquet")
         step.outputs(result.report_path)
         step.detail(
