@@ -12,6 +12,10 @@ unemployment). beta_c is an elasticity: a 1% higher prevalence of condition c go
 beta_c% higher rate, holding the other conditions and the local authority fixed. Errors are
 heteroskedasticity-robust (HC3) because small LSOAs have noisier rates. This is ecological: it
 describes areas, not people.
+
+A study area with too few LSOAs for the model (a small synthetic region, a single town) is not an
+error: each model that cannot be fitted is reported as "not estimable here, because ..." in the
+analysis's note output, and the run goes on.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.area_data import (
-    CONDITIONS,
+    AREA_CONDITIONS,
     load_census_economic_activity,
     load_gp_registrations,
     load_lsoa_lookup,
@@ -32,13 +36,20 @@ from analysis.area_data import (
 )
 from analysis.charts import estimate_chart
 from analysis.disclosure import Figure, ModelResult
-from analysis.stage import AnalysisOutputs, request_outputs
+from analysis.stage import AnalysisOutputs, NotEstimable, not_estimable_output, request_outputs
 from analysis.vocabulary import AREA_OUTCOMES
 from ig_policies.errors import InputError
 from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 AreaOutcome = Literal["inactive_sick_rate", "unemployment_rate"]
+AREA_RATES: tuple[AreaOutcome, ...] = ("inactive_sick_rate", "unemployment_rate")
+
+#: Fewest residual degrees of freedom a model is fitted with (disclosure control's own minimum
+#: for regressions is of the same size): fewer, and the robust errors mean little.
+MIN_RESIDUAL_DF = 10
+#: Fewest LSOAs with a positive prevalence for a condition to enter the model.
+MIN_CONDITION_LSOAS = 10
 
 
 def apportion_prevalence(qof: pd.DataFrame, registrations: pd.DataFrame) -> pd.DataFrame:
@@ -119,6 +130,8 @@ def fit_elasticities(
 
     LSOAs with a zero rate or a zero prevalence are left out (their log is undefined); the
     number left out is reported in ``fit``. "Significant" means p < ``alpha`` (robust errors).
+    Raises ``NotEstimable`` when the LSOAs are too few to tell the conditions and the local
+    authorities apart, or leave fewer than ``MIN_RESIDUAL_DF`` residual degrees of freedom.
     """
     import statsmodels.formula.api as smf
 
@@ -134,14 +147,23 @@ def fit_elasticities(
         data[f"x{i}"] = np.log(df[c].astype(float))
     fe = " + C(lad22cd)" if data["lad22cd"].nunique() > 1 else ""
     formula = "y ~ " + " + ".join(names.values()) + fe
+    what = AREA_OUTCOMES.get(outcome, outcome)
+    if len(data) <= len(conditions) + MIN_RESIDUAL_DF:
+        raise NotEstimable(
+            f"only {len(data)} LSOAs have a positive {what} and prevalence of every condition, and a model "
+            f"of {len(conditions)} conditions with local-authority effects needs more than "
+            f"{len(conditions) + MIN_RESIDUAL_DF}; it needs data covering more LSOAs",
+            f"the model of the {what}",
+        )
     model = smf.ols(formula, data=data)
     rank = int(np.linalg.matrix_rank(model.exog))
-    if rank < model.exog.shape[1] or len(data) - rank < 1:
-        raise InputError(
-            "area profile",
+    if rank < model.exog.shape[1] or len(data) - rank < MIN_RESIDUAL_DF:
+        raise NotEstimable(
             f"the {len(conditions)} conditions' prevalences and the local authorities cannot be told apart "
-            f"in {len(data)} LSOAs (the model has {model.exog.shape[1]} parameters but only {rank} can be estimated)",
-            hint="use fewer conditions, or data covering more LSOAs.",
+            f"in {len(data)} LSOAs (the model has {model.exog.shape[1]} parameters, of which {rank} can be "
+            f"estimated, and needs at least {MIN_RESIDUAL_DF} LSOAs more than that); it needs data covering "
+            "more LSOAs, or fewer conditions",
+            f"the model of the {what}",
         )
     fit = model.fit(cov_type=cov_type)
     ci = fit.conf_int(alpha=alpha)
@@ -187,7 +209,9 @@ def _describe(row: object, outcome: str) -> str:
     )
 
 
-def usable_conditions(profile: pd.DataFrame, candidates: Sequence[str], min_lsoas: int = 10) -> list[str]:
+def usable_conditions(
+    profile: pd.DataFrame, candidates: Sequence[str], min_lsoas: int = MIN_CONDITION_LSOAS
+) -> list[str]:
     """Conditions with a positive prevalence in enough LSOAs to be estimated."""
     out = []
     for c in candidates:
@@ -276,26 +300,40 @@ def run_area_profile(
             load_qof_prevalence(paths["qof"]), load_gp_registrations(paths["registrations"])
         )
         profile = build_area_profile(census, prevalence, load_lsoa_lookup(paths["lookup"]))
-        wanted = list(conditions) if conditions else list(CONDITIONS)
+        wanted = list(conditions) if conditions else list(AREA_CONDITIONS)
         usable = usable_conditions(profile, wanted)
-        if len(profile) < len(usable) + 10 or not usable:
+        if profile.empty:
             raise InputError(
                 str(paths["census"]),
-                f"only {len(profile)} LSOAs have census, QOF and registration data: too few to fit the area model",
+                "no LSOA has census, QOF and registration data",
                 hint="check that the census, QOF and registration files cover the same areas (LSOA codes, practice codes).",
             )
-        models = [
-            fit_elasticities(profile, outcome, usable)
-            for outcome in ("inactive_sick_rate", "unemployment_rate")
-        ]
+        models: list[ElasticityModel] = []
+        not_estimable: list[NotEstimable] = []
+        for outcome in AREA_RATES:
+            try:
+                if not usable:
+                    raise NotEstimable(
+                        f"no condition has a varying, positive prevalence in at least {MIN_CONDITION_LSOAS} "
+                        f"of the {len(profile)} LSOAs; it needs data covering more LSOAs",
+                        f"the model of the {AREA_OUTCOMES[outcome]}",
+                    )
+                models.append(fit_elasticities(profile, outcome, usable))
+            except NotEstimable as exc:
+                not_estimable.append(exc)
         residents = int(profile["residents_16_plus"].sum())
-        requests, folders = request_outputs(
-            workspace, engine, actor, area_outputs(models, residents), justification
-        )
+        outputs = area_outputs(models, residents)
+        if not_estimable:
+            outputs.append(not_estimable_output("area_profile", AREA_SOURCE, not_estimable))
+        requests, folders = request_outputs(workspace, engine, actor, outputs, justification)
         step.inputs(*paths.values())
         step.outputs(*folders)
         step.counts(lsoas=len(profile), outputs_requested=len(requests))
-        step.detail(conditions=usable, significant={m.outcome: m.significant_conditions() for m in models})
+        step.detail(
+            conditions=usable,
+            significant={m.outcome: m.significant_conditions() for m in models},
+            not_estimable=[e.sentence for e in not_estimable],
+        )
     sentences: list[str] = []
     for m in models:
         sig = m.significant_conditions()
@@ -305,10 +343,13 @@ def run_area_profile(
         sentences.extend(
             s for s, r in zip(m.sentences, m.elasticities.itertuples(), strict=True) if r.significant
         )
+    sentences.extend(e.sentence for e in not_estimable)
     return AnalysisOutputs("area_profile", requests, folders, tuple(sentences))
 
 
 __all__ = [
+    "AREA_RATES",
+    "MIN_RESIDUAL_DF",
     "ElasticityModel",
     "apportion_prevalence",
     "area_rates",
