@@ -347,3 +347,24 @@ def test_fit_raises_not_estimable_when_conditions_and_las_cannot_be_told_apart()
         "The model of the rate of economic inactivity through long-term sickness or disability: "
         "not estimable here, because the 3 conditions' prevalences and the local authorities cannot be told apart in 24 LSOAs"
     )
+
+
+def test_absorbed_fixed_effects_give_statsmodels_hc3_numbers_exactly():
+    import statsmodels.formula.api as smf
+
+    qof, reg, census, lookup = synthetic_areas(n_lsoa=300)
+    profile = build_area_profile(census, apportion_prevalence(qof, reg), lookup)
+    fast = fit_elasticities(profile, "inactive_sick_rate", CONDITIONS)
+    data = pd.DataFrame({"y": np.log(profile["inactive_sick_rate"]), "la": profile["lad22cd"]})
+    for i, c in enumerate(CONDITIONS):
+        data[f"x{i}"] = np.log(profile[c])
+    ref = smf.ols("y ~ x0 + x1 + x2 + C(la)", data=data).fit(cov_type="HC3")
+    got = fast.elasticities.set_index("condition")
+    for i, c in enumerate(CONDITIONS):
+        assert got.loc[c, "elasticity"] == pytest.approx(ref.params[f"x{i}"], rel=1e-9)
+        assert got.loc[c, "std_error"] == pytest.approx(ref.bse[f"x{i}"], rel=1e-9)
+        assert got.loc[c, "p_value"] == pytest.approx(ref.pvalues[f"x{i}"], rel=1e-6, abs=1e-300)
+        assert got.loc[c, "ci_low"] == pytest.approx(ref.conf_int().loc[f"x{i}", 0], rel=1e-9)
+    assert fast.fit["residual_df"] == ref.df_resid
+    assert fast.fit["r_squared"] == pytest.approx(ref.rsquared, rel=1e-9)
+    assert fast.fit["adj_r_squared"] == pytest.approx(ref.rsquared_adj, rel=1e-9)
