@@ -151,3 +151,24 @@ def test_no_shared_age_sex_group_is_a_plain_error():
         service_use_table(
             clients[clients["sex"] == "M"], comparison[comparison["sex"] == "F"], ["gp_appointments"]
         )
+
+
+def test_disclosure_control_passes_the_estimates_and_withholds_a_small_group():
+    from analysis.disclosure import check_output
+    from ig_policies.demo import DEMO_POLICY
+    from ig_policies.policy import load_policy
+
+    rules = load_policy(DEMO_POLICY).outputs
+    clients, comparison = _planted_months(1.5)
+    [(_, result)] = service_use_outputs(service_use_table(clients, comparison, ["gp_appointments"]), 10)
+    report = check_output(result, rules)
+    assert report.outcome.value != "fail" and len(report.protected) == 5
+    hiw = clients[clients["programme"] == "health_into_work"]
+    few = pd.concat(
+        [clients[clients["programme"] == "ways_to_work"], hiw[hiw["person"].isin(hiw["person"].unique()[:3])]]
+    )
+    [(_, small)] = service_use_outputs(service_use_table(few, comparison, ["gp_appointments"]), 10)
+    protected = check_output(small, rules).protected.set_index("term")
+    withheld = protected[protected.index.str.startswith("Health into work")]
+    assert len(withheld) == 2 and withheld["estimate"].isna().all()  # the 3-person programme's rows
+    assert protected.loc[protected.index.str.startswith("Ways to work"), "estimate"].notna().all()
