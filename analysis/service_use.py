@@ -186,14 +186,14 @@ def _normal_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def _figure(x: float) -> str:
-    """Rates and ratios to two significant figures at most (no spurious precision)."""
+def _rate_text(x: float) -> str:
+    """A rate for a sentence: one decimal from 1 up, two significant figures below (0.15)."""
     if not math.isfinite(x):
         return "not estimable"
-    if x == 0:
-        return "0"
-    digits = max(0, 1 - int(math.floor(math.log10(abs(x)))))
-    return f"{round(x, digits):,.{digits}f}"
+    if x >= 1 or x == 0:
+        return f"{x:,.1f}"
+    digits = 1 - int(math.floor(math.log10(x)))
+    return f"{round(x, digits):.{digits}f}"
 
 
 def programme_name(programme: str) -> str:
@@ -201,29 +201,35 @@ def programme_name(programme: str) -> str:
     return programme.replace("_", " ").capitalize()
 
 
-def describe_service_use(row: pd.Series) -> str:
-    """One plain sentence per programme and measure, rounded."""
-    what = MEASURE_LABELS.get(row["measure"], row["measure"].replace("_", " ")).lower()
-    who = f"{programme_name(row['programme'])} clients"
+def _measure_in_sentence(measure: str) -> str:
+    """``GP appointments`` stays; ``Emergency admissions`` -> ``emergency admissions``."""
+    label = MEASURE_LABELS.get(measure, measure.replace("_", " "))
+    return label if label[:2].isupper() else label[:1].lower() + label[1:]
+
+
+def describe_service_use(row: pd.Series, months_before: int = 12) -> str:
+    """One plain sentence per programme and measure, rounded, naming the programme."""
+    what = _measure_in_sentence(row["measure"])
+    period = "year" if months_before == 12 else f"{months_before} months"
     rates = (
-        f"{_figure(row['clients_rate'])} {what} per person-year in the year before enrolling "
-        f"(95% CI {_figure(row['clients_ci_low'])}–{_figure(row['clients_ci_high'])}), against "
-        f"{_figure(row['comparison_rate'])} for residents of the same age and sex not on a programme"
+        f"{programme_name(row['programme'])} clients had {_rate_text(row['clients_rate'])} {what} per "
+        f"person-year in the {period} before enrolling (95% CI {_rate_text(row['clients_ci_low'])}–"
+        f"{_rate_text(row['clients_ci_high'])}), against {_rate_text(row['comparison_rate'])} for "
+        "registered patients who never enrolled"
     )
-    ratio = (
-        f"{_figure(row['rate_ratio'])} times the rate "
-        f"({_figure(row['ratio_ci_low'])}–{_figure(row['ratio_ci_high'])})"
-    )
+    ratio = f"{row['rate_ratio']:.2f} times the rate (95% CI {row['ratio_ci_low']:.2f}–{row['ratio_ci_high']:.2f})"
     if row["ratio_ci_low"] > 1:
-        verdict = f"more: {ratio}"
+        verdict = f"that is {ratio}, higher"
     elif row["ratio_ci_high"] < 1:
-        verdict = f"less: {ratio}"
+        verdict = f"that is {ratio}, lower"
     else:
         verdict = f"no clear difference: {ratio}"
-    return f"{who} had {rates}; {verdict}, standardised for age and sex."
+    return f"{rates}; {verdict} once age and sex are taken into account."
 
 
-def service_use_outputs(table: pd.DataFrame, min_people: int) -> list[tuple[str, ModelResult]]:
+def service_use_outputs(
+    table: pd.DataFrame, min_people: int, months_before: int = 12
+) -> list[tuple[str, ModelResult]]:
     """The released estimates: each programme's and the comparison's standardised rates and ratios."""
     rows = []
     for r in table.itertuples(index=False):
@@ -250,17 +256,21 @@ def service_use_outputs(table: pd.DataFrame, min_people: int) -> list[tuple[str,
             )
     estimates = pd.DataFrame(rows).drop_duplicates("term")
     sentences = [
-        describe_service_use(pd.Series(r._asdict()))
+        describe_service_use(pd.Series(r._asdict()), months_before)
         for r in table.itertuples(index=False)
         if min(r.clients_people, r.comparison_people) >= min_people
     ]
-    people = int(table["clients_people"].max() + table["comparison_people"].max()) if len(table) else 0
+    people = (
+        int(table.groupby("programme")["clients_people"].max().sum() + table["comparison_people"].max())
+        if len(table)
+        else 0
+    )
     result = estimates_result(
         estimates,
         "Health-service use before enrolment against the comparison population, standardised for age and sex",
         SERVICE_USE_SOURCE,
         "Directly standardised rates per person-year (standard: all programmes' clients by age band "
-        "and sex); clients' 12 months before the enrolment month; comparison: registered patients "
+        f"and sex); clients' {months_before} months before the enrolment month; comparison: registered patients "
         "aged 16-64 never linked to a client, same calendar months; 95% CIs allow for repeated "
         "months of the same person. p-values below 0.0001 are shown as 0.0001.\n" + "\n".join(sentences),
         people,
@@ -297,7 +307,7 @@ def run_service_use(
         table = service_use_table(clients, comparison)
         min_people = engine.policy.outputs.min_cell_count
         requests, folders = request_outputs(
-            workspace, engine, actor, service_use_outputs(table, min_people), justification
+            workspace, engine, actor, service_use_outputs(table, min_people, months_before), justification
         )
         step.inputs(*paths)
         step.outputs(*folders)
@@ -308,7 +318,7 @@ def run_service_use(
         )
         step.detail(measures=sorted(table["measure"].unique().tolist()))
     sentences = tuple(
-        describe_service_use(pd.Series(r._asdict()))
+        describe_service_use(pd.Series(r._asdict()), months_before)
         for r in table.itertuples(index=False)
         if min(r.clients_people, r.comparison_people) >= min_people
     )

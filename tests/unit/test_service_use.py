@@ -97,7 +97,7 @@ def test_no_difference_is_reported_as_none_and_sentences_name_the_programme():
         sentence = describe_service_use(row)
         assert "no clear difference" in sentence
         assert sentence.startswith(("Ways to work clients", "Health into work clients"))
-        assert "gp appointments per person-year" in sentence
+        assert "GP appointments per person-year" in sentence
         # rounded: no figure with more than two decimals
         assert not any(len(tok.split(".")[-1].strip("(),;–")) > 2 for tok in sentence.split() if "." in tok)
 
@@ -172,3 +172,63 @@ def test_disclosure_control_passes_the_estimates_and_withholds_a_small_group():
     withheld = protected[protected.index.str.startswith("Health into work")]
     assert len(withheld) == 2 and withheld["estimate"].isna().all()  # the 3-person programme's rows
     assert protected.loc[protected.index.str.startswith("Ways to work"), "estimate"].notna().all()
+
+
+def _panel_and_pool(rate_ratio: float):
+    """The research dataset's tables from the planted months: panel (event time -12..-1 and two
+    months after, which must be ignored), comparison pool and comparison people."""
+    clients, comparison = _planted_months(rate_ratio)
+    enrolment = pd.Timestamp("2022-01-01")
+    panel = clients.rename(columns={"person": "client_pseudonym"}).copy()
+    panel["event_time"] = (panel["month"].dt.month - 13).astype("int16")  # Jan 2021 -> -12
+    after = panel[panel["event_time"] >= -2].copy()
+    after["event_time"] = after["event_time"] + 2
+    after["month"] = enrolment + pd.to_timedelta(after["event_time"] * 31, unit="D")
+    after["gp_appointments"] = 1000  # use after enrolment is not "before enrolment"
+    panel = pd.concat([panel, after], ignore_index=True)
+    for m in ("ae_attendances", "emergency_admissions", "outpatient_appointments", "antidepressant_items"):
+        panel[m] = 0
+    band_age = {"16-24": 20, "25-34": 30, "35-49": 42, "50-64": 57}
+    people = comparison.drop_duplicates("person")[["person", "age_band", "sex"]]
+    people = pd.DataFrame(
+        {
+            "patient_pseudonym": people["person"],
+            "year_of_birth": [2021 - band_age[b] for b in people["age_band"]],
+            "sex": people["sex"],
+        }
+    )
+    pool = comparison.rename(columns={"person": "patient_pseudonym"})[
+        ["patient_pseudonym", "month", "gp_appointments"]
+    ].copy()
+    return panel, pool, people
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_stage_requests_the_standardised_rates_under_a_policy_that_permits_it(workspace, tmp_path):
+    from analysis.service_use import run_service_use
+    from ig_policies.demo import DEMO_POLICY, DEMO_USERS, demo_engine, write_demo_policy
+    from ig_policies.errors import PolicyRefused
+    from ig_policies.policy import Analysis, load_policy
+    from ig_policies.workspace import write_parquet
+
+    panel, pool, people = _panel_and_pool(1.5)
+    write_parquet(panel, workspace.analysis / "panel.parquet")
+    write_parquet(pool, workspace.analysis / "comparison_pool.parquet")
+    write_parquet(people, workspace.analysis / "comparison_people.parquet")
+    analyses = [str(a) for a in load_policy(DEMO_POLICY).analyses if a != Analysis.SERVICE_USE]
+    permits = write_demo_policy(tmp_path / "policy.yaml", {"analyses": [*analyses, "service_use"]})
+    result = run_service_use(workspace, demo_engine(workspace, permits), DEMO_USERS["researcher"])
+    assert [(n, s) for n, _, s in result.requests] == [("service-use-standardised-rates", "pending")]
+    estimates = pd.read_csv(result.pending[0] / "preview" / "service-use-standardised-rates.csv").set_index(
+        "term"
+    )
+    ratio = estimates.loc["Health into work: GP appointments, rate ratio against the comparison population"]
+    assert ratio["ci_lower"] < 1.5 < ratio["ci_upper"]  # months after enrolment were left out
+    assert any(
+        s.startswith("Health into work clients had") and "1.5" in s and "higher once age and sex" in s
+        for s in result.sentences
+    )
+
+    refuses = write_demo_policy(tmp_path / "without.yaml", {"analyses": analyses})
+    with pytest.raises(PolicyRefused, match="service_use"):
+        run_service_use(workspace, demo_engine(workspace, refuses), DEMO_USERS["researcher"])
