@@ -17,7 +17,7 @@ Values are read from ``truth/planted.json`` only, never written here. The region
 that gives tight intervals: 60,000 people, a third of the eligible residents enrolling (the
 calibrated intercepts absorb it; odds ratios do not move) and LSOAs of 200 residents. Measured
 on the shared 2-core machine: generation ~20 s, the effect fits ~65 s wall (~30 s of CPU), the
-rest a few seconds; so the module is marked ``slow``.
+rest a few seconds; so those tests are marked ``slow``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ import statsmodels.api as sm
 from ig_policies.workspace import Workspace
 from synthetic import SynthConfig, generate_region
 from synthetic.config import CONDITIONS, MEASURES
-
-pytestmark = pytest.mark.slow
 
 PEOPLE = 60_000
 SEED = 7
@@ -63,20 +61,26 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, dict]:
 # estimation helpers
 
 
-def _design(frame: pd.DataFrame, categorical: dict[str, dict[str, float]], binary: dict[str, float]):
+def _design(
+    frame: pd.DataFrame,
+    categorical: dict[str, dict[str, float]],
+    binary: dict[str, float],
+    references: dict[str, str],
+):
     """Design matrix of the planted terms; returns it with the planted log contrast of each column.
 
-    A categorical's planted odds ratios are relative to an implicit baseline, so the estimable
-    contrast of level k against the reference level r (the first listed level present) is
-    log OR_k - log OR_r.
+    The truth records each categorical's odds ratios against its reference category
+    (``reference_categories``); the estimable contrast of level k against that level r is
+    log OR_k - log OR_r (log OR_r is 0 as recorded; dividing keeps the check honest if not).
     """
     columns: dict[str, np.ndarray] = {"const": np.ones(len(frame))}
     planted: dict[str, float] = {}
     for var, table in categorical.items():
         values = frame[var].astype(str).to_numpy()
-        present = [k for k in table if (values == k).any()]
-        ref = present[0]
-        for level in present[1:]:
+        ref = references[var]
+        assert (values == ref).any(), f"no {var} {ref} in the data to compare with"
+        present = [k for k in table if k != ref and (values == k).any()]
+        for level in present:
             name = f"{var}={level}"
             columns[name] = (values == level).astype(float)
             planted[name] = math.log(table[level]) - math.log(table[ref])
@@ -121,6 +125,7 @@ def _quintile(decile: pd.Series) -> np.ndarray:
 # tests
 
 
+@pytest.mark.slow
 def test_job_start_and_sustainment_odds_ratios_match_the_generated_outcomes(region):
     ws, planted = region
     truth = planted["outcomes"]
@@ -142,15 +147,19 @@ def test_job_start_and_sustainment_odds_ratios_match_the_generated_outcomes(regi
         e,
         {k: odds[k] for k in ("age_band", "ethnicity", "imd_quintile", "programme")},
         {"female": odds["female"]} | odds["condition"],
+        truth["reference_categories"],
     )
     _assert_within(*_logit(e["job_start"].to_numpy(), x), want, "job start")
 
     started = e[e["job_start"]]
     sus = truth["sustained_odds_ratios"]
-    x, want = _design(started, {"programme": sus["programme"]}, sus["condition"])
+    x, want = _design(
+        started, {"programme": sus["programme"]}, sus["condition"], truth["reference_categories"]
+    )
     _assert_within(*_logit(started["sustained_26_weeks"].to_numpy(), x), want, "sustained 26 weeks")
 
 
+@pytest.mark.slow
 def test_selection_odds_ratios_match_who_enrolled(region):
     """Selection uses characteristics on a date drawn per resident that the files do not hold, so
     the check uses residents for whom that date cannot matter: aged 16-64 and in the same age band
@@ -193,11 +202,13 @@ def test_selection_odds_ratios_match_who_enrolled(region):
         frame,
         {k: odds[k] for k in ("age_band", "ethnicity", "imd_quintile", "economic_status")},
         {"female": odds["female"]} | odds["condition"],
+        planted["selection"]["reference_categories"],
     )
     assert len(frame) > 15_000 and frame["enrolled"].sum() > 3_000
     _assert_within(*_logit(frame["enrolled"].to_numpy(), x), want, "selection")
 
 
+@pytest.mark.slow
 def test_area_elasticities_match_the_census_counts(region):
     ws, planted = region
     ea = planted["economic_activity"]
@@ -248,6 +259,7 @@ def _two_way_poisson(y: np.ndarray, at_risk: np.ndarray, offset: np.ndarray, pos
     return beta, math.sqrt((score**2).sum()) / info
 
 
+@pytest.mark.slow
 def test_enrolment_effects_on_service_use_match_the_activity(region):
     ws, planted = region
     effect = planted["health_effect"]
@@ -304,6 +316,7 @@ def test_enrolment_effects_on_service_use_match_the_activity(region):
     assert checked == len(MEASURES)
 
 
+@pytest.mark.slow
 def test_representation_ratios_match_the_clients_when_recorded(region):
     """Representation ratios are read from the truth: programme -> characteristic -> category.
 
@@ -343,3 +356,21 @@ def test_representation_ratios_match_the_clients_when_recorded(region):
                 if abs(estimate - math.log(ratio)) > Z * se:
                     misses[(programme, characteristic, category)] = (round(math.exp(estimate), 3), ratio)
     assert not misses, f"representation ratios, estimate and planted: {misses}"
+
+
+def test_odds_ratios_are_recorded_against_their_reference_category():
+    """A configuration may give a baseline an odds ratio other than 1; the truth records what an
+    analysis with the recorded baseline finds (ages 50-64 against 25-34 here: 1.2 / 2 = 0.6)."""
+    from synthetic.region import PLANTED_REFERENCE, _against_reference
+
+    recorded = _against_reference({"age_band": {"16-24": 2.4, "25-34": 2.0, "50-64": 1.2}, "female": 0.8})
+    assert recorded["age_band"] == {"25-34": 1.0, "16-24": 1.2, "50-64": 0.6}
+    assert recorded["female"] == 0.8
+    # a baseline left out of the configuration has odds ratio 1, as the generator applies it
+    assert _against_reference({"imd_quintile": {"1": 0.6}})["imd_quintile"] == {"3": 1.0, "1": 0.6}
+    # the success analysis's default baselines are the planted ones, so its defaults find them
+    from analysis.success import PREFERRED_REFERENCE
+
+    shared = set(PLANTED_REFERENCE) & set(PREFERRED_REFERENCE)
+    assert shared >= {"age_band", "ethnicity", "imd_quintile", "programme"}
+    assert all(PLANTED_REFERENCE[v] == PREFERRED_REFERENCE[v] for v in shared)
