@@ -35,8 +35,9 @@ from ig_policies.errors import InputError
 from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
-#: ``source`` of the outputs (the release ledger groups by it).
-SERVICE_USE_SOURCE = "analysis/panel+comparison_pool"
+#: ``source`` of the outputs (the release ledger groups by it): the panel and its comparison pool,
+#: as for the natural experiment, so releases from the same person-months are checked together.
+SERVICE_USE_SOURCE = "analysis/panel"
 #: The comparison group's name in tables and sentences.
 COMPARISON = "comparison"
 Z95 = 1.959964
