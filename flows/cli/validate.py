@@ -70,7 +70,7 @@ def validate(
     """Validate extracts (data processor); audited with rows in, accepted and quarantined."""
     from ig_policies.errors import ConfigError
     from linkage.dataset_config import load_dataset_configs
-    from linkage.identifiable.validation import validate_extracts
+    from linkage.identifiable.validation import console_lines, validate_extracts
 
     configs = load_dataset_configs(datasets_dir)
     inputs = None
@@ -89,23 +89,8 @@ def validate(
     spark = start_spark(settings)
     with progress("Validating the extracts"):
         result = validate_extracts(ws, engine, actor, spark, dataset or None, inputs=inputs, configs=configs)
-    for d in result.datasets:
-        console.print(
-            f"{d.dataset}: {d.rows_in:,} rows in, {d.rows_accepted:,} accepted, {d.rows_quarantined:,} quarantined"
-            + (
-                f" ({', '.join(f'{k} {v:,}' for k, v in sorted(d.reason_counts.items()))})"
-                if d.reason_counts
-                else ""
-            )
-            + (f"; columns dropped: {', '.join(d.dropped_columns)}" if d.dropped_columns else "")
-            + (f"; NHS numbers invalid {d.invalid_nhs_numbers:,}" if d.invalid_nhs_numbers else "")
-            + (
-                f"; dates of birth unreadable {d.unreadable_dates_of_birth:,}"
-                if d.unreadable_dates_of_birth
-                else ""
-            ),
-            soft_wrap=True,
-        )
+    for line in console_lines(result):
+        console.print(line, soft_wrap=True, markup=False)
     outputs: list[tuple[str, Path | str]] = []
     for d in result.datasets:
         if d.validated_path is not None:

@@ -469,10 +469,12 @@ def _zero_byte(path: Path, header: list[str], records: list[list[str]]) -> Input
                     row=number,
                     column=_column_name(header, index),
                 )
+    index = next((i for i, h in enumerate(header) if "\x00" in h), 0)
     return InputError(
         str(path),
         "a column heading holds a zero (NUL) byte, which no text export contains: the file is damaged.",
         hint="ask the provider to export the extract again and re-send it.",
+        column=f"heading {index + 1}",
     )
 
 
