@@ -614,15 +614,12 @@ def plan_columns(
     """
     permitted_set = set(permitted) if permitted is not None else None
     seen: dict[str, str] = {}
+    repeated: list[str] = []
     for name in header:
         key = _norm(name)
         if key in seen:
-            raise InputError(
-                str(path),
-                f"the column heading '{name.strip()}' appears twice, so we cannot tell which one to use.",
-                hint="ask the provider to re-export the extract with each column once.",
-            )
-        seen[key] = name
+            repeated.append(name)
+        seen.setdefault(key, name)
     wanted = {_norm(provider): canonical for provider, canonical in config.columns.items()}
     by_canonical = {canonical: provider for provider, canonical in config.columns.items()}
     missing = [by_canonical[f] for f in config.required_fields if _norm(by_canonical[f]) not in seen]
@@ -646,6 +643,14 @@ def plan_columns(
         if diagnosis is not None:
             problem, hint = f"{problem} {diagnosis[0]}", diagnosis[1]
         raise InputError(str(path), problem, hint=hint)
+    if repeated:
+        # only once the headings are known to be headings (a first line of data would repeat
+        # values, and they must not be echoed)
+        raise InputError(
+            str(path),
+            f"the column heading '{repeated[0].strip()}' appears twice, so we cannot tell which one to use.",
+            hint="ask the provider to re-export the extract with each column once.",
+        )
     if permitted_set is not None:
         refused = [f for f in (*config.keys, *config.not_null) if f not in permitted_set]
         if refused:
