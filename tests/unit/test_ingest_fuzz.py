@@ -384,7 +384,8 @@ def test_fuzzed_extract_through_the_stage(spark, tmp_path: Path, extract: Extrac
     report = pd.read_csv(quarantine_report_path(ws, WTW.name), dtype=str, keep_default_na=False)
     assert list(report.columns) == ["row", "column", "reason_code", "reason"]
     assert len(report) == d.rows_quarantined
-    assert not any(cell.startswith(("=", "+", "@")) for cell in report.to_numpy().ravel())
+    text = quarantine_report_path(ws, WTW.name).read_text()
+    assert not any(value in text for value in [*INJECTIONS, *OTHER_DATES[:7], *BAD_NHS])  # no values
     if d.passed:
         accepted = pd.read_parquet(validated_path(ws, WTW.name))
         assert len(accepted) == d.rows_accepted
