@@ -692,26 +692,19 @@ def _text_layout_diagnosis(path: Path, config: DatasetConfig, encoding: str, del
         with open(path, "rb") as fh:
             head = fh.read(_SNIFF_BYTES)
         required = _required_headings(config)
-        best: tuple[int, str, str] | None = None
-        for enc in dict.fromkeys([encoding, "utf-8", "cp1252", "utf-16", "utf-16-le", "utf-16-be"]):
+
+        def score_of(enc: str, sep: str) -> int:
             text = head.decode(enc, errors="replace").lstrip("\ufeff")
-            for sep in dict.fromkeys([delimiter, *_DELIMITERS]):
-                first = next(csv.reader(io.StringIO(text, newline=""), delimiter=sep), [])
-                score = _matched(first, required)
-                if best is None or score > best[0]:
-                    best = (score, enc, sep)
-        assert best is not None
-        score, enc, sep = best
-        current = _matched(
-            next(
-                csv.reader(
-                    io.StringIO(head.decode(encoding, errors="replace").lstrip("\ufeff"), newline=""),
-                    delimiter=delimiter,
-                ),
-                [],
-            ),
-            required,
-        )
+            return _matched(next(csv.reader(io.StringIO(text, newline=""), delimiter=sep), []), required)
+
+        readings = [
+            (enc, sep)
+            for enc in dict.fromkeys([encoding, "utf-8", "cp1252", "utf-16", "utf-16-le", "utf-16-be"])
+            for sep in dict.fromkeys([delimiter, *_DELIMITERS])
+        ]
+        scores = {reading: score_of(*reading) for reading in readings}
+        enc, sep = max(readings, key=lambda r: scores[r])  # first best: the config's own reading wins ties
+        score, current = scores[(enc, sep)], scores[(encoding, delimiter)]
         if score <= current or 2 * score < len(required):
             return (
                 "None of the readings tried (comma, semicolon, tab or bar separated; UTF-8, Windows-1252 "
