@@ -22,7 +22,7 @@ Spark is given) on many examples; ``test_fuzzed_extract_through_the_stage`` runs
 (``check_extracts``: Spark row checks, Great Expectations, the writes) on a few, because each
 costs seconds of Spark.
 
-In ``make test`` the first runs 300 examples and the second 3. For many thousands on demand:
+In ``make test`` the first runs 300 examples and the second 2. For many thousands on demand:
 
     EHL_FUZZ_EXAMPLES=5000 EHL_FUZZ_STAGE_EXAMPLES=40 \\
         pytest -q -p no:cacheprovider tests/unit/test_ingest_fuzz.py --hypothesis-show-statistics
@@ -72,7 +72,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "ingest-fuzz-stage",
-    max_examples=int(os.environ.get("EHL_FUZZ_STAGE_EXAMPLES", "3")),
+    max_examples=int(os.environ.get("EHL_FUZZ_STAGE_EXAMPLES", "2")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
