@@ -106,9 +106,7 @@ def read_master_key_file(path: str | os.PathLike[str], passphrase: str) -> Maste
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MasterSecretError(f"{p} is not a readable {KEY_FILE_FORMAT} key file") from exc
     try:
-        return MasterSecret(
-            AESGCM(_kek(passphrase, salt)).decrypt(nonce, ciphertext, KEY_FILE_FORMAT.encode())
-        )
+        return MasterSecret(AESGCM(_kek(passphrase, salt)).decrypt(nonce, ciphertext, KEY_FILE_FORMAT.encode()))
     except InvalidTag:
         raise MasterSecretError(f"wrong passphrase for the master key file {p}") from None
 
