@@ -318,11 +318,19 @@ def _delimiter(path: Path, text: str, declared: str | None) -> str:
     try:
         return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
     except csv.Error:
-        raise InputError(
-            str(path),
-            "cannot tell how the columns are separated (tried comma, semicolon, tab and bar).",
-            hint="ask the provider for a standard CSV export, or declare `delimiter` in the dataset config.",
-        ) from None
+        pass
+    # the sniffer gives up on short files whose values hold another candidate (a one-row extract
+    # with "Met Ben; follow up"): the heading line, which holds no such values, then decides
+    first_line = sample.splitlines()[0] if sample else ""
+    widths = {sep: len(next(csv.reader([first_line], delimiter=sep), [])) for sep in _DELIMITERS}
+    widest = max(widths, key=lambda sep: widths[sep])
+    if widths[widest] > 1 and sorted(widths.values())[-2] < widths[widest]:
+        return widest
+    raise InputError(
+        str(path),
+        "cannot tell how the columns are separated (tried comma, semicolon, tab and bar).",
+        hint="ask the provider for a standard CSV export, or declare `delimiter` in the dataset config.",
+    )
 
 
 def read_delimited(

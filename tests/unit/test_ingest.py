@@ -412,3 +412,11 @@ def test_formula_text_is_neutralised_and_numbers_stay_numbers() -> None:
     assert out["count"].tolist() == table["count"].tolist() and out["count"].dtype == table["count"].dtype
     assert list(out.columns) == ["name", "count", "'=label"]
     assert neutralise_formula(-3) == -3 and neutralise_formula("=1") == "'=1"
+
+
+def test_one_row_file_whose_value_holds_another_delimiter_is_still_read(tmp_path: Path) -> None:
+    """Found by the fuzzed ingest: the sniffer gave up on this ordinary one-row extract."""
+    rows = ways_to_work_rows(employment_people(1, seed=1))  # Keyworker Notes holds "; follow up"
+    path = write_delimited(tmp_path / "wtw.csv", rows, ";")
+    table, _, delimiter = read_delimited(path)
+    assert delimiter == ";" and len(table.rows) == 1 and table.header[0] == "Client Ref"
