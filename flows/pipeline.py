@@ -44,7 +44,10 @@ def _retry_unexpected(task_: Any, task_run: Any, state: Any) -> bool:
 
 
 def _report(outcome: StageOutcome) -> dict[str, Any]:
-    get_run_logger().info(outcome.line())
+    logger = get_run_logger()
+    logger.info(outcome.line())
+    for detail in outcome.details:
+        logger.info(detail)
     for listener in list(stage_listeners):
         listener(outcome)
     return {

@@ -15,6 +15,7 @@ command always does the work, and records it in the same ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -134,6 +135,8 @@ class StageOutcome:
     summary: Mapping[str, Any]
     outputs: tuple[str, ...] = ()
     result: Any = field(default=None, repr=False, compare=False)
+    #: Lines a person needs besides the counts (e.g. the first quarantined rows); never values.
+    details: tuple[str, ...] = ()
 
     def line(self) -> str:
         what = "unchanged, skipped" if self.skipped else f"{self.seconds:.1f} s"
@@ -230,7 +233,12 @@ def run_validate(ctx: PipelineContext) -> StageOutcome:
         }
         return summary, [ws.landing / "validated", ws.quarantine, data_docs_dir(ws)], result
 
-    return _run(ctx, "validate", ctx.processor, inputs, params, run)
+    outcome = _run(ctx, "validate", ctx.processor, inputs, params, run)
+    if outcome.result is None:
+        return outcome
+    from linkage.identifiable.validation import console_lines
+
+    return dataclasses.replace(outcome, details=tuple(console_lines(outcome.result)))
 
 
 def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:

@@ -84,25 +84,84 @@ class DisclosureBlocked(EhlError):
 EXIT_INTERRUPTED = 130  # the user pressed Ctrl-C
 
 
-class EnvironmentProblem(EhlError):
-    """The machine, not the data, stopped a step: a missing folder, no permission, a full disk.
+# --------------------------------------------------------------------------------------------
+# Problems of the machine, not of the data: a folder that cannot be written, a full disk
 
-    Made from an ``OSError`` by ``expected_error``, so it always names the path and says what to do.
+
+class EnvironmentProblem(EhlError):
+    """The operating system refused to read or write a path (permissions, full disk, read-only).
+
+    Not a fault of the data or the command: the message names the path and the fix is for
+    whoever runs the machine (the data processor's account, the TRE administrator). Exit code 4,
+    like bad input, because the run cannot go on until something outside the code changes.
     """
 
     exit_code = EXIT_BAD_INPUT
 
+    def __init__(self, path: str, problem: str, hint: str):
+        super().__init__(f"{path}: {problem}", hint)
+        self.path, self.problem = path, problem
 
-_OS_HINTS = {
-    errno.ENOENT: "check that the path exists and is spelled correctly (is the workspace or share mounted?)",
-    errno.ENOTDIR: "a folder is expected at this path; check the path",
-    errno.EISDIR: "a file is expected at this path, not a folder; check the path",
-    errno.EACCES: "ask the TRE administrator to give the account running ehl access to this path",
-    errno.EPERM: "ask the TRE administrator to give the account running ehl access to this path",
-    errno.EROFS: "this file system is read-only; point the workspace at a writable folder",
-    errno.ENOSPC: "free disk space (or raise the quota) on this file system, then run the step again",
-    errno.EDQUOT: "free disk space (or raise the quota) on this file system, then run the step again",
-}
+
+_ADMIN = "ask the TRE administrator if you cannot change it yourself"
+
+
+def environment_problem(
+    exc: OSError, path: str | None = None, doing: str = "use", account: str = "the data processor's account"
+) -> EnvironmentProblem:
+    """The plain-English ``EnvironmentProblem`` for an ``OSError`` (for any handler to reuse).
+
+    ``doing`` is the verb of what was attempted ("read", "write", "use"); ``path`` overrides the
+    path the error carries; ``account`` is whose access the fix is about. Unknown errors keep the operating system's own words.
+    """
+
+    where = path or exc.filename or "(unknown path)"
+    where = str(where)
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        return EnvironmentProblem(
+            where,
+            f"permission denied: {account} may not {doing} this path.",
+            hint=(
+                f"make the folder (or file) readable and writable by {account}, "
+                f"then run the command again; {_ADMIN}."
+            ),
+        )
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+        return EnvironmentProblem(
+            where,
+            "the disk is full (or the account's disk quota is used up); nothing partial was kept.",
+            hint=f"free disk space on the volume holding this path, then run the command again; {_ADMIN}.",
+        )
+    if code == errno.EROFS:
+        return EnvironmentProblem(
+            where,
+            "the file system is read-only, so nothing can be written here.",
+            hint=f"use a workspace on a writable volume, or have the volume mounted writable; {_ADMIN}.",
+        )
+    if code == errno.ENOENT:
+        return EnvironmentProblem(
+            where,
+            "the path does not exist (a folder may have been moved or removed while the command ran).",
+            hint="check that the workspace folders exist and are where the settings say, then run again.",
+        )
+    if code in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        return EnvironmentProblem(
+            where,
+            "a file is where a folder should be, or a folder where a file should be.",
+            hint="move the unexpected file or folder out of the workspace, then run the command again.",
+        )
+    if code in (errno.EMFILE, errno.ENFILE):
+        return EnvironmentProblem(
+            where,
+            "the system has too many files open.",
+            hint=f"close other programs or raise the open-file limit, then run the command again; {_ADMIN}.",
+        )
+    return EnvironmentProblem(
+        where,
+        f"the operating system could not {doing} this path ({exc.strerror or type(exc).__name__}).",
+        hint=f"check the disk and the folder's permissions, then run the command again; {_ADMIN}.",
+    )
 
 
 def expected_error(exc: BaseException) -> EhlError | None:
@@ -119,12 +178,7 @@ def expected_error(exc: BaseException) -> EhlError | None:
     if isinstance(exc, MasterSecretError):
         return ConfigError(str(exc), hint="the data processor provides the master secret")
     if isinstance(exc, OSError):
-        where = (
-            " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None) or "(no path given)"
-        )
-        problem = exc.strerror or str(exc) or type(exc).__name__
-        hint = _OS_HINTS.get(exc.errno or -1, "check the path and the account's access to it, then run again")
-        return EnvironmentProblem(f"{where}: {problem}", hint=hint)
+        return environment_problem(exc, account="the account running this command")
     return None
 
 

@@ -43,6 +43,7 @@ from analysis.disclosure.protection import check_output
 from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.suppression import round_to_base
 from ig_policies.errors import DisclosureBlocked, InputError, PolicyRefused
+from ig_policies.formulas import neutralise_formulas
 from ig_policies.policy import OutputRules, Role
 from ig_policies.workspace import (
     Workspace,
@@ -189,7 +190,7 @@ def _new_request_id(workspace: Workspace, name: str) -> str:
 def _write_preview(directory: Path, name: str, report: CheckReport) -> list[Path]:
     files = []
     if report.protected is not None:
-        files.append(write_csv(report.protected, directory / f"{name}.csv"))
+        files.append(write_csv(neutralise_formulas(report.protected), directory / f"{name}.csv"))
     if report.png:
         files.append(write_bytes(directory / f"{name}.png", report.png))
     return files

@@ -74,23 +74,8 @@ def validate(
     with progress("Validating the extracts"):
         outcome = run_validate(configured)
     ws, result = configured.workspace, outcome.result
-    for d in result.datasets:
-        console.print(
-            f"{d.dataset}: {d.rows_in:,} rows in, {d.rows_accepted:,} accepted, {d.rows_quarantined:,} quarantined"
-            + (
-                f" ({', '.join(f'{k} {v:,}' for k, v in sorted(d.reason_counts.items()))})"
-                if d.reason_counts
-                else ""
-            )
-            + (f"; columns dropped: {', '.join(d.dropped_columns)}" if d.dropped_columns else "")
-            + (f"; NHS numbers invalid {d.invalid_nhs_numbers:,}" if d.invalid_nhs_numbers else "")
-            + (
-                f"; dates of birth unreadable {d.unreadable_dates_of_birth:,}"
-                if d.unreadable_dates_of_birth
-                else ""
-            ),
-            soft_wrap=True,
-        )
+    for line in outcome.details:
+        console.print(line, soft_wrap=True, markup=False)
     outputs: list[tuple[str, Path | str]] = []
     for d in result.datasets:
         if d.validated_path is not None:

@@ -108,7 +108,7 @@ def test_planted_faults_are_quarantined_with_their_reasons_and_nothing_is_lost(
     assert set(wtw.dropped_columns) == {"Keyworker Notes", "Telephone"}
 
     quarantined = pd.read_parquet(quarantine_path(workspace, "ways_to_work"))
-    assert list(quarantined.columns) == ["source_row", "reason_code", "reason"]
+    assert list(quarantined.columns) == ["source_row", "reason_field", "reason_code", "reason"]
     assert dict(zip(quarantined.source_row, quarantined.reason_code, strict=True)) == planted
 
     accepted = spark.read.parquet(str(validated_path(workspace, "ways_to_work")))

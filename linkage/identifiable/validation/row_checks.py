@@ -47,6 +47,7 @@ REASONS: dict[str, str] = {
 #: derived columns added for the checks; never written to the validated output
 REASON_CODE = "reason_code"
 REASON = "reason"
+REASON_FIELD = "reason_field"  # the canonical field(s) the reason is about ("" for the whole row)
 CHECK_NHS_VALID = "check_nhs_number_valid"
 CHECK_DOB = "check_dob"
 CHECK_DOB_PLAUSIBLE = "check_dob_plausible"
@@ -213,14 +214,18 @@ def apply_row_checks(frame: DataFrame, config: DatasetConfig, as_of: dt.date) ->
         df = df.withColumn("_first_failure", first)
         codes = F.array(*[F.lit(c) for c, _, _ in ordered])
         texts = F.array(*[F.lit(_reason_text(c, field)) for c, field, _ in ordered])
+        fields = F.array(*[F.lit(field) for _, field, _ in ordered])
         index = F.col("_first_failure")
         df = df.withColumn(REASON_CODE, F.when(index.isNotNull(), F.element_at(codes, index)))
-        df = df.withColumn(REASON, F.when(index.isNotNull(), F.element_at(texts, index))).drop(
+        df = df.withColumn(REASON, F.when(index.isNotNull(), F.element_at(texts, index)))
+        df = df.withColumn(REASON_FIELD, F.when(index.isNotNull(), F.element_at(fields, index))).drop(
             "_first_failure"
         )
     else:
-        df = df.withColumn(REASON_CODE, F.lit(None).cast("string")).withColumn(
-            REASON, F.lit(None).cast("string")
+        df = (
+            df.withColumn(REASON_CODE, F.lit(None).cast("string"))
+            .withColumn(REASON, F.lit(None).cast("string"))
+            .withColumn(REASON_FIELD, F.lit(None).cast("string"))
         )
 
     # the parsed dates replace the text (after the reasons, which needed both)

@@ -5,7 +5,12 @@ The stage runs in three phases so that a bad delivery stops it before anything i
 1. *ingest* every selected extract (a file that cannot be read raises ``InputError`` here);
 2. *judge* each one: row checks on Spark, the Great Expectations suite, the counts;
 3. *write* — only if every extract is within its tolerances — ``landing/validated/<dataset>.parquet``
-   and ``quarantine/<dataset>.parquet`` (Spark Parquet directories), each atomically.
+   and ``quarantine/<dataset>.parquet`` (Spark Parquet directories), each atomically, with
+   ``quarantine/<dataset>.csv``, the same rows (row, column, reason) for a person to open.
+
+A folder that cannot be written, a full disk or a read-only volume ends the stage with
+``EnvironmentProblem`` (exit 4, the path and what to do), never a bare ``OSError``; validated
+tables already written by the failing run are removed, so nothing half-done is passed on.
 
 Data Docs are built in phase 2 whatever the verdict, because a failed validation is exactly when
 the processor and the IG officer need to read them. When an extract is over its tolerance the
@@ -17,6 +22,7 @@ pseudonymisation cannot pick up an extract that no longer passes.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,15 +30,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ig_policies.errors import ConfigError, InputError
+from ig_policies.errors import ConfigError, EnvironmentProblem, InputError, environment_problem
 from ig_policies.workspace import Workspace, atomic_directory, write_bytes
 from linkage.dataset_config import DatasetConfig, load_dataset_configs
 from linkage.identifiable.ingest import PROGRAMME, SOURCE_ROW, IngestedExtract, ingest_extract
+from linkage.identifiable.validation.report import QuarantinedRow, quarantine_lines, write_quarantine_report
 from linkage.identifiable.validation.row_checks import (
     CHECK_DOB,
     CHECK_NHS_VALID,
     REASON,
     REASON_CODE,
+    REASON_FIELD,
     apply_row_checks,
 )
 from linkage.identifiable.validation.suites import SuiteOutcome, ValidationContext, build_suite
@@ -67,6 +75,9 @@ class DatasetValidation:
     validated_path: Path | None = None
     quarantine_path: Path | None = None
     data_docs_page: Path | None = None
+    quarantine_report: Path | None = None
+    first_quarantined: tuple[QuarantinedRow, ...] = ()
+    sheet_note: str | None = None
 
     @property
     def quarantine_fraction(self) -> float:
@@ -157,6 +168,11 @@ def quarantine_path(workspace: Workspace, dataset: str) -> Path:
     return workspace.quarantine / f"{dataset}.parquet"
 
 
+def quarantine_report_path(workspace: Workspace, dataset: str) -> Path:
+    """The quarantine list as CSV (row, column, reason code, reason) for a person to open."""
+    return workspace.quarantine / f"{dataset}.csv"
+
+
 def data_docs_dir(workspace: Workspace) -> Path:
     return workspace.reports / DATA_DOCS_DIR
 
@@ -173,8 +189,16 @@ def receive_file(workspace: Workspace, dataset: str, path: str | Path) -> Path:
     if source.is_relative_to(workspace.landing):
         return source
     destination = workspace.landing / RECEIVED_DIR / dataset / source.name
-    with source.open("rb") as fh:
-        write_bytes(destination, fh.read())
+    try:
+        with source.open("rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise environment_problem(exc, str(source), "read") from None
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(destination, data)
+    except OSError as exc:
+        raise environment_problem(exc, str(destination.parent), "write") from None
     return destination
 
 
@@ -242,7 +266,7 @@ def _judge(
     suite = build_suite(
         config, checked.columns, tolerance, as_of, rows=extract.rows_in, nhs_numbers_given=nhs_given
     )
-    outcome = gx_context.validate(config.name, checked.drop(REASON_CODE, REASON), suite)
+    outcome = gx_context.validate(config.name, checked.drop(REASON_CODE, REASON, REASON_FIELD), suite)
     result = DatasetValidation(
         dataset=config.name,
         source=extract.received.path,
@@ -256,6 +280,7 @@ def _judge(
         invalid_nhs_numbers=sum(int(r["invalid_nhs"] or 0) for r in tallies),
         unreadable_dates_of_birth=sum(int(r["unreadable_dob"] or 0) for r in tallies),
         suite=outcome,
+        sheet_note=extract.received.sheet_note,
     )
     return result, checked
 
@@ -271,16 +296,21 @@ def _write_outputs(
     from pyspark.sql import functions as F
 
     q_path = quarantine_path(workspace, result.dataset)
-    quarantined = checked.where(F.col(REASON_CODE).isNotNull()).select(SOURCE_ROW, REASON_CODE, REASON)
-    with atomic_directory(q_path) as tmp:
+    quarantined = checked.where(F.col(REASON_CODE).isNotNull()).select(
+        SOURCE_ROW, REASON_FIELD, REASON_CODE, REASON
+    )
+    with _writing(q_path), atomic_directory(q_path) as tmp:
         quarantined.coalesce(1).write.parquet(str(tmp))
     written_q = _parquet_rows(q_path)
+    report = quarantine_report_path(workspace, result.dataset)
+    with _writing(report):
+        first = write_quarantine_report(q_path, report, extract.received.path, extract.headings)
     v_path = validated_path(workspace, result.dataset)
     written_v = 0
     if write_validated:
         keep = [*extract.fields, *([PROGRAMME] if PROGRAMME in checked.columns else []), SOURCE_ROW]
         accepted = checked.where(F.col(REASON_CODE).isNull()).select(*keep)
-        with atomic_directory(v_path) as tmp:
+        with _writing(v_path), atomic_directory(v_path) as tmp:
             accepted.write.parquet(str(tmp))
         written_v = _parquet_rows(v_path)
         if written_v + written_q != result.rows_in:
@@ -296,8 +326,43 @@ def _write_outputs(
             **result.__dict__,
             "quarantine_path": q_path,
             "validated_path": v_path if write_validated else None,
+            "quarantine_report": report,
+            "first_quarantined": first,
         }
     )
+
+
+#: what Spark (Java) says when the operating system refuses a write, and the errno it stands for
+_JAVA_OS_ERRORS = {
+    "Permission denied": errno.EACCES,
+    "AccessDeniedException": errno.EACCES,
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS,
+}
+
+
+class _writing:
+    """Turn an operating-system refusal while writing ``path`` (Python's or Spark's) into an
+    ``EnvironmentProblem`` naming the folder."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, EnvironmentProblem):
+            return False
+        folder = str(self.path.parent)
+        if isinstance(exc, OSError):
+            raise environment_problem(exc, folder, "write") from None
+        text = str(exc)
+        code = next((c for marker, c in _JAVA_OS_ERRORS.items() if marker in text), None)
+        if code is not None:
+            raise environment_problem(OSError(code, os.strerror(code)), folder, "write") from None
+        return False
 
 
 def _parquet_rows(directory: Path) -> int:
@@ -356,7 +421,7 @@ def _check_staged(
             extracts.append(
                 (config, ingest_extract(spark, path, config, permitted_fields[config.name], staging))
             )
-    except InputError:
+    except (InputError, EnvironmentProblem):
         _remove_stale(workspace, [c.name for c in configs])
         raise
 
@@ -368,7 +433,7 @@ def _check_staged(
         judged.append((result, checked, extract))
 
     docs = data_docs_dir(workspace)
-    with atomic_directory(docs) as tmp:
+    with _writing(docs), atomic_directory(docs) as tmp:
         pages = gx_context.build_data_docs(tmp)
     pages = {name: docs / page.relative_to(tmp) for name, page in pages.items()}
 
@@ -380,6 +445,9 @@ def _check_staged(
             final.append(
                 DatasetValidation(**{**written.__dict__, "data_docs_page": pages.get(result.dataset)})
             )
+    except BaseException:
+        _remove_stale(workspace, [c.name for c in configs])  # nothing half-written is passed on
+        raise
     finally:
         for _, checked, _ in judged:
             checked.unpersist()
@@ -396,6 +464,7 @@ def raise_for_problems(result: ValidationResult) -> None:
     for d in failing:
         lines.append(f"{d.dataset} ({d.source}):" if len(failing) > 1 or d is not first else "")
         lines.extend(f"  - {p}" for p in d.problems)
+        lines.extend(quarantine_lines(d))
     detail = "\n".join(line for line in lines if line)
     raise InputError(
         str(first.source),
