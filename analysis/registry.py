@@ -126,6 +126,15 @@ class SuccessFactorsOptions(AnalysisOptions):
         return {"config": config}
 
 
+class ServiceUseOptions(AnalysisOptions):
+    """The window of health-service use before enrolment (``analyses.service_use``)."""
+
+    months_before: int = Field(12, ge=1, description="months before enrolment whose service use is compared")
+
+    def keyword_arguments(self) -> dict[str, Any]:
+        return {"months_before": self.months_before}
+
+
 @dataclass(frozen=True)
 class RegisteredAnalysis:
     """One analysis: where its run function lives, its options model, and its CLI command name."""
@@ -175,6 +184,13 @@ ANALYSES: Mapping[Analysis, RegisteredAnalysis] = {
             "run_area_profile",
             AnalysisOptions,
             "area-profile",
+        ),
+        RegisteredAnalysis(
+            Analysis.SERVICE_USE,
+            "analysis.service_use",
+            "run_service_use",
+            ServiceUseOptions,
+            "service-use",
         ),
     )
 }

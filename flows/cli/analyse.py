@@ -10,7 +10,7 @@ import typer
 
 from analysis.registry import ANALYSES
 from flows.cli.analyse_natural_experiment import natural_experiment
-from flows.cli.analyse_programme import area_profile, concordance, equity, success
+from flows.cli.analyse_programme import area_profile, concordance, equity, service_use, success
 from ig_policies.policy import Analysis
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ COMMANDS = {
     Analysis.SUCCESS_FACTORS: success,
     Analysis.CONCORDANCE: concordance,
     Analysis.AREA_PROFILE: area_profile,
+    Analysis.SERVICE_USE: service_use,
 }
 
 for _analysis, _entry in ANALYSES.items():

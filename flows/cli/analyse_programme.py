@@ -82,3 +82,20 @@ def concordance(context: PipelineContext) -> None:
 def area_profile(context: PipelineContext) -> None:
     """Small-area profiles: condition prevalence vs inactivity and unemployment by LSOA (researcher)."""
     _run_and_report(context, "area_profile", {}, "Small-area profiles")
+
+
+@handle_errors
+@acting(settings=True)
+def service_use(
+    context: PipelineContext,
+    months_before: Annotated[
+        int | None,
+        typer.Option(
+            "--months-before",
+            min=1,
+            help="Months before enrolment whose service use is compared [default: 12].",
+        ),
+    ] = None,
+) -> None:
+    """Health-service use before enrolment against residents of the same age and sex (researcher)."""
+    _run_and_report(context, "service_use", {"months_before": months_before}, "Service use before enrolment")
