@@ -35,6 +35,7 @@ class Analysis(StrEnum):
     SUCCESS_FACTORS = "success_factors"
     CONCORDANCE = "concordance"
     AREA_PROFILE = "area_profile"
+    AREA_TARGETING = "area_targeting"
 
 
 class DatasetKind(StrEnum):

@@ -325,7 +325,7 @@ class UnderServed(_Strict):
 
     wards: int = Field(3, ge=0, description="how many wards to plant (in different local authorities)")
     condition_log_boost: float = Field(
-        0.4, ge=0.0, description="added to the log prevalence of each boosted condition in those wards"
+        0.6, ge=0.0, description="added to the log prevalence of each boosted condition in those wards"
     )
     conditions: list[str] = Field(
         default_factory=list,

@@ -22,14 +22,18 @@ from synthetic.geography import Region
 def plant_under_served_wards(region: Region, cfg: SynthConfig, rng: np.random.Generator) -> Region:
     """``region`` with an ``under_served`` flag per LSOA: every LSOA of the chosen wards.
 
-    Wards are drawn from different local authorities while there are enough of them, and never
-    the only ward of a local authority (so its LA still has served areas to compare with).
+    Wards are drawn from the more deprived half (by their LSOAs' mean IMD decile), as areas of
+    high need mostly are, from different local authorities while there are enough of them, and
+    never the only ward of a local authority (so its LA still has served areas to compare with).
     """
     lsoas = region.lsoas.copy()
     wanted = cfg.under_served.wards
-    wards = lsoas.drop_duplicates("wd22cd")[["wd22cd", "lad22cd"]]
+    wards = lsoas.groupby("wd22cd", as_index=False, sort=True).agg(
+        lad22cd=("lad22cd", "first"), imd_decile=("imd_decile", "mean")
+    )
     per_la = wards.groupby("lad22cd")["wd22cd"].transform("size")
-    candidates = wards[per_la > 1]
+    deprived = wards["imd_decile"] <= wards["imd_decile"].median()
+    candidates = wards[(per_la > 1) & deprived]
     chosen: list[str] = []
     las = list(dict.fromkeys(candidates["lad22cd"]))
     rng.shuffle(las)
