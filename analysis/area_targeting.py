@@ -320,26 +320,26 @@ def important_conditions(profile: pd.DataFrame, candidates: Sequence[str] = COND
     When the model cannot be estimated on this many LSOAs, or finds no such condition, need uses
     every condition with data, and says so.
     """
+    present = tuple(usable_conditions(profile, list(candidates), min_lsoas=1))
+    if not present:
+        return NeedConditions((), "no condition has prevalence data, so need is the inactivity rate alone")
     usable = usable_conditions(profile, list(candidates))
-    if not usable:
-        return NeedConditions((), "no condition has prevalence data in enough LSOAs")
-    if len(profile) < len(usable) + 10:
+    if not usable or len(profile) < len(usable) + 10:
         return NeedConditions(
-            tuple(usable),
+            present,
             f"the area model cannot be estimated on {len(profile)} LSOAs, so need uses every condition",
         )
     try:
         model = fit_elasticities(profile, "inactive_sick_rate", usable)
     except InputError as exc:
         return NeedConditions(
-            tuple(usable),
-            f"the area model could not be estimated ({exc.problem}), so need uses every condition",
+            present, f"the area model could not be estimated ({exc.problem}), so need uses every condition"
         )
     t = model.elasticities
     chosen = t.loc[t["significant"] & (t["elasticity"] > 0), "condition"].tolist()
     if not chosen:
         return NeedConditions(
-            tuple(usable), "the area model finds no condition significant, so need uses every condition"
+            present, "the area model finds no condition significant, so need uses every condition"
         )
     return NeedConditions(
         tuple(chosen),
