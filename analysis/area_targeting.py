@@ -533,7 +533,10 @@ def targeting_table(
     out["need_index"] = pd.concat(ratios, axis=1).mean(axis=1)
     out["clients_rounded"] = [round_to_base(int(n), rounding_base) for n in out["clients"]]
     pop = out["comparison_population"].astype(float).where(out["comparison_population"] > 0)
-    region_reach = region["clients"] / region["comparison_population"] * 1000
+    # from the rounded total too: an exact region rate would give back the exact number of clients
+    region_reach = (
+        round_to_base(int(region["clients"]), rounding_base) / region["comparison_population"] * 1000
+    )
     out["reach_per_1000"] = out["clients_rounded"] / pop * 1000
     low, high = _poisson_interval(out["clients_rounded"].to_numpy())
     out["reach_ci_lower"] = low / pop * 1000
