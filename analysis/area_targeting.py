@@ -623,7 +623,7 @@ def quadrant_figure(protected: pd.DataFrame, title: str, labelled: int = 8) -> A
         ax.annotate(
             str(int(r.rank)),
             (float(r.reach_index), float(r.need_index)),
-            xytext=(4, 3),
+            xytext=(5, 2) if int(r.rank) % 2 else (5, -9),  # neighbours' numbers apart
             textcoords="offset points",
             fontsize=8,
             zorder=4,
