@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Data Docs stylesheets and scripts, fetched once from the npm registry (never a CDN at run time)
+DOCS_ASSETS_MANIFEST := linkage/identifiable/validation/data_docs_assets.yaml
+DOCS_ASSETS := linkage/identifiable/validation/data_docs_assets/.manifest-sha256
 WORKSPACE ?= workspace
 PEOPLE ?= 200000
 
@@ -16,19 +19,19 @@ export GX_ANALYTICS_ENABLED := false
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test check install java prefect-server spark-cluster spark-cluster-stop clean
+.PHONY: demo test check install java browser prefect-server spark-cluster spark-cluster-stop clean
 
-demo: $(STAMP)
+demo: $(STAMP) $(DOCS_ASSETS)
 	$(BIN)/ehl demo --workspace $(WORKSPACE) --people $(PEOPLE)
 
-test: $(STAMP)
+test: $(STAMP) $(DOCS_ASSETS) browser
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check flows linkage ig_policies analysis synthetic tests benchmarks
 	$(BIN)/ruff format --check flows linkage ig_policies analysis synthetic tests benchmarks
 
-install: $(STAMP)
+install: $(STAMP) $(DOCS_ASSETS)
 
 java:
 	@if ! command -v java >/dev/null 2>&1; then \
@@ -48,6 +51,27 @@ $(STAMP): requirements.lock pyproject.toml | java
 	$(BIN)/python -m pip check
 	@touch $(STAMP)
 
+# Pinned packages and sha512 integrities in the manifest; npm pack fetches, the script checks and keeps
+# only the files the pages load. Reruns only when the manifest changes.
+$(DOCS_ASSETS): $(DOCS_ASSETS_MANIFEST) | $(STAMP)
+	$(BIN)/python -m linkage.identifiable.validation.data_docs vendor
+	@touch $(DOCS_ASSETS)
+
+# The Data Docs browser test opens the pages in Debian's Chromium (headless, network cut; nothing
+# downloads a browser). Installed here when missing and running as root, as CI does; otherwise the
+# test fails saying what to install.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Chromium for the Data Docs browser test (apt-get, about a minute)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is not installed, so the Data Docs browser test will fail. Install it as root:"; \
+	    echo "  apt-get update && apt-get install -y chromium"; \
+	  fi; \
+	fi
+
 prefect-server: $(STAMP)
 	infra/scripts/prefect-server.sh start
 
@@ -58,4 +82,4 @@ spark-cluster-stop:
 	infra/scripts/spark-cluster.sh stop
 
 clean:
-	rm -rf $(VENV) .prefect build *.egg-info
+	rm -rf $(VENV) .prefect build *.egg-info linkage/identifiable/validation/data_docs_assets

@@ -259,11 +259,23 @@ def _valid_lsoas(df: pd.DataFrame, p: Path) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Census 2021 population by characteristic and economic activity (for the equity audit)
 
-#: census economic activity status -> the statuses the audit distinguishes
-STATUSES: tuple[str, ...] = ("employed", "unemployed", "inactive_sick", "inactive_other")
-#: which statuses make up each population basis of the equity audit
+#: census economic activity status -> the statuses the audit distinguishes. The census 2021
+#: tables give the reason for inactivity (retired, student, looking after home or family, long-term
+#: sick or disabled, other); a table that does not (only "Economically inactive") counts every
+#: inactive person other than the long-term sick as ``inactive_other``.
+STATUSES: tuple[str, ...] = (
+    "employed",
+    "unemployed",
+    "inactive_sick",
+    "inactive_home",
+    "inactive_student",
+    "inactive_retired",
+    "inactive_other",
+)
+#: the statuses of the two named population bases, at every age (the equity audit now uses
+#: ``analysis.equity.ComparisonPopulation``, which also sets the age range)
 BASIS_STATUSES: dict[str, tuple[str, ...]] = {
-    "out_of_work": ("unemployed", "inactive_sick", "inactive_other"),
+    "out_of_work": tuple(s for s in STATUSES if s != "employed"),
     "inactive_sick": ("inactive_sick",),
 }
 
@@ -279,6 +291,12 @@ def _status_of(label: str) -> str | None:
     if "long-term sick or disabled" in text:
         return "inactive_sick"
     if text.startswith("economically inactive"):
+        if "retired" in text:
+            return "inactive_retired"
+        if "student" in text:
+            return "inactive_student"
+        if "looking after home" in text:
+            return "inactive_home"
         return "inactive_other"
     if text.startswith("economically active") or "employ" in text:
         return "employed"

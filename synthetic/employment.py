@@ -16,6 +16,8 @@ import pandas as pd
 
 from synthetic import names, nhs_number
 from synthetic.config import AGE_BANDS, CONDITIONS, PROGRAMMES, SynthConfig
+from synthetic.population import age_band
+from synthetic.representation import planted_representation_ratios
 
 ENROL_START = np.datetime64("2021-01-01")
 ENROL_END = np.datetime64("2023-12-31")
@@ -238,6 +240,21 @@ def build_enrolments(
         any_condition[chosen], sel.health_into_work_share_with_condition, sel.health_into_work_share
     )
     programme = np.where(rng.random(len(chosen)) < p_hiw, PROGRAMMES[1], PROGRAMMES[0]).astype(object)
+    # what the equity audit should find against its comparison population (no random draws)
+    groups = {
+        "age_band": band,
+        "sex": persons["sex"].to_numpy(),
+        "ethnicity": ethnicity,
+        "imd_quintile": quintile,
+    }
+    representation = planted_representation_ratios(
+        persons,
+        groups,
+        {**groups, "age_band": age_band(persons["age_at_census"].to_numpy())},
+        np.where(eligible, p, 0.0),
+        np.where(any_condition, sel.health_into_work_share_with_condition, sel.health_into_work_share),
+        cfg.identifier_errors.duplicate_enrolment,
+    )
 
     # duplicate enrolments: the same person again, later (or earlier), as a new client
     errs = cfg.identifier_errors
@@ -342,6 +359,7 @@ def build_enrolments(
         "job_start_intercept": a_job,
         "sustained_intercept": a_sus,
         "self_report_false_positive_rate": fpr,
+        "representation_ratios": representation,
     }
     return Enrolments(truth=truth, ways_to_work=wtw, health_into_work=hiw, planted=planted)
 

@@ -83,6 +83,17 @@ DEATH_LOG_RR = {"copd": 0.6, "chd": 0.4, "diabetes": 0.25, "smi": 0.5, "learning
 SICK_AGE_LOG_RR = {"16-24": -0.7, "25-34": -0.3, "35-49": 0.0, "50-64": 0.4, "65+": -1.6}
 UNEMPLOYED_AGE_LOG_RR = {"16-24": 0.5, "25-34": 0.2, "35-49": 0.0, "50-64": -0.2, "65+": -2.5}
 INACTIVE_OTHER_BY_AGE = {"16-24": 0.40, "25-34": 0.12, "35-49": 0.10, "50-64": 0.18, "65+": 0.90}
+#: why the inactive people who are not long-term sick are inactive (census 2021 categories), by
+#: census age band: students are mostly young, retired people mostly 65+ (shares of each band's
+#: ``inactive_other`` residents, roughly England 2021)
+INACTIVE_REASONS: tuple[str, ...] = ("retired", "student", "looking_after_home", "other")
+INACTIVE_REASON_BY_AGE: dict[str, tuple[float, float, float, float]] = {
+    "16-24": (0.00, 0.80, 0.07, 0.13),
+    "25-34": (0.01, 0.25, 0.45, 0.29),
+    "35-49": (0.04, 0.08, 0.55, 0.33),
+    "50-64": (0.55, 0.01, 0.25, 0.19),
+    "65+": (0.97, 0.00, 0.02, 0.01),
+}
 
 
 def age_band(age: np.ndarray, bands: tuple[str, ...] = CENSUS_AGE_BANDS) -> np.ndarray:
@@ -238,6 +249,13 @@ def build_population(people: int, region: Region, cfg: SynthConfig, rng: np.rand
     area, status = _economic_status(rng, cfg, region, lsoa_idx, la_idx, age, has, diagnosis)
     # drawn last, so adding it left every earlier draw of this stream (and every file) unchanged
     disabled = census_disability(rng, cfg, age, status, has, diagnosis)
+    # from a stream of its own, so adding it left every other draw (and every other file) unchanged
+    seq = rng.bit_generator.seed_seq
+    reason = inactive_reason(
+        np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, 21))),
+        age,
+        status,
+    )
 
     persons = pd.DataFrame(
         {
@@ -265,12 +283,30 @@ def build_population(people: int, region: Region, cfg: SynthConfig, rng: np.rand
             "date_of_death": date_of_death,
             "economic_status": status,
             "census_disabled": disabled,
+            "inactive_reason": reason,
             "under_served_area": under_served[lsoa_idx],
         }
     )
     for c in CONDITIONS:
         persons[f"has_{c}"] = has[c]
     return Population(persons=persons, diagnosis=diagnosis, area_truth=area)
+
+
+def inactive_reason(rng: np.random.Generator, age: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """The census reason for inactivity of each ``inactive_other`` resident ("" for everyone else).
+
+    Why: the equity audit's comparison population leaves out retired people and students (the
+    programmes are not for them), so the census table must say who they are.
+    """
+    bands = age_band(age)
+    out = np.full(len(age), "", dtype=object)
+    u = rng.random(len(age))
+    for band, shares in INACTIVE_REASON_BY_AGE.items():
+        rows = (bands == band) & (status == "inactive_other")
+        out[rows] = np.array(INACTIVE_REASONS, dtype=object)[
+            np.minimum(np.searchsorted(np.cumsum(shares), u[rows], side="right"), len(INACTIVE_REASONS) - 1)
+        ]
+    return out
 
 
 def census_disability(

@@ -36,6 +36,22 @@ CENSUS_STATUS_LABELS = {
     "inactive_sick": "Economically inactive: Long-term sick or disabled",
     "inactive_other": "Economically inactive: Other",
 }
+#: the by-group table also gives the reason for inactivity (census 2021 categories), so the equity
+#: audit can leave retired people and students out of its comparison population
+CENSUS_GROUP_STATUS_LABELS = {
+    "employed": CENSUS_STATUS_LABELS["employed"],
+    "unemployed": CENSUS_STATUS_LABELS["unemployed"],
+    "inactive_sick": CENSUS_STATUS_LABELS["inactive_sick"],
+    "inactive_retired": "Economically inactive: Retired",
+    "inactive_student": "Economically inactive: Student",
+    "inactive_home": "Economically inactive: Looking after home or family",
+    "inactive_other": CENSUS_STATUS_LABELS["inactive_other"],
+}
+_REASON_STATUS = {
+    "retired": "inactive_retired",
+    "student": "inactive_student",
+    "looking_after_home": "inactive_home",
+}
 #: census 2021 disability (2 categories), as in TS038 and the ONS custom-dataset tables
 CENSUS_DISABILITY_LABELS = ("Not disabled under the Equality Act", "Disabled under the Equality Act")
 TS066_PREFIX = "Economic activity status: "
@@ -114,14 +130,18 @@ def write_reference(
     bands = age_band(persons["age_at_census"].to_numpy(), CENSUS_AGE_BANDS)
     band_labels = np.array(CENSUS_AGE_BANDS, dtype=object)
     eth_labels = np.array(sorted(set(persons["ethnicity"].unique())), dtype=object)
-    status_keys = list(CENSUS_STATUS_LABELS)
+    status_keys = list(CENSUS_GROUP_STATUS_LABELS)
+    group_status = status.copy()
+    reason = persons["inactive_reason"].to_numpy()
+    for why, key in _REASON_STATUS.items():
+        group_status[reason == why] = key
     codes = [
         lsoa_idx[adult],
         np.searchsorted(band_labels, bands[adult]),
         (persons["sex"].to_numpy()[adult] == "M").astype(np.int64),
         np.searchsorted(eth_labels, persons["ethnicity"].to_numpy()[adult]),
         persons["census_disabled"].to_numpy()[adult].astype(np.int64),
-        pd.Categorical(status[adult], categories=status_keys).codes.astype(np.int64),
+        pd.Categorical(group_status[adult], categories=status_keys).codes.astype(np.int64),
     ]
     sizes = [n_lsoa, len(band_labels), 2, len(eth_labels), 2, len(status_keys)]
     key = np.zeros(int(adult.sum()), dtype=np.int64)
@@ -141,7 +161,7 @@ def write_reference(
             "sex": np.array(["Female", "Male"], dtype=object)[sex_c],
             "ethnicity": eth_labels[eth_c],
             "disability": np.array(CENSUS_DISABILITY_LABELS, dtype=object)[disabled_c],
-            "economic_activity": np.array([CENSUS_STATUS_LABELS[k] for k in status_keys], dtype=object)[
+            "economic_activity": np.array([CENSUS_GROUP_STATUS_LABELS[k] for k in status_keys], dtype=object)[
                 status_c
             ],
             "count": cell_counts.astype(np.int64),

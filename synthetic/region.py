@@ -20,7 +20,7 @@ import pandas as pd
 from ig_policies.errors import ConfigError
 from ig_policies.workspace import Workspace, atomic_path, write_json
 from synthetic import activity as activity_mod
-from synthetic import employment, reference, targeting
+from synthetic import employment, reference, representation, targeting
 from synthetic.config import CONDITIONS, MEASURES, PROGRAMMES, SynthConfig
 from synthetic.geography import build_region
 from synthetic.population import Population, build_population, month_index
@@ -389,6 +389,11 @@ def _planted(
             "eligible_residents": enr.planted["eligible_residents"],
             "clients": enr.planted["clients"],
             "realised_rate": round(enr.planted["clients"] / max(enr.planted["eligible_residents"], 1), 6),
+            "representation_ratios": enr.planted["representation_ratios"],
+            "representation_population": representation.COMPARISON_POPULATION,
+            "representation_model": "expected share of each programme's clients (people, age band at "
+            "enrolment) in a group over that group's share of the comparison population (age band on "
+            "census day), from the selection probabilities: what the equity audit should estimate",
         },
         "self_report": {
             "sensitivity_planted": cfg.self_report.sensitivity,

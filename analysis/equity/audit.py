@@ -1,8 +1,9 @@
 """The equity audit: each programme's clients against the census population, characteristic by characteristic.
 
-Each programme serves an out-of-work population (the unemployed plus the economically inactive,
-or only those inactive through long-term sickness or disability). The census tells us who is in
-that population in the same local authorities; the programme's clients tell us who was reached.
+Each programme serves an out-of-work population: its comparison population (``population``), by
+default residents aged 16-64 who are unemployed or economically inactive for a reason other than
+retirement or study, set per programme in configuration. The census tells us who is in that
+population in the same local authorities; the programme's clients tell us who was reached.
 A group whose share of clients is well below its share of the population is under-represented.
 Counts are always counts of *people*: duplicate enrolments of one person in one programme (same
 ``client_cluster``) count once. The audit also tests whether the linked subset is skewed, since
@@ -16,7 +17,7 @@ is flagged (a proxy, see ``with_disability``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -24,14 +25,18 @@ import pandas as pd
 from scipy import stats
 
 from analysis.clients import condition_columns, one_row_per_person
+from analysis.equity.population import ComparisonPopulation, ComparisonPopulations
 from analysis.equity.statistics import (
     FitTest,
     age_sex_standardised_ratios,
+    band_limits,
+    format_p,
     goodness_of_fit,
     harmonise_age_bands,
+    ratio_p_value,
     representation_ratios,
 )
-from analysis.vocabulary import CHARACTERISTICS
+from analysis.vocabulary import CHARACTERISTICS, POPULATION_BASES
 
 #: Which census population a programme is compared with (the keys of ``vocabulary.POPULATION_BASES``).
 PopulationBasis = Literal["out_of_work", "inactive_sick"]
@@ -61,26 +66,69 @@ def with_disability(clients: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def programme_label(programme: str) -> str:
+    """A programme's name as sentences say it: "health_into_work" -> "Health into work"."""
+    text = str(programme).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def category_label(characteristic: str, category: str) -> str:
+    """A category as tables and charts say it: "aged 16–24", "women", "IMD quintile 1 (most deprived)"."""
+    label = str(category).replace("-", "–")
+    if characteristic == "age_band":
+        return f"aged {label}"
+    if characteristic == "sex":
+        return {"F": "women", "M": "men", "Female": "women", "Male": "men"}.get(str(category), f"sex {label}")
+    if characteristic == "ethnicity":
+        return f"{label} ethnic group"
+    if characteristic == "imd_quintile":
+        extreme = {"1": " (most deprived)", "5": " (least deprived)"}.get(str(category), "")
+        return f"IMD quintile {label}{extreme}"
+    if characteristic == "disability":
+        return (
+            "disabled or with a long-term condition"
+            if str(category) in ("Yes", "True", "1")
+            else "not disabled, no long-term condition"
+        )
+    return f"{CHARACTERISTICS.get(characteristic, characteristic)} {label}"
+
+
+def population_name(basis: str) -> str:
+    """The population phrase of a named basis ("out_of_work", "inactive_sick"), else ``basis`` itself."""
+    return POPULATION_BASES.get(basis, basis)
+
+
 def describe_ratio(
-    characteristic: str, category: str, ratio: float, low: float, high: float, basis: str
+    characteristic: str,
+    category: str,
+    ratio: float,
+    low: float,
+    high: float,
+    basis: str,
+    programme: str | None = None,
 ) -> str:
-    """A plain-English sentence about one representation ratio.
+    """A plain-English sentence about one representation ratio of one programme.
 
     "Under"/"over" is said only when the 95% interval excludes 1, so a sentence never claims more
-    than the data show.
+    than the data show. ``basis`` is a named basis or the comparison population's name (the
+    reference: a ratio of 1 means the same share as in that population); ``programme`` names
+    whose clients these are, so two programmes' sentences cannot be mistaken for each other.
     """
     who = _people_phrase(characteristic, category)
-    population = (
-        "out-of-work population" if basis == "out_of_work" else "population out of work through ill health"
-    )
+    population = population_name(basis)
+    among = f" among {programme_label(programme)} clients" if programme else ""
     if math.isnan(ratio):
-        return f"{who}: no comparison possible (not in the census table)."
-    figures = f"{ratio:.2f} of their share of the {population} ({low:.2f}–{high:.2f})"
+        return f"{who}{among}: no comparison possible (not in the census table)."
+    p = format_p(ratio_p_value(ratio, low, high))
+    figures = (
+        f"their share of clients is {ratio:.2f} times their share of the {population} "
+        f"(95% CI {low:.2f} to {high:.2f}{'; ' + p if p else ''})"
+    )
     if high < 1:
-        return f"{who} are under-represented: {figures}."
+        return f"{who} are under-represented{among}: {figures}."
     if low > 1:
-        return f"{who} are over-represented: {figures}."
-    return f"{who} are represented in line with the population: {figures}."
+        return f"{who} are over-represented{among}: {figures}."
+    return f"{who} are represented in proportion{among}: {figures}."
 
 
 def _people_phrase(characteristic: str, category: str) -> str:
@@ -114,6 +162,8 @@ class CharacteristicAudit:
     standardised: pd.DataFrame | None
     fit: FitTest
     sentences: tuple[str, ...]
+    #: the comparison population's name, as the sentences say it
+    population: str = ""
 
 
 def audit_characteristic(
@@ -121,13 +171,14 @@ def audit_characteristic(
     clients: pd.DataFrame,
     population: pd.DataFrame,
     characteristic: str,
-    basis: PopulationBasis,
+    basis: str,
 ) -> CharacteristicAudit:
     """Compare one programme's clients (one row per person) with the population on one characteristic.
 
-    ``population`` is the census table of the chosen basis for the programme's local
+    ``population`` is the census table of the programme's comparison population in its local
     authorities, with columns ``characteristic`` value, ``people`` and, when available,
-    ``age_band`` and ``sex`` (needed for the standardised comparison).
+    ``age_band`` and ``sex`` (needed for the standardised comparison). ``basis`` is a named basis
+    or the comparison population's name.
     """
     pop_counts = population.assign(_c=population[characteristic].astype(str)).groupby("_c")["people"].sum()
     client_counts = clients[characteristic].dropna().astype(str).value_counts()
@@ -142,11 +193,13 @@ def audit_characteristic(
         cl = cl.assign(**{characteristic: cl[characteristic].astype(str)})
         standardised = age_sex_standardised_ratios(cl, pop, characteristic)
     sentences = tuple(
-        describe_ratio(characteristic, r.category, r.ratio, r.ci_low, r.ci_high, basis)
+        describe_ratio(characteristic, r.category, r.ratio, r.ci_low, r.ci_high, basis, programme)
         for r in ratios.itertuples()
         if r.clients > 0
     )
-    return CharacteristicAudit(programme, characteristic, ratios, standardised, fit, sentences)
+    return CharacteristicAudit(
+        programme, characteristic, ratios, standardised, fit, sentences, population_name(basis)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +247,7 @@ def linkage_skew(match_rates: pd.DataFrame, alpha: float = 0.05, min_clients: in
                 "skewed": skewed,
                 "sentence": (
                     f"The linked subset {verdict} by {group}: match rates range from "
-                    f"{rate.min():.0%} ({lo['level']}) to {rate.max():.0%} ({hi['level']}), p = {p:.3g}."
+                    f"{rate.min():.0%} ({lo['level']}) to {rate.max():.0%} ({hi['level']}), {format_p(p)}."
                 ),
             }
         )
@@ -212,6 +265,10 @@ class EquityAudit:
     basis: PopulationBasis
     characteristics: tuple[CharacteristicAudit, ...]
     linkage: pd.DataFrame
+    #: each programme's comparison population (empty when the caller passed ready-made tables)
+    populations: dict[str, ComparisonPopulation] = field(default_factory=dict)
+    #: caveats about the census table that every output must carry
+    notes: tuple[str, ...] = ()
 
     def ratios_table(self) -> pd.DataFrame:
         """All representation ratios, one row per programme, characteristic and category."""
@@ -258,62 +315,120 @@ class EquityAudit:
         """Every finding in plain English, before disclosure control (for review inside the TRE)."""
         lines = []
         for a in self.characteristics:
-            lines.append(f"[{a.programme}] {CHARACTERISTICS.get(a.characteristic, a.characteristic)}:")
+            label = CHARACTERISTICS.get(a.characteristic, a.characteristic)
+            lines.append(f"{programme_label(a.programme)}, by {label} (compared with the {a.population}):")
             lines.extend(f"  {s}" for s in a.sentences)
         lines.extend(self.linkage["sentence"].tolist() if len(self.linkage) else [])
         return lines
 
 
+def _harmonised(
+    people: pd.DataFrame, population: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Both sides' age bands mapped onto the bands they share (see ``harmonise_age_bands``)."""
+    census_bands = set().union(
+        *(set(p["age_band"].astype(str)) for p in population.values() if "age_band" in p)
+    )
+    if "age_band" not in people or not census_bands:
+        return people, population
+    bands = harmonise_age_bands(people["age_band"].dropna().astype(str).unique(), census_bands)
+    people = people.assign(age_band=people["age_band"].astype(str).map(bands["clients"]))
+    population = {
+        k: v.assign(age_band=v["age_band"].astype(str).map(bands["census"])).dropna(subset=["age_band"])
+        if "age_band" in v
+        else v
+        for k, v in population.items()
+    }
+    return people, population
+
+
+def _in_age_range(people: pd.DataFrame, comparison: ComparisonPopulation) -> pd.DataFrame:
+    """Clients whose age band lies outside the comparison population's ages are left out."""
+    if "age_band" not in people:
+        return people
+    upper = 200 if comparison.max_age >= 120 else comparison.max_age
+
+    def outside(band: object) -> bool:
+        limits = band_limits(str(band)) if pd.notna(band) else None
+        return limits is not None and (limits[1] < comparison.min_age or limits[0] > upper)
+
+    return people[~people["age_band"].map(outside).astype(bool)]
+
+
 def audit_programmes(
     clients: pd.DataFrame,
-    population: dict[str, pd.DataFrame],
+    population: dict[str, pd.DataFrame] | pd.DataFrame,
     basis: PopulationBasis = "out_of_work",
     match_rates: pd.DataFrame | None = None,
     lad_of_client: pd.Series | None = None,
     min_people: int = 10,
+    comparison: ComparisonPopulations | None = None,
+    census_source: str = "census table",
 ) -> EquityAudit:
     """Audit every programme on every characteristic that both sides have.
 
-    ``population`` maps each characteristic to the census table of the chosen basis with columns
-    ``lad22cd``, the characteristic, ``people`` and optionally ``age_band``/``sex``.
+    ``population`` is either the whole census table by group (``load_census_population_by_group``:
+    ``lad22cd``, ``status``, ``people``, characteristics), from which each programme's comparison
+    population is taken (``comparison``, default: aged 16-64, unemployed or inactive other than
+    retired and students; ``basis="inactive_sick"`` narrows it to the long-term sick), or a ready
+    map of each characteristic to one census table used for every programme.
     ``lad_of_client`` gives each client row's local authority code (aligned with ``clients``);
     each programme is compared with the population of the local authorities its clients live in.
     ``min_people``: match-rate levels with fewer clients are left out of the linkage-bias test.
+    ``census_source`` names the census file in errors.
     """
     df = with_disability(clients)
     if lad_of_client is not None:
         df = df.assign(lad22cd=lad_of_client.to_numpy())
     people = one_row_per_person(df)
-    census_bands = set().union(
-        *(set(p["age_band"].astype(str)) for p in population.values() if "age_band" in p)
-    )
-    if "age_band" in people and census_bands:
-        bands = harmonise_age_bands(people["age_band"].dropna().astype(str).unique(), census_bands)
-        people["age_band"] = people["age_band"].astype(str).map(bands["clients"])
-        population = {
-            k: v.assign(age_band=v["age_band"].astype(str).map(bands["census"])).dropna(subset=["age_band"])
-            if "age_band" in v
-            else v
-            for k, v in population.items()
-        }
+    comparison = comparison or ComparisonPopulations()
     audits = []
+    used: dict[str, ComparisonPopulation] = {}
     for programme, cl in people.groupby("programme", sort=True):
+        if isinstance(population, pd.DataFrame):
+            chosen = comparison.for_programme(str(programme))
+            if basis == "inactive_sick":
+                chosen = chosen.narrowed_to_sick()
+            used[str(programme)] = chosen
+            selected = chosen.select(population, census_source, str(programme))
+            tables = {c: selected for c in CHARACTERISTICS if c in selected.columns}
+            cl = _in_age_range(cl, chosen)
+            name = chosen.name()
+        else:
+            tables, name = population, basis
+        cl, tables = _harmonised(cl, tables)
         las = set(cl["lad22cd"].dropna()) if "lad22cd" in cl else set()
         for characteristic in CHARACTERISTICS:
-            if characteristic not in cl.columns or characteristic not in population:
+            if characteristic not in cl.columns or characteristic not in tables:
                 continue
-            pop = population[characteristic]
+            pop = tables[characteristic]
             if las and "lad22cd" in pop.columns:
                 pop = pop[pop["lad22cd"].isin(las)]
             if pop["people"].sum() == 0:
                 continue
-            audits.append(audit_characteristic(str(programme), cl, pop, characteristic, basis))
+            audits.append(audit_characteristic(str(programme), cl, pop, characteristic, name))
     skew = (
         linkage_skew(match_rates, min_clients=min_people)
         if match_rates is not None and len(match_rates)
         else pd.DataFrame()
     )
-    return EquityAudit(basis, tuple(audits), skew)
+    return EquityAudit(basis, tuple(audits), skew, used, _census_notes(population, used))
+
+
+def _census_notes(population: object, used: dict[str, ComparisonPopulation]) -> tuple[str, ...]:
+    """A caveat when the census table cannot tell retired people and students from other inactive people."""
+    if not isinstance(population, pd.DataFrame) or "status" not in population:
+        return ()
+    statuses = set(population["status"])
+    unsplit = "inactive_other" in statuses and not statuses & {"inactive_retired", "inactive_student"}
+    excluded = any({"inactive_retired", "inactive_student"} - set(c.activity) for c in used.values())
+    if unsplit and excluded:
+        return (
+            "Caution: the census table does not give the reason for economic inactivity, so inactive "
+            "retired people and students are counted under 'another reason' and so in the comparison "
+            "population; use the census table by economic activity status with its 20 categories.",
+        )
+    return ()
 
 
 __all__ = [
@@ -322,7 +437,10 @@ __all__ = [
     "PopulationBasis",
     "audit_characteristic",
     "audit_programmes",
+    "category_label",
     "describe_ratio",
     "linkage_skew",
+    "population_name",
+    "programme_label",
     "with_disability",
 ]

@@ -10,9 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.area_data import BASIS_STATUSES, load_census_population_by_group, load_lsoa_lookup
-from analysis.equity.audit import PopulationBasis, audit_programmes, describe_ratio
+from analysis.area_data import load_census_population_by_group, load_lsoa_lookup
+from analysis.equity.audit import PopulationBasis, audit_programmes, describe_ratio, programme_label
 from analysis.equity.outputs import equity_outputs
+from analysis.equity.population import ComparisonPopulations
 from analysis.stage import AnalysisOutputs, read_clients, request_outputs
 from analysis.vocabulary import CHARACTERISTICS, POPULATION_BASES
 from ig_policies.errors import InputError
@@ -41,8 +42,16 @@ def run_equity_audit(
     actor: str,
     basis: PopulationBasis = "out_of_work",
     justification: str = "Equity audit of the employment-support programmes for the programme board.",
+    *,
+    comparison: ComparisonPopulations = ComparisonPopulations(),  # noqa: B008 (frozen, so shared safely)
 ) -> AnalysisOutputs:
-    """The equity-audit stage: read clients and census, audit, request every output (researcher)."""
+    """The equity-audit stage: read clients and census, audit, request every output (researcher).
+
+    ``comparison`` is each programme's comparison population (from the settings file; default:
+    aged 16-64, unemployed or economically inactive other than retired and students);
+    ``basis="inactive_sick"`` narrows every programme's to those inactive through long-term
+    sickness or disability, at the same ages.
+    """
     if basis not in POPULATION_BASES:
         raise InputError(
             "--population",
@@ -62,29 +71,37 @@ def run_equity_audit(
         clients = read_clients(workspace)
         lookup = load_lsoa_lookup(paths["lookup"])
         census = load_census_population_by_group(paths["census"], lookup)
-        pop = census[census["status"].isin(BASIS_STATUSES[basis])]
-        population = {c: pop for c in CHARACTERISTICS if c in pop.columns}
         match_rates = pd.read_parquet(paths["match_rates"]) if paths["match_rates"].exists() else None
         audit = audit_programmes(
             clients,
-            population,
+            census,
             basis,
             match_rates,
             client_local_authorities(clients, lookup),
             min_people=engine.policy.outputs.min_cell_count,
+            comparison=comparison,
+            census_source=str(paths["census"]),
         )
         outputs = equity_outputs(audit, engine.policy.outputs.min_cell_count)
         requests, folders = request_outputs(workspace, engine, actor, outputs, justification)
         step.inputs(*(p for p in paths.values() if p.exists()))
         step.outputs(*folders)
         step.counts(clients=len(clients), outputs_requested=len(requests))
-        step.detail(basis=basis, characteristics=sorted({a.characteristic for a in audit.characteristics}))
+        step.detail(
+            basis=basis,
+            comparison_populations={p: c.model_dump(mode="json") for p, c in audit.populations.items()},
+            characteristics=sorted({a.characteristic for a in audit.characteristics}),
+        )
     min_people = engine.policy.outputs.min_cell_count
     sentences = []
     for a in audit.characteristics:
-        sentences.append(f"{a.programme}, by {CHARACTERISTICS.get(a.characteristic, a.characteristic)}:")
+        label = CHARACTERISTICS.get(a.characteristic, a.characteristic)
+        sentences.append(f"{programme_label(a.programme)}, by {label} (compared with the {a.population}):")
         sentences.extend(
-            "  " + describe_ratio(a.characteristic, r.category, r.ratio, r.ci_low, r.ci_high, basis)
+            "  "
+            + describe_ratio(
+                a.characteristic, r.category, r.ratio, r.ci_low, r.ci_high, a.population, a.programme
+            )
             for r in a.ratios.itertuples()
             if r.clients >= min_people
         )

@@ -36,6 +36,11 @@ def _band_limits(label: str) -> tuple[int, int] | None:
     return None
 
 
+def band_limits(label: str) -> tuple[int, int] | None:
+    """The whole years an age band covers: '25-34' -> (25, 34), '65+' -> (65, 200); else None."""
+    return _band_limits(label)
+
+
 def harmonise_age_bands(
     client_bands: Iterable[str], census_bands: Iterable[str]
 ) -> dict[str, dict[str, str]]:
@@ -110,6 +115,28 @@ def representation_ratios(client_counts: pd.Series, population_counts: pd.Series
         }
     )
     return out
+
+
+def ratio_p_value(ratio: float, low: float, high: float) -> float:
+    """Two-sided p for ratio = 1 from a log-symmetric 95% interval (nan when it cannot be had)."""
+    if not all(np.isfinite(v) and v > 0 for v in (ratio, low, high)):
+        return float("nan")
+    se = (np.log(high) - np.log(low)) / (2 * Z95)
+    return float(2 * stats.norm.sf(abs(np.log(ratio)) / se)) if se > 0 else float("nan")
+
+
+def format_p(p: float) -> str:
+    """A p-value as a reader wants it: "p < 0.001", "p = 0.004", "p = 0.27" ("" when missing).
+
+    Why: a p of 1e-191 says no more than "below 0.001", and sixteen digits say nothing at all.
+    """
+    if p is None or not np.isfinite(p):
+        return ""
+    if p < 0.001:
+        return "p < 0.001"
+    if p < 0.01:
+        return f"p = {p:.3f}"
+    return f"p = {p:.2f}"
 
 
 @dataclass(frozen=True)
@@ -191,6 +218,9 @@ def age_sex_standardised_ratios(
 
 __all__ = [
     "Z95",
+    "band_limits",
+    "format_p",
+    "ratio_p_value",
     "FitTest",
     "age_sex_standardised_ratios",
     "goodness_of_fit",

@@ -20,6 +20,7 @@ from ig_policies.errors import ConfigError
 from ig_policies.policy import Policy, load_policy
 from ig_policies.signing import _TrustStoreFile, load_trust_store
 from linkage.dataset_config import DatasetConfig, load_dataset_config
+from linkage.identifiable.validation.data_docs import AssetManifest, load_manifest
 from linkage.linkage_config import LinkageConfig, load_linkage_config
 from synthetic.config import SynthConfig, load_config
 
@@ -31,6 +32,7 @@ LOADERS: dict[str, tuple[Callable[[Path], Any], type[Exception], type[BaseModel]
     "trust store": (load_trust_store, ConfigError, _TrustStoreFile),
     "synthetic config": (load_config, ConfigError, SynthConfig),
     "success config": (load_success_config, ConfigError, SuccessConfig),
+    "Data Docs asset list": (load_manifest, ConfigError, AssetManifest),
 }
 
 

@@ -121,11 +121,18 @@ def test_age_sex_standardisation_removes_the_age_confounding(audit):
 def test_plain_english_lines(audit):
     _, _, result = audit
     lines = result.sentences()
-    assert any(line.strip().startswith("People aged 50–64 are under-represented: 0.") for line in lines)
-    assert describe_ratio("age_band", "50-64", 0.62, 0.55, 0.70, "out_of_work") == (
-        "People aged 50–64 are under-represented: 0.62 of their share of the out-of-work population (0.55–0.70)."
+    assert any(
+        line.strip().startswith("People aged 50–64 are under-represented among Ways to work clients: their")
+        for line in lines
     )
-    assert "in line with" in describe_ratio("sex", "F", 1.01, 0.95, 1.08, "inactive_sick")
+    assert describe_ratio(
+        "age_band", "50-64", 0.62, 0.55, 0.70, "out-of-work population aged 16–64", "health_into_work"
+    ) == (
+        "People aged 50–64 are under-represented among Health into work clients: their share of clients "
+        "is 0.62 times their share of the out-of-work population aged 16–64 (95% CI 0.55 to 0.70; p < 0.001)."
+    )
+    line = describe_ratio("sex", "F", 1.01, 0.95, 1.08, "inactive_sick")
+    assert "represented in proportion" in line and "p = 0.76" in line
 
 
 def test_representation_ratio_literal_table():
@@ -267,7 +274,7 @@ def _stage_workspace(workspace, pop: pd.DataFrame, clients: pd.DataFrame) -> Non
 def test_stage_requests_outputs_through_disclosure_control_and_is_audited(workspace, tmp_path):
     import json
 
-    from analysis.equity import run_equity_audit
+    from analysis.equity import ComparisonPopulation, ComparisonPopulations, run_equity_audit
     from ig_policies.audit import AuditLog
     from ig_policies.demo import DEMO_USERS, demo_engine, write_demo_policy
     from ig_policies.errors import PolicyRefused
@@ -297,9 +304,24 @@ def test_stage_requests_outputs_through_disclosure_control_and_is_audited(worksp
     text = json.dumps(entries)
     assert "C00001" not in text  # no client pseudonyms in the audit log
 
-    # the long-term-sick population basis, and refusals: wrong role, analysis not permitted
+    # the comparison population is recorded in each output's metadata and description
+    by_name = {n: f for (n, _, _), f in zip(result.requests, result.pending, strict=True)}
+    saved = json.loads((by_name["equity-representation-ratios"] / "output" / "output.json").read_text())
+    assert "for Ways to work: census 2021 residents aged 16–64 who are unemployed" in saved["population"]
+    assert saved["title"].endswith("relative to the out-of-work population aged 16–64")
+    assert "among Ways to work clients" in saved["description"]
+
+    # the long-term-sick population basis, a configured population, and refusals
     sick = run_equity_audit(workspace, engine, DEMO_USERS["researcher"], basis="inactive_sick")
-    assert sick.requests
+    assert sick.requests and any("long-term sickness or disability" in s for s in sick.sentences)
+    older = run_equity_audit(
+        workspace,
+        engine,
+        DEMO_USERS["researcher"],
+        comparison=ComparisonPopulations(default=ComparisonPopulation(min_age=25)),
+    )
+    assert any("out-of-work population aged 25–64" in s for s in older.sentences)
+    assert not any("People aged 16–24" in s for s in older.sentences)
     with pytest.raises(PolicyRefused):
         run_equity_audit(workspace, engine, DEMO_USERS["data_processor"])
     narrow = write_demo_policy(tmp_path / "narrow.yaml", {"analyses": ["natural_experiment"]})

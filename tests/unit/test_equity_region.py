@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.area_data import BASIS_STATUSES, load_census_population_by_group, load_lsoa_lookup
+from analysis.area_data import load_census_population_by_group, load_lsoa_lookup
 from analysis.concordance import concordance_table
-from analysis.equity import CHARACTERISTICS, audit_programmes, client_local_authorities
+from analysis.equity import ComparisonPopulation, audit_programmes, client_local_authorities
 from analysis.success import SuccessConfig, fit_success_models
 
 PEOPLE = 40_000
@@ -78,14 +78,7 @@ def test_equity_audit_finds_the_planted_selection(region):
     ws, clients, planted = region
     lookup = load_lsoa_lookup(ws.reference / "lsoa_lookup.csv")
     census = load_census_population_by_group(ws.reference / "census_economic_activity_by_group.csv", lookup)
-    population = census[census["status"].isin(BASIS_STATUSES["out_of_work"])]
-    audit = audit_programmes(
-        clients,
-        {c: population for c in CHARACTERISTICS if c in population.columns},
-        "out_of_work",
-        None,
-        client_local_authorities(clients, lookup),
-    )
+    audit = audit_programmes(clients, census, "out_of_work", None, client_local_authorities(clients, lookup))
     ratios = audit.ratios_table().set_index(["programme", "characteristic", "category"])
     selection = planted["selection"]["odds_ratios"]
     assert selection["age_band"]["50-64"] < 1 and selection["imd_quintile"]["1"] > 1
@@ -94,6 +87,41 @@ def test_equity_audit_finds_the_planted_selection(region):
         assert ratios.loc[(programme, "imd_quintile", "1"), "ci_low"] > 1
         assert ratios.loc[(programme, "imd_quintile", "5"), "ci_high"] < 1
     assert set(audit.standardised_table()["characteristic"]) == {"ethnicity", "imd_quintile", "disability"}
+
+
+def test_equity_audit_recovers_the_planted_representation_ratios_within_their_cis(region):
+    """Against the default comparison population (16-64, out of work, not retired or students),
+    every planted representation ratio lies inside the audit's 95% interval (the seed is fixed,
+    so this is deterministic), and none is even near the edge of the 99.9% interval."""
+    ws, clients, planted = region
+    truth = planted["selection"]["representation_ratios"]
+    lookup = load_lsoa_lookup(ws.reference / "lsoa_lookup.csv")
+    census = load_census_population_by_group(ws.reference / "census_economic_activity_by_group.csv", lookup)
+    audit = audit_programmes(clients, census, "out_of_work", None, client_local_authorities(clients, lookup))
+    assert audit.populations == {p: ComparisonPopulation() for p in ("health_into_work", "ways_to_work")}
+    ratios = audit.ratios_table().set_index(["programme", "characteristic", "category"])
+    checked, outside_95 = 0, []
+    for programme, by_characteristic in truth.items():
+        for characteristic, by_category in by_characteristic.items():
+            for category, planted_ratio in by_category.items():
+                row = ratios.loc[(programme, characteristic, category)]
+                half = (math.log(row["ci_high"]) - math.log(row["ci_low"])) / 2
+                centre = math.log(row["ratio"])
+                assert abs(math.log(planted_ratio) - centre) < half * 3.29 / 1.96, (
+                    programme,
+                    characteristic,
+                    category,
+                    planted_ratio,
+                    row["ratio"],
+                )
+                if not row["ci_low"] <= planted_ratio <= row["ci_high"]:
+                    outside_95.append((programme, characteristic, category, planted_ratio, row["ratio"]))
+                checked += 1
+    assert checked == 2 * (4 + 2 + 5 + 5)
+    assert not outside_95
+    # the CIs are narrow enough to tell the planted over- and under-representation apart from 1
+    wtw = ratios.loc["ways_to_work"]
+    assert wtw.loc[("age_band", "16-24"), "ci_low"] > 1.5 and wtw.loc[("age_band", "50-64"), "ci_high"] < 0.8
 
 
 def test_success_model_recovers_planted_odds_ratios(region):

@@ -12,14 +12,14 @@ Nothing identifying may reach the Data Docs: results are requested without examp
 true/false columns, so an unexpected value is never a number or a date of birth.
 
 The context is ephemeral (in memory, analytics disabled) and Data Docs are written as local files:
-GE needs no network and gets none.
+GE needs no network and gets none. ``data_docs.make_site_offline`` then points every page at the
+stylesheets and scripts vendored at install time, so a reader's browser needs none either.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,7 +221,10 @@ class ValidationContext:
         return SuiteOutcome(dataset=dataset, success=bool(result.success), expectations=tuple(outcomes))
 
     def build_data_docs(self, directory: Path) -> dict[str, Path]:
-        """Render every result of this run into ``directory``; returns dataset -> its results page."""
+        """Render every result of this run into ``directory``; returns dataset -> its results page.
+
+        The site is self-contained: its pages load only files inside ``directory``.
+        """
         self.context.add_data_docs_site(
             SITE_NAME,
             {
@@ -234,30 +237,11 @@ class ValidationContext:
             },
         )
         self.context.build_data_docs(site_names=[SITE_NAME])
-        for html in directory.rglob("*.html"):
-            html.write_text(without_remote_resources(html.read_text(encoding="utf-8")), encoding="utf-8")
+        from linkage.identifiable.validation.data_docs import make_site_offline
+
+        make_site_offline(directory)
         pages: dict[str, Path] = {}
         validations = directory / "validations"
         for page in sorted(validations.rglob("*.html")) if validations.is_dir() else []:
             pages[page.relative_to(validations).parts[0]] = page
         return pages
-
-
-_REMOTE_RESOURCE = re.compile(
-    r"""<link\b[^>]*\bhref=["']https?://[^>]*>|<script\b[^>]*\bsrc=["']https?://[^>]*>\s*</script>""",
-    re.IGNORECASE,
-)
-_OFFLINE_STYLE = (
-    "<style>body{font-family:sans-serif;margin:1.5em;max-width:80em}table{border-collapse:collapse}"
-    "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left}</style>"
-)
-
-
-def without_remote_resources(html: str) -> str:
-    """Data Docs as GE renders them load stylesheets and scripts from public CDNs when opened.
-
-    Inside a TRE nothing may reach the internet, not even a reader's browser, so every remote
-    stylesheet and script is removed and a small inline style keeps the tables readable.
-    """
-    stripped = _REMOTE_RESOURCE.sub("", html)
-    return stripped.replace("</head>", _OFFLINE_STYLE + "</head>", 1)
