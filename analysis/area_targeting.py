@@ -49,6 +49,7 @@ from analysis.area_profile import (
 from analysis.clients import one_row_per_person, person_ids
 from analysis.disclosure import Figure, ModelResult
 from analysis.disclosure.suppression import round_to_base
+from analysis.equity import ACTIVITY_CATEGORY_LABELS, ComparisonPopulation
 from analysis.stage import CLIENTS_SOURCE, AnalysisOutputs, read_clients, request_outputs
 from ig_policies.errors import InputError
 from ig_policies.policy import Analysis, Role
@@ -61,53 +62,12 @@ LEVEL_NAMES: dict[str, str] = {"lsoa": "LSOA", "ward": "electoral ward", "local_
 # --------------------------------------------------------------------------------------------
 # The comparison population: who reach is measured against
 
-#: Census 2021 economic activity categories, as the comparison population names them.
-CENSUS_ACTIVITY: dict[str, str] = {
-    "employed": "in employment",
-    "unemployed": "unemployed",
-    "inactive_sick": "economically inactive because long-term sick or disabled",
-    "inactive_home": "economically inactive looking after home or family",
-    "inactive_student": "economically inactive students",
-    "inactive_retired": "economically inactive retired",
-    "inactive_other": "economically inactive for other reasons",
-}
+#: The census economic-activity categories (``analysis.equity.ACTIVITY_CATEGORY_LABELS``) and
+#: ``employed``, which no out-of-work comparison population includes.
+CENSUS_ACTIVITY: tuple[str, ...] = ("employed", *ACTIVITY_CATEGORY_LABELS)
 
-
-@dataclass(frozen=True)
-class ComparisonPopulation:
-    """Residents a programme is for: an age range and census economic activity categories.
-
-    The default is the out-of-work population of working age: unemployed, or economically
-    inactive for any reason other than retirement or study, aged 16-64. Counting retired people
-    in (most of the 65+) made every working-age group look over-represented.
-    """
-
-    age_low: int = 16
-    age_high: int = 64
-    statuses: tuple[str, ...] = ("unemployed", "inactive_sick", "inactive_home", "inactive_other")
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.statuses) - set(CENSUS_ACTIVITY))
-        if unknown or not self.statuses:
-            raise InputError(
-                "comparison population",
-                f"unknown census economic activity categories {unknown}" if unknown else "no categories",
-                hint=f"use some of {', '.join(CENSUS_ACTIVITY)}",
-            )
-        if not 16 <= self.age_low <= self.age_high:
-            raise InputError(
-                "comparison population",
-                f"the age range {self.age_low}-{self.age_high} is not a range of ages 16 and over",
-                hint="give age_low >= 16 and age_high >= age_low (census tables start at 16).",
-            )
-
-    def describe(self) -> str:
-        return f"residents aged {self.age_low}-{self.age_high} who are " + "; ".join(
-            CENSUS_ACTIVITY[s] for s in self.statuses
-        )
-
-
-#: The default comparison population (the equity audit's default definition).
+#: The default comparison population: the equity audit's (residents aged 16-64 who are
+#: unemployed or economically inactive other than retired or students).
 WORKING_AGE_OUT_OF_WORK = ComparisonPopulation()
 
 
@@ -134,16 +94,6 @@ def census_activity_category(label: object) -> str | None:
     if "employ" in text or text.startswith("economically active"):
         return "employed"
     return None
-
-
-def _age_range(label: object) -> tuple[int, int] | None:
-    """'16-24', 'Aged 16 to 24 years' -> (16, 24); '65+', 'Aged 65 years and over' -> (65, 200)."""
-    numbers = [int(n) for n in re.findall(r"\d+", str(label))]
-    if not numbers:
-        return None
-    if len(numbers) == 1:
-        return (numbers[0], 200) if ("+" in str(label) or "over" in str(label).lower()) else None
-    return numbers[0], numbers[1]
 
 
 def _column(df: pd.DataFrame, candidates: Sequence[str]) -> str | None:
@@ -200,51 +150,36 @@ def comparison_population_by_lsoa(
         raise InputError(
             str(path), "a count is not a number", row=row, column=count, hint="check the file is not damaged"
         )
-    categories = df[status].map(census_activity_category)
-    ranges = df[age].map(_age_range)
+    long = pd.DataFrame(
+        {
+            "lsoa21cd": df[lsoa].str.strip(),
+            "age_band": df[age].str.strip(),
+            "status": df[status].map(census_activity_category),
+            "people": counts,
+        }
+    )
     notes: list[str] = []
-    straddles = ranges.map(
-        lambda r: r is not None and r[0] <= definition.age_high < r[1] and r[0] >= definition.age_low
-    )
-    if straddles.any():
-        raise InputError(
-            str(path),
-            f"the age band '{df.loc[straddles, age].iloc[0]}' straddles the comparison population's "
-            f"upper age {definition.age_high}",
-            column=age,
-            hint="choose an age range that ends where one of the table's age bands ends.",
+    present = set(long["status"].dropna())
+    lumped = {"inactive_retired", "inactive_student"} - set(definition.activity)
+    if (
+        lumped
+        and "inactive_other" in definition.activity
+        and "inactive_other" in present
+        and not present & lumped
+    ):
+        words = {"inactive_retired": "retired people", "inactive_student": "students"}
+        notes.append(
+            "The census table does not separate "
+            + " and ".join(words[s] for s in sorted(lumped))
+            + " from other economically inactive residents, so they are included in the "
+            "comparison population."
         )
-    in_age = ranges.map(
-        lambda r: r is not None and r[0] >= definition.age_low and r[1] <= definition.age_high
-    )
-    present = set(categories.dropna())
-    wanted = set(definition.statuses)
-    if "inactive_other" in present and not present & {
-        "inactive_retired",
-        "inactive_student",
-        "inactive_home",
-    }:
-        lumped = {"inactive_retired", "inactive_student", "inactive_home"} - wanted
-        if "inactive_other" in wanted and lumped:
-            words = {
-                "inactive_retired": "retired people",
-                "inactive_student": "students",
-                "inactive_home": "people looking after home or family",
-            }
-            notes.append(
-                "The census table does not separate "
-                + " and ".join(words[s] for s in sorted(lumped))
-                + " from other economically inactive residents, so they are included in the "
-                "comparison population."
-            )
-        if "inactive_home" in wanted:
-            wanted = wanted | {"inactive_other"}
-    keep = in_age & categories.isin(wanted)
-    out = (
-        pd.DataFrame({"lsoa21cd": df[lsoa].str.strip(), "comparison_population": counts.where(keep, 0)})
-        .groupby("lsoa21cd", as_index=False)["comparison_population"]
-        .sum()
-    )
+    chosen = definition.select(long, source=str(path))
+    everyone = long[["lsoa21cd"]].drop_duplicates()
+    out = everyone.merge(
+        chosen.groupby("lsoa21cd", as_index=False)["people"].sum(), on="lsoa21cd", how="left"
+    ).fillna({"people": 0})
+    out = out.rename(columns={"people": "comparison_population"})
     out = out[out["lsoa21cd"].str.match(r"^[EW]01\d{6}$")].reset_index(drop=True)
     if out.empty:
         raise InputError(str(path), "no row has an LSOA code like E01006512", hint="use the table by LSOA")
@@ -879,7 +814,7 @@ def targeting_outputs(
     )
     base_description = (
         "estimate = clients (people enrolled in either programme, counted once) per 1,000 of the comparison population "
-        f"({result.comparison.describe()}), from the client count rounded as published; CI exact Poisson; "
+        f"({result.comparison.definition()}), from the client count rounded as published; CI exact Poisson; "
         "p_value: exact test that the area's reach equals the region's; reach_index = estimate / the region's; "
         + need_words
         + "; high_need_low_reach = 1 when need_index > 1 and reach_index < 1; rank: that quadrant first, "
@@ -899,7 +834,7 @@ def targeting_outputs(
             title=f"Area targeting by {what}: need against reach",
             kind="estimates",
             statistics={"region_reach_per_1000": t.attrs["region_reach_per_1000"]},
-            population=f"clients of the employment-support programmes living in the region's LSOAs; {result.comparison.describe()}",
+            population=f"clients of the employment-support programmes living in the region's LSOAs; {result.comparison.definition()}",
             description=base_description + "\n" + "\n".join(describe_level(result, level, min_count)),
         )
         name = f"area-targeting-{level.replace('_', '-')}"
@@ -1028,11 +963,11 @@ def run_area_targeting(
         )
         step.detail(
             need_conditions=list(result.need.conditions),
-            comparison_population=comparison.describe(),
+            comparison_population=comparison.definition(),
             rolled_up={k: len(v) for k, v in result.units.rolled_up.items()},
             map="choropleth" if boundaries else "grid cartogram",
         )
-    sentences: list[str] = [f"Comparison population: {comparison.describe()}.", *result.notes]
+    sentences: list[str] = [f"Comparison population: {comparison.definition()}.", *result.notes]
     sentences.append(f"Need: {', '.join(result.need.conditions)} ({result.need.reason}).")
     for level in LEVELS:
         sentences.extend(describe_level(result, level, rules.min_cell_count))
@@ -1051,7 +986,6 @@ __all__ = [
     "CENSUS_ACTIVITY",
     "LEVELS",
     "WORKING_AGE_OUT_OF_WORK",
-    "ComparisonPopulation",
     "NeedConditions",
     "ReportingUnits",
     "TargetingResult",
