@@ -29,6 +29,17 @@ import pandas as pd
 from analysis.vocabulary import CONDITIONS
 from ig_policies.errors import InputError
 
+#: Conditions the area profile can use: the project's ten, and five more QOF registers the
+#: toolkit's England-wide area model found associated with economic inactivity or unemployment.
+AREA_CONDITIONS: tuple[str, ...] = (
+    *CONDITIONS,
+    "pad",
+    "atrial_fibrillation",
+    "stroke",
+    "ckd",
+    "hypothyroidism",
+)
+
 #: QOF register group codes -> the project's condition codes (ARCHITECTURE.md).
 QOF_GROUPS: dict[str, str] = {
     "DEP": "depression",
@@ -41,6 +52,11 @@ QOF_GROUPS: dict[str, str] = {
     "LD": "learning_disability",
     "OST": "osteoporosis",
     "AST": "asthma",
+    "PAD": "pad",
+    "AF": "atrial_fibrillation",
+    "STIA": "stroke",
+    "CKD": "ckd",
+    "THY": "hypothyroidism",
 }
 
 CENSUS_MEASURES: tuple[str, ...] = (
@@ -430,8 +446,9 @@ def load_qof_prevalence(path: str | Path) -> pd.DataFrame:
 
     The published ``PREVALENCE_yyyy.csv`` has ``PRACTICE_CODE, GROUP_CODE, REGISTER,
     PATIENT_LIST_TYPE, PRACTICE_LIST_SIZE``; ``PRACTICE_LIST_SIZE`` is the list size for that
-    register's age group, which is the right denominator. Registers outside the project's ten
-    conditions are ignored. A file with a ``condition`` column (project codes) is read as is.
+    register's age group, which is the right denominator. Registers outside ``AREA_CONDITIONS``
+    (the project's ten conditions and five more) are ignored. A file with a ``condition`` column
+    (project codes) is read as is.
     """
     p = Path(path)
     df = _read_csv(p)
@@ -446,7 +463,7 @@ def load_qof_prevalence(path: str | Path) -> pd.DataFrame:
         codes = df[group].astype(str).str.strip().str.upper().map(QOF_GROUPS)
     elif condition is not None:
         codes = df[condition].astype(str).str.strip().str.lower()
-        codes = codes.where(codes.isin(CONDITIONS))
+        codes = codes.where(codes.isin(AREA_CONDITIONS))
     else:
         raise InputError(
             str(p), "no column saying which register each row is (GROUP_CODE)", column="GROUP_CODE"
@@ -533,6 +550,7 @@ def load_lsoa_lookup(path: str | Path) -> pd.DataFrame:
 
 
 __all__ = [
+    "AREA_CONDITIONS",
     "BASIS_STATUSES",
     "CENSUS_MEASURES",
     "CONDITIONS",

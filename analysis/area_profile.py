@@ -12,6 +12,10 @@ unemployment). beta_c is an elasticity: a 1% higher prevalence of condition c go
 beta_c% higher rate, holding the other conditions and the local authority fixed. Errors are
 heteroskedasticity-robust (HC3) because small LSOAs have noisier rates. This is ecological: it
 describes areas, not people.
+
+A study area with too few LSOAs for the model (a small synthetic region, a single town) is not an
+error: each model that cannot be fitted is reported as "not estimable here, because ..." in the
+analysis's note output, and the run goes on.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.area_data import (
-    CONDITIONS,
+    AREA_CONDITIONS,
     load_census_economic_activity,
     load_gp_registrations,
     load_lsoa_lookup,
@@ -32,13 +36,20 @@ from analysis.area_data import (
 )
 from analysis.charts import estimate_chart
 from analysis.disclosure import Figure, ModelResult
-from analysis.stage import AnalysisOutputs, request_outputs
+from analysis.stage import AnalysisOutputs, NotEstimable, not_estimable_output, request_outputs
 from analysis.vocabulary import AREA_OUTCOMES
 from ig_policies.errors import InputError
 from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 AreaOutcome = Literal["inactive_sick_rate", "unemployment_rate"]
+AREA_RATES: tuple[AreaOutcome, ...] = ("inactive_sick_rate", "unemployment_rate")
+
+#: Fewest residual degrees of freedom a model is fitted with (disclosure control's own minimum
+#: for regressions is of the same size): fewer, and the robust errors mean little.
+MIN_RESIDUAL_DF = 10
+#: Fewest LSOAs with a positive prevalence for a condition to enter the model.
+MIN_CONDITION_LSOAS = 10
 
 
 def apportion_prevalence(qof: pd.DataFrame, registrations: pd.DataFrame) -> pd.DataFrame:
@@ -113,64 +124,100 @@ def fit_elasticities(
     outcome: AreaOutcome,
     conditions: Sequence[str],
     alpha: float = 0.05,
-    cov_type: str = "HC3",
 ) -> ElasticityModel:
-    """Regress log(rate) on log(prevalences) with local-authority fixed effects and robust errors.
+    """Regress log(rate) on log(prevalences) with local-authority fixed effects and HC3 errors.
 
     LSOAs with a zero rate or a zero prevalence are left out (their log is undefined); the
-    number left out is reported in ``fit``. "Significant" means p < ``alpha`` (robust errors).
+    number left out is reported in ``fit``. "Significant" means p < ``alpha`` (robust errors,
+    normal reference distribution, as statsmodels' ``OLS(...).fit(cov_type="HC3")``).
+    Raises ``NotEstimable`` when the LSOAs are too few to tell the conditions and the local
+    authorities apart, or leave fewer than ``MIN_RESIDUAL_DF`` residual degrees of freedom.
+
+    The local-authority effects are absorbed by subtracting each authority's means (the
+    Frisch-Waugh-Lovell theorem gives the same elasticities and residuals as the model with one
+    dummy per authority), and the HC3 leverages are those of the full model: the authority part
+    ``1/n_LA`` plus the leverage of the demeaned prevalences. This gives statsmodels' numbers
+    exactly while staying fast for England's 33,000 LSOAs and 309 authorities, where the model
+    with dummies would need an SVD of a 33,000 x 325 matrix several times over.
     """
-    import statsmodels.formula.api as smf
+    from scipy import stats
 
     cols = [outcome, *conditions, "lad22cd"]
     df = profile[cols].dropna()
     positive = (df[[outcome, *conditions]] > 0).all(axis=1)
     dropped = int((~positive).sum()) + (len(profile) - len(df))
     df = df[positive]
-    data = pd.DataFrame({"y": np.log(df[outcome].astype(float)), "lad22cd": df["lad22cd"].astype(str)})
-    names = {}
-    for i, c in enumerate(conditions):
-        names[c] = f"x{i}"
-        data[f"x{i}"] = np.log(df[c].astype(float))
-    fe = " + C(lad22cd)" if data["lad22cd"].nunique() > 1 else ""
-    formula = "y ~ " + " + ".join(names.values()) + fe
-    model = smf.ols(formula, data=data)
-    rank = int(np.linalg.matrix_rank(model.exog))
-    if rank < model.exog.shape[1] or len(data) - rank < 1:
-        raise InputError(
-            "area profile",
-            f"the {len(conditions)} conditions' prevalences and the local authorities cannot be told apart "
-            f"in {len(data)} LSOAs (the model has {model.exog.shape[1]} parameters but only {rank} can be estimated)",
-            hint="use fewer conditions, or data covering more LSOAs.",
+    what = AREA_OUTCOMES.get(outcome, outcome)
+    part = f"the model of the {what}"
+    if len(df) <= len(conditions) + MIN_RESIDUAL_DF:
+        raise NotEstimable(
+            f"only {len(df)} LSOAs have a positive {what} and prevalence of every condition, and a model "
+            f"of {len(conditions)} conditions with local-authority effects needs more than "
+            f"{len(conditions) + MIN_RESIDUAL_DF}; it needs data covering more LSOAs",
+            part,
         )
-    fit = model.fit(cov_type=cov_type)
-    ci = fit.conf_int(alpha=alpha)
+    groups = pd.factorize(df["lad22cd"].astype(str))[0]
+    n, n_groups = len(df), int(groups.max()) + 1
+    y = np.log(df[outcome].to_numpy(dtype=float))
+    x = np.log(df[list(conditions)].to_numpy(dtype=float))
+    size = np.bincount(groups, minlength=n_groups).astype(float)
+
+    def within(values: np.ndarray) -> np.ndarray:
+        sums = np.stack([np.bincount(groups, weights=v, minlength=n_groups) for v in values.T], axis=1)
+        return values - (sums / size[:, None])[groups]
+
+    yt, xt = within(y[:, None])[:, 0], within(x)
+    scale = np.sqrt((xt**2).sum(axis=0))
+    singular = np.linalg.svd(xt / np.where(scale > 0, scale, 1.0), compute_uv=False)
+    rank_x = int((singular > singular.max(initial=0.0) * max(xt.shape) * np.finfo(float).eps).sum())
+    parameters = n_groups + len(conditions)
+    rank = n_groups + rank_x
+    if rank < parameters or n - rank < MIN_RESIDUAL_DF:
+        raise NotEstimable(
+            f"the {len(conditions)} conditions' prevalences and the local authorities cannot be told apart "
+            f"in {n} LSOAs (the model has {parameters} parameters, of which {rank} can be "
+            f"estimated, and needs at least {MIN_RESIDUAL_DF} LSOAs more than that); it needs data covering "
+            "more LSOAs, or fewer conditions",
+            part,
+        )
+    xtx_inv = np.linalg.inv(xt.T @ xt)
+    beta = xtx_inv @ (xt.T @ yt)
+    resid = yt - xt @ beta
+    leverage = 1.0 / size[groups] + np.einsum("ij,jk,ik->i", xt, xtx_inv, xt)
+    meat = xt.T @ (xt * (resid / (1.0 - leverage))[:, None] ** 2)
+    cov = xtx_inv @ meat @ xtx_inv
+    se = np.sqrt(np.diag(cov))
+    z = stats.norm.ppf(1 - alpha / 2)
+    p_values = 2 * stats.norm.sf(np.abs(beta / se))
     rows = []
-    for c, x in names.items():
+    for j, c in enumerate(conditions):
         rows.append(
             {
                 "condition": c,
-                "elasticity": float(fit.params[x]),
-                "std_error": float(fit.bse[x]),
-                "ci_low": float(ci.loc[x, 0]),
-                "ci_high": float(ci.loc[x, 1]),
-                "p_value": float(fit.pvalues[x]),
-                "significant": bool(fit.pvalues[x] < alpha),
-                "percent_change_per_1pct": (1.01 ** float(fit.params[x]) - 1) * 100,
+                "elasticity": float(beta[j]),
+                "std_error": float(se[j]),
+                "ci_low": float(beta[j] - z * se[j]),
+                "ci_high": float(beta[j] + z * se[j]),
+                "p_value": float(p_values[j]),
+                "significant": bool(p_values[j] < alpha),
+                "percent_change_per_1pct": (1.01 ** float(beta[j]) - 1) * 100,
             }
         )
     table = pd.DataFrame(rows)
-    stats = {
-        "lsoas": float(len(data)),
+    residual_df = n - rank
+    ssr, sst = float(resid @ resid), float(((y - y.mean()) ** 2).sum())
+    r_squared = 1 - ssr / sst if sst > 0 else float("nan")
+    stats_ = {
+        "lsoas": float(n),
         "lsoas_left_out": float(dropped),
-        "local_authorities": float(data["lad22cd"].nunique()),
-        "parameters": float(len(fit.params)),
-        "residual_df": float(fit.df_resid),
-        "r_squared": float(fit.rsquared),
-        "adj_r_squared": float(fit.rsquared_adj),
+        "local_authorities": float(n_groups),
+        "parameters": float(parameters),
+        "residual_df": float(residual_df),
+        "r_squared": r_squared,
+        "adj_r_squared": 1 - (n - 1) / residual_df * (1 - r_squared),
     }
     sentences = tuple(_describe(r, outcome) for r in table.itertuples())
-    return ElasticityModel(outcome, table, stats, sentences)
+    return ElasticityModel(outcome, table, stats_, sentences)
 
 
 def _describe(row: object, outcome: str) -> str:
@@ -187,7 +234,9 @@ def _describe(row: object, outcome: str) -> str:
     )
 
 
-def usable_conditions(profile: pd.DataFrame, candidates: Sequence[str], min_lsoas: int = 10) -> list[str]:
+def usable_conditions(
+    profile: pd.DataFrame, candidates: Sequence[str], min_lsoas: int = MIN_CONDITION_LSOAS
+) -> list[str]:
     """Conditions with a positive prevalence in enough LSOAs to be estimated."""
     out = []
     for c in candidates:
@@ -276,26 +325,40 @@ def run_area_profile(
             load_qof_prevalence(paths["qof"]), load_gp_registrations(paths["registrations"])
         )
         profile = build_area_profile(census, prevalence, load_lsoa_lookup(paths["lookup"]))
-        wanted = list(conditions) if conditions else list(CONDITIONS)
+        wanted = list(conditions) if conditions else list(AREA_CONDITIONS)
         usable = usable_conditions(profile, wanted)
-        if len(profile) < len(usable) + 10 or not usable:
+        if profile.empty:
             raise InputError(
                 str(paths["census"]),
-                f"only {len(profile)} LSOAs have census, QOF and registration data: too few to fit the area model",
+                "no LSOA has census, QOF and registration data",
                 hint="check that the census, QOF and registration files cover the same areas (LSOA codes, practice codes).",
             )
-        models = [
-            fit_elasticities(profile, outcome, usable)
-            for outcome in ("inactive_sick_rate", "unemployment_rate")
-        ]
+        models: list[ElasticityModel] = []
+        not_estimable: list[NotEstimable] = []
+        for outcome in AREA_RATES:
+            try:
+                if not usable:
+                    raise NotEstimable(
+                        f"no condition has a varying, positive prevalence in at least {MIN_CONDITION_LSOAS} "
+                        f"of the {len(profile)} LSOAs; it needs data covering more LSOAs",
+                        f"the model of the {AREA_OUTCOMES[outcome]}",
+                    )
+                models.append(fit_elasticities(profile, outcome, usable))
+            except NotEstimable as exc:
+                not_estimable.append(exc)
         residents = int(profile["residents_16_plus"].sum())
-        requests, folders = request_outputs(
-            workspace, engine, actor, area_outputs(models, residents), justification
-        )
+        outputs = area_outputs(models, residents)
+        if not_estimable:
+            outputs.append(not_estimable_output("area_profile", AREA_SOURCE, not_estimable))
+        requests, folders = request_outputs(workspace, engine, actor, outputs, justification)
         step.inputs(*paths.values())
         step.outputs(*folders)
         step.counts(lsoas=len(profile), outputs_requested=len(requests))
-        step.detail(conditions=usable, significant={m.outcome: m.significant_conditions() for m in models})
+        step.detail(
+            conditions=usable,
+            significant={m.outcome: m.significant_conditions() for m in models},
+            not_estimable=[e.sentence for e in not_estimable],
+        )
     sentences: list[str] = []
     for m in models:
         sig = m.significant_conditions()
@@ -305,10 +368,13 @@ def run_area_profile(
         sentences.extend(
             s for s, r in zip(m.sentences, m.elasticities.itertuples(), strict=True) if r.significant
         )
+    sentences.extend(e.sentence for e in not_estimable)
     return AnalysisOutputs("area_profile", requests, folders, tuple(sentences))
 
 
 __all__ = [
+    "AREA_RATES",
+    "MIN_RESIDUAL_DF",
     "ElasticityModel",
     "apportion_prevalence",
     "area_rates",

@@ -1,7 +1,8 @@
 """Bias and 95% CI coverage of the natural-experiment estimators over many seeds, and event-study speed.
 
 Each seed simulates a region (``analysis.natural_experiment.simulation``) twice, with the planted
-effects and with none, and runs the three designs. Coverage is the share of seeds whose 95% CI for
+effects and with none, and runs the three designs (the event study twice: not-yet-enrolled clients
+as the comparison, and with the never-enrolled pool added through ``never_enrolled=``). Coverage is the share of seeds whose 95% CI for
 the relative change contains the planted value (target 90-98%). Then the event study is timed on
 100k clients x 48 months.
 
@@ -50,6 +51,9 @@ def accuracy(seeds: int, clients: int, pool: int) -> pd.DataFrame:
                     ).estimate,
                     "event_study": event_study(
                         DensePanel.from_long(region.panel, outcome), outcome, placebo_shift=None
+                    ).overall,
+                    "event_study_with_never_enrolled": event_study(
+                        region.panel, outcome, placebo_shift=None, never_enrolled=region.comparison_pool
                     ).overall,
                     "matched_comparison": matched_comparison(
                         region.panel, region.comparison_people, region.comparison_pool, outcome

@@ -76,11 +76,11 @@ def review_as_demo_officer(workspace: Workspace, trust_store: Path = DEMO_TRUST_
     (``ehl outputs review``); the demo does not pretend to judge them.
     """
     from analysis.disclosure.workflow import BLOCKED, list_requests, reject_output, release_output
-    from ig_policies.engine import PolicyEngine
+    from flows.stages import PipelineContext
     from ig_policies.errors import DisclosureBlocked
 
     officer = DEMO_USERS["ig_officer"]
-    engine = PolicyEngine.load(DEMO_POLICY, workspace, trust_store=trust_store, actor=officer)
+    engine = PipelineContext.for_user(workspace, DEMO_POLICY, officer, trust_store=trust_store).engine()
     released, rejected, left = [], [], []
     for req in list_requests(workspace):
         if req.status == "pending" and req.outcome == "pass":

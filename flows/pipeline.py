@@ -1,7 +1,7 @@
 """Prefect flows: one per stage, and ``approved_linkage_flow`` that runs the whole approved pipeline.
 
-Flows are a list of stages; each task calls one function of ``flows/stages.py``, which calls one
-library function. Flow parameters are paths and user names, never data, and task results are
+Flows are a list of stages; each task run calls one function of ``flows/stages.py``, which calls
+one library function. Flow parameters are paths and user names, never data, and task results are
 counts and paths (not persisted), so Prefect's database and logs hold no identifiers. Tasks that
 write to storage retry on unexpected errors (their writes are atomic, so a retry is safe); a policy
 refusal or a bad input never retries: it ends the run with its plain-English message.
@@ -26,6 +26,7 @@ from prefect.cache_policies import NONE  # noqa: E402
 from prefect.flow_runs import pause_flow_run  # noqa: E402
 from prefect.input import RunInput  # noqa: E402
 
+from analysis.registry import registered  # noqa: E402
 from flows import stages  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from flows.stages import PipelineContext, StageOutcome  # noqa: E402
@@ -54,38 +55,36 @@ def _report(outcome: StageOutcome) -> dict[str, Any]:
     }
 
 
-_STAGE_TASK = {
-    "cache_policy": NONE,
-    "persist_result": False,
-    "retries": 2,
-    "retry_delay_seconds": 3,
-    "retry_condition_fn": _retry_unexpected,
+#: The data processor's stages, in pipeline order; the analyses follow (``analysis.registry``).
+PROCESSOR_STAGES: dict[str, Callable[[PipelineContext], StageOutcome]] = {
+    "validate": stages.run_validate,
+    "pseudonymise": stages.run_pseudonymise,
+    "link": stages.run_link,
+    "research_dataset": stages.run_research_dataset,
 }
 
 
-@task(name="validate", **_STAGE_TASK)
-def validate_task(ctx: PipelineContext) -> dict[str, Any]:
-    return _report(stages.run_validate(ctx))
+@task(
+    name="stage",
+    task_run_name="{stage}",
+    cache_policy=NONE,
+    persist_result=False,
+    retries=2,
+    retry_delay_seconds=3,
+    retry_condition_fn=_retry_unexpected,
+)
+def stage_task(ctx: PipelineContext, stage: str) -> dict[str, Any]:
+    """One stage (a name of ``PROCESSOR_STAGES``, or ``analysis:<name>``); its writes are atomic,
+    so a retry after an unexpected error is safe."""
+    if stage.startswith("analysis:"):
+        return _report(stages.run_analysis(ctx, stage.removeprefix("analysis:")))
+    return _report(PROCESSOR_STAGES[stage](ctx))
 
 
-@task(name="pseudonymise", **_STAGE_TASK)
-def pseudonymise_task(ctx: PipelineContext) -> dict[str, Any]:
-    return _report(stages.run_pseudonymise(ctx))
-
-
-@task(name="link", **_STAGE_TASK)
-def link_task(ctx: PipelineContext, model_path: str | None = None) -> dict[str, Any]:
-    return _report(stages.run_link(ctx, Path(model_path) if model_path else None))
-
-
-@task(name="research-dataset", **_STAGE_TASK)
-def research_dataset_task(ctx: PipelineContext) -> dict[str, Any]:
-    return _report(stages.run_research_dataset(ctx))
-
-
-@task(name="analysis", task_run_name="analysis-{name}", **_STAGE_TASK)
-def analysis_task(ctx: PipelineContext, name: str) -> dict[str, Any]:
-    return _report(stages.run_analysis(ctx, name))
+def _run_stage(ctx: PipelineContext, stage: str) -> dict[str, Any]:
+    """``stage_task`` under the stage's own task name (``validate`` ... ``analysis``) in the UI."""
+    name = stage.split(":")[0].replace("_", "-")
+    return stage_task.with_options(name=name)(ctx, stage)
 
 
 @task(name="policy-check", cache_policy=NONE, persist_result=False)
@@ -103,36 +102,55 @@ def _context(
     researcher: str,
     settings: str | None,
     trust_store: str | None,
+    overrides: dict[str, Any] | None = None,
 ) -> PipelineContext:
+    run_settings = load_settings(settings)
+    if overrides:
+        run_settings = run_settings.with_overrides(overrides, source="flow parameters")
     return PipelineContext(
         workspace=Workspace.open(workspace),
         policy_path=Path(policy),
-        settings=load_settings(settings),
+        settings=run_settings,
         processor=processor,
         researcher=researcher,
         trust_store=Path(trust_store) if trust_store else None,
     )
 
 
-# ---- one flow per stage ----------------------------------------------------------------------
+def _stage_names(ctx: PipelineContext, analyses: list[str] | None) -> list[str]:
+    chosen = analyses if analyses is not None else stages.permitted_analyses(ctx)
+    return [*PROCESSOR_STAGES, *(f"analysis:{registered(name).analysis.value}" for name in chosen)]
+
+
+# ---- one stage as its own flow run (the deployments in prefect.yaml) --------------------------
+
+
+def _one_stage(
+    stage: str,
+    workspace: str,
+    policy: str,
+    user: str,
+    settings: str | None,
+    trust_store: str | None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    ctx = _context(workspace, policy, user, user, settings, trust_store, overrides)
+    policy_check_task(ctx, user)
+    return _run_stage(ctx, stage)
 
 
 @flow(name="validate", persist_result=False)
 def validate_flow(
     workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
 ) -> dict[str, Any]:
-    ctx = _context(workspace, policy, user, user, settings, trust_store)
-    policy_check_task(ctx, user)
-    return validate_task(ctx)
+    return _one_stage("validate", workspace, policy, user, settings, trust_store)
 
 
 @flow(name="pseudonymise", persist_result=False)
 def pseudonymise_flow(
     workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
 ) -> dict[str, Any]:
-    ctx = _context(workspace, policy, user, user, settings, trust_store)
-    policy_check_task(ctx, user)
-    return pseudonymise_task(ctx)
+    return _one_stage("pseudonymise", workspace, policy, user, settings, trust_store)
 
 
 @flow(name="link", persist_result=False)
@@ -144,18 +162,16 @@ def link_flow(
     trust_store: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    ctx = _context(workspace, policy, user, user, settings, trust_store)
-    policy_check_task(ctx, user)
-    return link_task(ctx, model)
+    """Link as ``user``; ``model`` (an approved model JSON) overrides ``linkage.model``."""
+    overrides = {"linkage": {"model": model}}
+    return _one_stage("link", workspace, policy, user, settings, trust_store, overrides)
 
 
 @flow(name="research-dataset", persist_result=False)
 def research_dataset_flow(
     workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
 ) -> dict[str, Any]:
-    ctx = _context(workspace, policy, user, user, settings, trust_store)
-    policy_check_task(ctx, user)
-    return research_dataset_task(ctx)
+    return _one_stage("research_dataset", workspace, policy, user, settings, trust_store)
 
 
 @flow(name="analysis", persist_result=False)
@@ -167,9 +183,9 @@ def analysis_flow(
     settings: str | None = None,
     trust_store: str | None = None,
 ) -> dict[str, Any]:
-    ctx = _context(workspace, policy, user, user, settings, trust_store)
-    policy_check_task(ctx, user)
-    return analysis_task(ctx, analysis)
+    """One analysis of ``analysis.registry`` as ``user``; its options are ``analyses.<name>`` keys."""
+    stage = f"analysis:{registered(analysis).analysis.value}"
+    return _one_stage(stage, workspace, policy, user, settings, trust_store)
 
 
 @flow(name="output-request", persist_result=False)
@@ -200,21 +216,16 @@ def approved_linkage_flow(
 ) -> list[dict[str, Any]]:
     """Validate, pseudonymise, link, build the research dataset and run the permitted analyses.
 
+    Every stage option comes from the settings file (``model`` overrides ``linkage.model``).
     Outputs end in ``outputs/pending/`` for an IG officer (``output_release_flow`` or
     ``ehl outputs review``). Re-running resumes after the last completed stage and does no work
     when nothing changed.
     """
-    ctx = _context(workspace, policy, processor, researcher, settings, trust_store)
+    ctx = _context(
+        workspace, policy, processor, researcher, settings, trust_store, {"linkage": {"model": model}}
+    )
     policy_check_task(ctx, processor)
-    results = [
-        validate_task(ctx),
-        pseudonymise_task(ctx),
-        link_task(ctx, model),
-        research_dataset_task(ctx),
-    ]
-    chosen = analyses if analyses is not None else stages.permitted_analyses(ctx)
-    results.extend(analysis_task(ctx, name) for name in chosen)
-    return results
+    return [_run_stage(ctx, stage) for stage in _stage_names(ctx, analyses)]
 
 
 # ---- release: waits for an IG officer --------------------------------------------------------

@@ -1,10 +1,16 @@
 """The pipeline's stages as plain functions: what each reads, what it writes, how to run it.
 
-Each ``run_<stage>`` takes a :class:`PipelineContext`, skips the stage when the stage ledger says
-its inputs and outputs are unchanged since it last completed, and otherwise opens the policy engine
-as the right user and calls the one library function of the stage. The Prefect flows in
-``flows/pipeline.py`` wrap these functions as tasks; keeping them free of Prefect means they are
-tested directly, and the flows stay a list of stages.
+This module is the only caller of the stage library functions (validation, pseudonymisation,
+linkage and its report and evaluation, the research dataset, each analysis of
+``analysis.registry``). Each ``run_<stage>`` takes one frozen :class:`PipelineContext` (where,
+under which policy, as whom, and the validated ``Settings`` that hold every option of every stage),
+opens the policy engine as the right user and calls the one library function of the stage.
+
+Both front ends are adapters that build the context and call these functions: the ``ehl``
+commands (``flows/cli/``), which turn their options into settings overrides, and the Prefect flows
+(``flows/pipeline.py``), which read the settings file. The flows resume: a stage whose inputs,
+outputs and parameters are unchanged since it last completed is skipped (``resume=True``); a single
+command always does the work, and records it in the same ledger.
 """
 
 from __future__ import annotations
@@ -12,63 +18,122 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from analysis.registry import PIPELINE_ORDER, registered
 from flows.settings import Settings
 from flows.stage_ledger import StageLedger
+from ig_policies.errors import ConfigError, EhlError, InputError
+from ig_policies.policy import Analysis
 from ig_policies.workspace import Workspace
 
-#: The analyses the approved flow runs, in order, when the policy permits them.
-ANALYSES: tuple[str, ...] = (
-    "natural_experiment",
-    "equity_audit",
-    "success_factors",
-    "concordance",
-    "area_profile",
-)
 DATASET_CONFIGS = Path(__file__).resolve().parent.parent / "linkage" / "datasets"
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineContext:
-    """Everything a stage needs besides data: where, under which policy, as whom, how."""
+    """Everything a stage needs besides data: where, under which policy, as whom, and how.
+
+    ``settings`` holds every stage option (see ``flows.settings``). ``resume`` skips a stage whose
+    inputs, outputs and parameters are unchanged since it last completed (the flows); without it
+    the stage always runs (a single command), and is recorded either way. ``spark_factory`` builds
+    the Spark session from the settings the first time a stage needs one (default:
+    ``flows.spark_session.build_spark_session``); stages that need none never start a JVM.
+    The context is frozen: a command derives a configured copy with ``with_overrides``.
+    """
 
     workspace: Workspace
-    policy_path: Path
+    policy_path: Path | None
     settings: Settings = field(default_factory=Settings)
     processor: str = "data-processor"
     researcher: str = "researcher"
     trust_store: Path | None = None
     today: dt.date | None = None
-    _spark: Any = field(default=None, repr=False)
+    resume: bool = True
+    spark_factory: Callable[[Settings], Any] | None = field(default=None, repr=False, compare=False)
+    _started: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def engine(self, actor: str):
+    @classmethod
+    def for_user(
+        cls, workspace: Workspace, policy_path: Path | None, user: str, **fields: Any
+    ) -> PipelineContext:
+        """A context for one person acting in whichever role the step needs (a single command)."""
+        return cls(workspace, policy_path, processor=user, researcher=user, **fields)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PipelineContext:
+        """This context with ``overrides`` applied to its settings (see ``Settings.with_overrides``)."""
+        return replace(self, settings=self.settings.with_overrides(overrides), _started=self._started)
+
+    @property
+    def user(self) -> str:
+        """The one person a single command's context acts as (see ``for_user``)."""
+        if self.processor != self.researcher:
+            raise ValueError("this context acts as two people (processor and researcher); name the actor")
+        return self.processor
+
+    def require_policy(self) -> Path:
+        """The signed policy's path; no policy, no step (fail closed)."""
+        if self.policy_path is None:
+            raise EhlError(
+                "No policy given: every step needs the signed policy it runs under.",
+                hint="pass --policy FILE or set EHL_POLICY (the demo uses ig_policies/configs/demo/policy.yaml).",
+            )
+        return self.policy_path
+
+    def engine(self, actor: str | None = None, **options: Any):
+        """The policy engine for ``actor`` (default: ``user``): the signed policy, verified.
+
+        ``options`` go to ``PolicyEngine.load`` (e.g. ``allow_expired``).
+        """
         from ig_policies.engine import PolicyEngine
 
         return PolicyEngine.load(
-            self.policy_path, self.workspace, trust_store=self.trust_store, today=self.today, actor=actor
+            self.require_policy(),
+            self.workspace,
+            trust_store=self.trust_store,
+            today=self.today,
+            actor=actor or self.user,
+            **options,
         )
 
     def spark(self):
-        """The pipeline's Spark session, started on first use (stages that need none never pay for it)."""
-        if self._spark is None:
-            from flows.spark_session import build_spark_session
+        """The pipeline's Spark session, started on first use."""
+        if "spark" not in self._started:
+            if self.spark_factory is not None:
+                self._started["spark"] = self.spark_factory(self.settings)
+            else:
+                from flows.spark_session import build_spark_session
 
-            self._spark = build_spark_session(self.settings.spark)
-        return self._spark
+                self._started["spark"] = build_spark_session(self.settings.spark)
+        return self._started["spark"]
+
+    def master_secret(self):
+        """The service's master secret from the environment (never printed, never written, never
+        kept in the context, which Prefect sees as a task parameter)."""
+        from ig_policies.master_secret import MasterSecretError, load_master_secret
+
+        try:
+            return load_master_secret()
+        except MasterSecretError as exc:
+            raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
 
 
 @dataclass(frozen=True)
 class StageOutcome:
-    """One stage's result as the flow reports it: counts and paths only, never data."""
+    """One stage's result as the flow reports it: counts and paths only, never data.
+
+    ``result`` is the library function's own result, for a command to print from; it stays in the
+    process (a flow task returns only the summary) and is None when the stage was skipped.
+    """
 
     stage: str
     skipped: bool
     seconds: float
     summary: Mapping[str, Any]
     outputs: tuple[str, ...] = ()
+    result: Any = field(default=None, repr=False, compare=False)
 
     def line(self) -> str:
         what = "unchanged, skipped" if self.skipped else f"{self.seconds:.1f} s"
@@ -76,6 +141,10 @@ class StageOutcome:
             f"{k.replace('_', ' ')} {v:,}" for k, v in self.summary.items() if isinstance(v, int)
         )
         return f"{self.stage}: {what}" + (f" ({counts})" if counts else "")
+
+
+#: What a stage body returns: its summary, the paths it wrote, and the library result.
+StageWork = tuple[Mapping[str, Any], Iterable[Path], Any]
 
 
 def _files_under(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
@@ -95,96 +164,134 @@ def _run(
     actor: str,
     inputs: Iterable[Path],
     params: Mapping[str, Any],
-    run: Callable[[Any], tuple[Mapping[str, Any], Iterable[Path]]],
+    run: Callable[[Any], StageWork],
 ) -> StageOutcome:
-    """Skip if up to date; else run ``run(engine) -> (summary, outputs)`` and record it in the ledger."""
+    """Skip if resuming and up to date; else run ``run(engine)`` and record it in the ledger."""
     ledger = StageLedger(ctx.workspace)
     started = time.perf_counter()
     engine = ctx.engine(actor)  # every stage starts with the policy check, even a skipped one
     plan = ledger.plan(stage, inputs, {**params, "policy_hash": engine.policy_hash})
-    if plan.up_to_date:
+    if ctx.resume and plan.up_to_date:
         return StageOutcome(stage, True, time.perf_counter() - started, ledger.summary(stage))
-    summary, outputs = run(engine)
+    summary, outputs, result = run(engine)
     outputs = [Path(p) for p in outputs]
     ledger.complete(plan, outputs, summary)
     return StageOutcome(
-        stage, False, time.perf_counter() - started, dict(summary), tuple(str(p) for p in outputs)
+        stage, False, time.perf_counter() - started, dict(summary), tuple(str(p) for p in outputs), result
     )
+
+
+def _path_text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 # ---- data processor stages -------------------------------------------------------------------
 
 
 def run_validate(ctx: PipelineContext) -> StageOutcome:
+    """Validate the extracts of ``settings.validation`` (default: all the policy permits)."""
+    from linkage.dataset_config import load_dataset_configs
     from linkage.identifiable.validation import validate_extracts
     from linkage.identifiable.validation.stage import data_docs_dir
 
-    ws = ctx.workspace
-    inputs = [*_files_under(ws.landing, exclude=[ws.landing / "validated"]), *_files_under(DATASET_CONFIGS)]
+    ws, options = ctx.workspace, ctx.settings.validation
+    configs = load_dataset_configs(options.datasets_dir)
+    unknown = [name for name in options.inputs if name not in configs]
+    if unknown:
+        raise ConfigError(
+            f"validation.inputs: {', '.join(unknown)} is not a dataset with a dataset config.",
+            hint=f"name the dataset the file belongs to: {', '.join(configs)}",
+        )
+    inputs = [
+        *_files_under(ws.landing, exclude=[ws.landing / "validated"]),
+        *_files_under(options.datasets_dir or DATASET_CONFIGS),
+        *options.inputs.values(),
+    ]
+    params = {
+        "datasets": list(options.datasets) if options.datasets is not None else None,
+        "inputs": {name: str(path) for name, path in sorted(options.inputs.items())},
+        "datasets_dir": _path_text(options.datasets_dir),
+    }
 
-    def run(engine):
-        result = validate_extracts(ws, engine, ctx.processor, ctx.spark())
+    def run(engine) -> StageWork:
+        result = validate_extracts(
+            ws,
+            engine,
+            ctx.processor,
+            ctx.spark(),
+            options.datasets,
+            inputs=dict(options.inputs) or None,
+            configs=configs,
+        )
         summary = {
             "rows_in": result.rows_in,
             "rows_accepted": result.rows_accepted,
             "rows_quarantined": result.rows_in - result.rows_accepted,
         }
-        return summary, [ws.landing / "validated", ws.quarantine, data_docs_dir(ws)]
+        return summary, [ws.landing / "validated", ws.quarantine, data_docs_dir(ws)], result
 
-    return _run(ctx, "validate", ctx.processor, inputs, {}, run)
+    return _run(ctx, "validate", ctx.processor, inputs, params, run)
 
 
 def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
+    """Tokens and research pseudonyms for every validated extract (``settings.pseudonymisation``)."""
     from linkage.identifiable.pseudonymise import pseudonymise_extracts
 
-    ws = ctx.workspace
+    ws, options = ctx.workspace, ctx.settings.pseudonymisation
     inputs = [
         ws.landing / "validated",
         ws.reference / "postcode_lookup.csv",
         ws.landing / "health" / "opt_out.csv",
     ]
 
-    def run(engine):
+    def run(engine) -> StageWork:
         result = pseudonymise_extracts(
             ws,
             engine,
             ctx.processor,
             ctx.spark(),
+            master_secret=ctx.master_secret(),
+            key_version=options.key_version,
             today=ctx.today,
-            bloom_settings=ctx.settings.pseudonymisation.bloom,
+            bloom_settings=options.bloom,
         )
         summary = {"rows_in": result.rows_in, "rows_out": result.rows_out, "key_version": result.key_version}
-        return summary, list(result.outputs.values())
+        return summary, list(result.outputs.values()), result
 
     # the encoding parameters are part of what the stage computes: a change must re-run it
-    params = {"bloom": ctx.settings.pseudonymisation.bloom.metadata()}
+    params = {"bloom": options.bloom.metadata(), "key_version": options.key_version}
     return _run(ctx, "pseudonymise", ctx.processor, inputs, params, run)
 
 
-def run_link(ctx: PipelineContext, model_path: Path | None = None) -> StageOutcome:
+def run_link(ctx: PipelineContext) -> StageOutcome:
+    """Link clients to patients (``settings.linkage``: config, model, backend) and write the report."""
     from linkage.link import link_records
     from linkage.link_backend import db_api_for_run
     from linkage.linkage_config import load_linkage_config
     from linkage.quality import write_report
 
-    ws = ctx.workspace
+    ws, options = ctx.workspace, ctx.settings.linkage
     inputs = [ws.pseudonymised / "employment_support", ws.pseudonymised / "health_demographics"]
-    if model_path is not None:
-        inputs.append(Path(model_path))
-    settings = ctx.settings.linkage
+    inputs += [p for p in (options.config, options.model) if p is not None]
+    params = {
+        "backend": options.backend,
+        "seed": options.seed,
+        "config": _path_text(options.config),
+        "model": _path_text(options.model),
+    }
 
-    def run(engine):
-        config = load_linkage_config(None)
+    def run(engine) -> StageWork:
+        config = load_linkage_config(options.config)
         backend, db_api = db_api_for_run(
             ws.root,
             config,
-            settings.backend,
-            settings.duckdb_max_comparisons_records,
+            options.backend,
+            options.duckdb_max_comparisons_records,
             spark_factory=ctx.spark,
-            duckdb_memory_limit=settings.duckdb_memory_limit,
+            duckdb_memory_limit=options.duckdb_memory_limit,
         )
         result = link_records(
-            ws, engine, ctx.processor, db_api, model_path=model_path, config=config, seed=settings.seed
+            ws, engine, ctx.processor, db_api, model_path=options.model, config=config, seed=options.seed
         )
         report = write_report(ws)
         summary = {
@@ -202,15 +309,77 @@ def run_link(ctx: PipelineContext, model_path: Path | None = None) -> StageOutco
             result.match_rates_path,
             report,
         ]
-        return summary, outputs
+        return summary, outputs, result
 
-    return _run(ctx, "link", ctx.processor, inputs, {"backend": settings.backend, "seed": settings.seed}, run)
+    return _run(ctx, "link", ctx.processor, inputs, params, run)
+
+
+@dataclass(frozen=True)
+class LinkReport:
+    """The linkage report written from ``linked/`` and its plain-English verdict."""
+
+    path: Path
+    sentences: tuple[str, ...]
+
+
+def run_link_report(ctx: PipelineContext) -> StageOutcome:
+    """Write the linkage report from ``linked/`` again (it reads no identifiers and needs no policy)."""
+    import json
+
+    import pandas as pd
+
+    from linkage import quality
+
+    ws = ctx.workspace
+    started = time.perf_counter()
+    summary_path, rates_path = ws.linked / "link_summary.json", ws.linked / "match_rates.parquet"
+    for needed in (summary_path, rates_path):
+        if not needed.exists():
+            raise InputError(str(needed), "there is no linkage to report on", hint="run 'ehl link' first")
+    path = quality.write_report(ws)
+    sentences = quality.verdict(json.loads(summary_path.read_text()), pd.read_parquet(rates_path))
+    report = LinkReport(path, tuple(sentences))
+    return StageOutcome("link_report", False, time.perf_counter() - started, {}, (str(path),), report)
+
+
+def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
+    """Precision, recall and F1 of ``linked/`` against ``truth/`` (synthetic workspaces only)."""
+    from ig_policies.policy import Role
+    from linkage import quality
+    from linkage.linkage_config import load_linkage_config
+
+    ws = ctx.workspace
+    started = time.perf_counter()
+    truth = ws.truth / "record_links.parquet"
+    if not truth.exists():
+        raise InputError(
+            str(truth),
+            "this workspace has no ground truth, so linkage accuracy cannot be measured",
+            hint="'ehl link evaluate' works only on synthetic workspaces made by 'ehl synth'",
+        )
+    engine = ctx.engine(ctx.processor)
+    policy = engine.policy
+    key = ctx.master_secret().derive("research-pseudonym", policy.project.id, policy.linkage.key_version)
+    with engine.step(ctx.processor, Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True) as step:
+        from linkage.identifiable.truth import pseudonymised_truth
+
+        truth_pairs = pseudonymised_truth(ws, key, quality.linked_programmes(ws))
+        result = quality.evaluate(ws, truth_pairs, load_linkage_config(ctx.settings.linkage.config))
+        step.inputs(ws.linked / "links.parquet")
+        step.outputs(result.report_path)
+        step.detail(
+            precision=round(result.precision, 4), recall=round(result.recall, 4), f1=round(result.f1, 4)
+        )
+    summary = {"precision": result.precision, "recall": result.recall, "f1": result.f1}
+    outputs = (str(result.report_path),) if result.report_path is not None else ()
+    return StageOutcome("link_evaluate", False, time.perf_counter() - started, summary, outputs, result)
 
 
 def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
+    """The analysis tables (``settings.research_dataset``: panel window, comparison pool, study dates)."""
     from analysis.research_dataset import build_research_dataset
 
-    ws = ctx.workspace
+    ws, options = ctx.workspace, ctx.settings.research_dataset
     inputs = [
         ws.linked / "links.parquet",
         *(
@@ -219,9 +388,10 @@ def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
         ),
         ws.reference / "lsoa_lookup.csv",
     ]
+    params = options.model_dump()
 
-    def run(engine):
-        result = build_research_dataset(ws, engine, ctx.processor)
+    def run(engine) -> StageWork:
+        result = build_research_dataset(ws, engine, ctx.processor, **params)
         summary = {
             "enrolments": result.n_enrolments,
             "linked": result.n_linked,
@@ -234,41 +404,19 @@ def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
             result.comparison_people_path,
             result.comparison_pool_path,
         ]
-        return summary, outputs
+        return summary, outputs, result
 
-    return _run(ctx, "research_dataset", ctx.processor, inputs, {}, run)
+    return _run(ctx, "research_dataset", ctx.processor, inputs, params, run)
 
 
 # ---- researcher stages -----------------------------------------------------------------------
 
 
-def _analysis_function(name: str) -> Callable[..., Any]:
-    if name == "natural_experiment":
-        from analysis.natural_experiment import run_natural_experiment
-
-        return run_natural_experiment
-    if name == "equity_audit":
-        from analysis.equity import run_equity_audit
-
-        return run_equity_audit
-    if name == "success_factors":
-        from analysis.success import run_success_factors
-
-        return run_success_factors
-    if name == "concordance":
-        from analysis.concordance import run_concordance
-
-        return run_concordance
-    if name == "area_profile":
-        from analysis.area_profile import run_area_profile
-
-        return run_area_profile
-    raise ValueError(f"unknown analysis {name!r}; analyses are: {', '.join(ANALYSES)}")
-
-
-def run_analysis(ctx: PipelineContext, name: str) -> StageOutcome:
+def run_analysis(ctx: PipelineContext, name: str | Analysis) -> StageOutcome:
+    """Run analysis ``name`` of the registry with its options (``settings.analyses.<name>``)."""
+    entry = registered(name)
+    options = ctx.settings.analysis_options(entry.analysis)
     ws = ctx.workspace
-    analyse = _analysis_function(name)
     inputs = [
         ws.analysis / "clients.parquet",
         ws.analysis / "panel.parquet",
@@ -276,21 +424,24 @@ def run_analysis(ctx: PipelineContext, name: str) -> StageOutcome:
         ws.analysis / "comparison_pool.parquet",
         ws.linked / "match_rates.parquet",
         *_files_under(ws.reference),
+        *entry.input_files(options),
     ]
 
-    def run(engine):
-        result = analyse(ws, engine, ctx.researcher)
+    def run(engine) -> StageWork:
+        analyse = entry.run_function()
+        result = analyse(ws, engine, ctx.researcher, **options.keyword_arguments())
         statuses = [status for _, _, status in result.requests]
         summary = {
             "outputs_requested": len(result.requests),
             "outputs_blocked": sum(s == "blocked" for s in statuses),
         }
-        return summary, list(result.pending)
+        return summary, list(result.pending), result
 
-    return _run(ctx, f"analysis:{name}", ctx.researcher, inputs, {}, run)
+    params = options.model_dump(mode="json")
+    return _run(ctx, f"analysis:{entry.analysis.value}", ctx.researcher, inputs, params, run)
 
 
 def permitted_analyses(ctx: PipelineContext) -> list[str]:
-    """The analyses of ``ANALYSES`` that the policy permits, in pipeline order."""
+    """The analyses the policy permits, in the registry's pipeline order."""
     permitted = {str(getattr(a, "value", a)) for a in ctx.engine(ctx.researcher).policy.analyses}
-    return [a for a in ANALYSES if a in permitted]
+    return [a.value for a in PIPELINE_ORDER if a.value in permitted]

@@ -35,6 +35,7 @@ class Analysis(StrEnum):
     SUCCESS_FACTORS = "success_factors"
     CONCORDANCE = "concordance"
     AREA_PROFILE = "area_profile"
+    SERVICE_USE = "service_use"
     AREA_TARGETING = "area_targeting"
 
 

@@ -30,6 +30,18 @@ GENERATOR_VERSION = 1
 MIN_PEOPLE = 1000
 MAX_PEOPLE = 20_000_000
 
+#: The reference category of every planted categorical odds ratio: what an analysis must use as
+#: its baseline to find the recorded values (``analysis.success.PREFERRED_REFERENCE`` uses the
+#: same). Against another baseline the odds ratios are ratios of these: the job-start odds ratio
+#: of ages 50-64 against 16-24 is 0.6 / 1.2 = 0.5, not 0.6.
+PLANTED_REFERENCE: dict[str, str] = {
+    "age_band": "25-34",
+    "ethnicity": "White",
+    "imd_quintile": "3",
+    "economic_status": "inactive_other",
+    "programme": "ways_to_work",
+}
+
 # independent random streams
 _GEOGRAPHY, _POPULATION, _ENROLMENT, _HEALTH_RECORDS, _UNDER_SERVED = 1, 2, 3, 4, 5
 
@@ -292,6 +304,30 @@ def _rate(flags: np.ndarray, among: np.ndarray | None = None) -> dict[str, float
     return {"count": k, "denominator": n, "rate": round(k / n, 6) if n else 0.0}
 
 
+def _against_reference(odds: dict[str, Any]) -> dict[str, Any]:
+    """Planted odds ratios as an analysis with ``PLANTED_REFERENCE`` baselines estimates them.
+
+    The generator adds log ORs to an implicit zero, so a configuration may give the baseline
+    category an odds ratio other than 1 (or leave it out: then it is 1). Dividing by the
+    baseline's value records the contrasts that are estimable; with the defaults nothing changes.
+    """
+    out: dict[str, Any] = {}
+    for variable, table in odds.items():
+        reference = PLANTED_REFERENCE.get(variable)
+        if isinstance(table, dict) and reference is not None:
+            base = float(table.get(reference, 1.0))
+            out[variable] = {reference: 1.0} | {k: round(v / base, 6) for k, v in table.items()}
+        else:
+            out[variable] = table
+    return out
+
+
+def _references(variables: tuple[str, ...]) -> dict[str, str]:
+    """The baseline of each odds-ratio table in ``variables``, as a sentence would name it."""
+    binary = {"female": "men", "condition": "without the condition"}
+    return {v: PLANTED_REFERENCE.get(v) or binary[v] for v in variables}
+
+
 def _planted(
     truth: pd.DataFrame,
     persons: pd.DataFrame,
@@ -377,14 +413,19 @@ def _planted(
             "model": "logit P(enrol) = intercept + log ORs (age band at enrolment date, female, ethnicity, IMD "
             "quintile, economic status on census day, GP-recorded conditions before the enrolment date); "
             "eligible: aged 16-64 and alive on a uniformly drawn date in the enrolment window",
-            "odds_ratios": {
-                "age_band": cfg.selection.or_age_band,
-                "female": cfg.selection.or_female,
-                "ethnicity": cfg.selection.or_ethnicity,
-                "imd_quintile": cfg.selection.or_imd_quintile,
-                "economic_status": cfg.selection.or_economic_status,
-                "condition": cfg.selection.or_condition,
-            },
+            "reference_categories": _references(
+                ("age_band", "female", "ethnicity", "imd_quintile", "economic_status", "condition")
+            ),
+            "odds_ratios": _against_reference(
+                {
+                    "age_band": cfg.selection.or_age_band,
+                    "female": cfg.selection.or_female,
+                    "ethnicity": cfg.selection.or_ethnicity,
+                    "imd_quintile": cfg.selection.or_imd_quintile,
+                    "economic_status": cfg.selection.or_economic_status,
+                    "condition": cfg.selection.or_condition,
+                }
+            ),
             "intercept": enr.planted["selection_intercept"],
             "eligible_residents": enr.planted["eligible_residents"],
             "clients": enr.planted["clients"],
@@ -406,18 +447,25 @@ def _planted(
             "model": "logit P(job start) = intercept + log ORs (age band, female, ethnicity, IMD quintile, "
             "programme, GP-recorded conditions before enrolment); logit P(sustained | job start) = intercept "
             "+ log ORs (programme, conditions)",
-            "job_start_odds_ratios": {
-                "age_band": cfg.outcomes.or_age_band,
-                "female": cfg.outcomes.or_female,
-                "ethnicity": cfg.outcomes.or_ethnicity,
-                "imd_quintile": cfg.outcomes.or_imd_quintile,
-                "programme": cfg.outcomes.or_programme,
-                "condition": cfg.outcomes.or_condition,
-            },
-            "sustained_odds_ratios": {
-                "programme": cfg.outcomes.sustained_or_programme,
-                "condition": cfg.outcomes.sustained_or_condition,
-            },
+            "job_start_odds_ratios": _against_reference(
+                {
+                    "age_band": cfg.outcomes.or_age_band,
+                    "female": cfg.outcomes.or_female,
+                    "ethnicity": cfg.outcomes.or_ethnicity,
+                    "imd_quintile": cfg.outcomes.or_imd_quintile,
+                    "programme": cfg.outcomes.or_programme,
+                    "condition": cfg.outcomes.or_condition,
+                }
+            ),
+            "sustained_odds_ratios": _against_reference(
+                {
+                    "programme": cfg.outcomes.sustained_or_programme,
+                    "condition": cfg.outcomes.sustained_or_condition,
+                }
+            ),
+            "reference_categories": _references(
+                ("age_band", "female", "ethnicity", "imd_quintile", "programme", "condition")
+            ),
             "job_start_intercept": enr.planted["job_start_intercept"],
             "sustained_intercept": enr.planted["sustained_intercept"],
             "realised_job_start_rate": round(float(truth["job_start"].mean()), 6) if len(truth) else 0.0,

@@ -14,6 +14,7 @@ from analysis.disclosure.outputs import (
     FrequencyTable,
     MagnitudeTable,
     ModelResult,
+    Note,
     load_output,
     save_output,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "FrequencyTable",
     "MagnitudeTable",
     "ModelResult",
+    "Note",
     "Outcome",
     "OutputRequest",
     "ReleaseResult",

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 
 from analysis.disclosure.ledger import known_from_earlier, ledger_entry_for, small_differences
-from analysis.disclosure.outputs import DisclosureOutput, Figure, FrequencyTable, MagnitudeTable, ModelResult
+from analysis.disclosure.outputs import (
+    DisclosureOutput,
+    Figure,
+    FrequencyTable,
+    MagnitudeTable,
+    ModelResult,
+    Note,
+)
 from analysis.disclosure.registry import ALL_KINDS, REGISTRY, CheckContext, register
 from analysis.disclosure.report import Finding, Outcome
 from analysis.disclosure.suppression import build_grid, primary_suppression, secondary_suppression
@@ -46,6 +53,8 @@ def _table_of(output: DisclosureOutput) -> pd.DataFrame:
         return output.contributions[list(output.dimensions)]
     if isinstance(output, ModelResult):
         return output.coefficients
+    if isinstance(output, Note):
+        return output.reasons
     return _table_of(output.table)
 
 
@@ -461,6 +470,39 @@ def check_figure(output: DisclosureOutput, rules: OutputRules, context: CheckCon
             "the picture shows nothing beyond that table",
         )
     ]
+
+
+#: whole numbers written in a note's text
+_NUMBER = re.compile(r"(?<![\w.])\d+(?!\w|\.\d)")
+
+
+@register(
+    "note", ["note"], "A note is plain text: no identifiers, and no number that could count a few people."
+)
+def check_note(output: DisclosureOutput, rules: OutputRules, context: CheckContext) -> list[Finding]:
+    assert isinstance(output, Note)
+    findings: list[Finding] = []
+    text = [output.title, output.description, *output.reasons["part"], *output.reasons["reason"]]
+    words = " ".join(text).split()
+    if any(IDENTIFIER_VALUE.match(w.strip(".,;:()'\"")) for w in words):
+        findings.append(
+            _whole("note", Outcome.FAIL, "the note contains a value that looks like a pseudonym or token")
+        )
+    small = sorted({int(n) for t in text for n in _NUMBER.findall(t) if 0 < int(n) < rules.min_cell_count})
+    if small:
+        findings.append(
+            _whole(
+                "note",
+                Outcome.REVIEW,
+                f"the note quotes numbers below the minimum cell count ({', '.join(map(str, small))}); "
+                "an officer should confirm none of them counts people",
+            )
+        )
+    if not findings:
+        findings.append(
+            _whole("note", Outcome.PASS, "plain-English note with no identifiers and no small numbers")
+        )
+    return findings
 
 
 __all__ = ["IDENTIFIER_COLUMN", "IDENTIFIER_VALUE", "INDIVIDUAL_STATISTIC", "REGISTRY", "model_count_columns"]

@@ -259,13 +259,46 @@ class Figure:
         return self.table.source
 
 
-DisclosureOutput = FrequencyTable | MagnitudeTable | ModelResult | Figure
+#: Columns of a note's table: the part of the analysis and why it could not be estimated.
+NOTE_COLUMNS = ("part", "reason")
+
+
+@dataclass(frozen=True)
+class Note:
+    """A plain-English statement about an analysis, such as why a part of it cannot be estimated.
+
+    An analysis that cannot estimate something on the data at hand says so in an output of its
+    own, so the reader of the released results learns *why* a table is missing instead of
+    finding nothing. ``reasons`` has one row per part (``part``, ``reason``). The text is checked
+    like any output: it must hold no identifiers, and a number small enough to be a count of a
+    few people sends it to an IG officer. Reasons should therefore speak of areas, parameters
+    and thresholds, never quote an unrounded count of people.
+    """
+
+    reasons: pd.DataFrame
+    source: str
+    title: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        what = f"note '{self.title}'"
+        _require_columns(self.reasons, NOTE_COLUMNS, what)
+        if self.reasons.empty:
+            raise _problem(what, "it says nothing", "give at least one part and its reason")
+        text = self.reasons[list(NOTE_COLUMNS)]
+        if text.isna().any().any() or (text.astype(str).apply(lambda c: c.str.strip()) == "").any().any():
+            raise _problem(what, "a part or a reason is empty", "say which part and why, in plain English")
+        object.__setattr__(self, "reasons", text.astype(str).reset_index(drop=True))
+
+
+DisclosureOutput = FrequencyTable | MagnitudeTable | ModelResult | Figure | Note
 
 KINDS: dict[type, str] = {
     FrequencyTable: "frequency_table",
     MagnitudeTable: "magnitude_table",
     ModelResult: "model_result",
     Figure: "figure",
+    Note: "note",
 }
 
 
@@ -278,7 +311,7 @@ def kind_of(output: object) -> str:
 
     raise DisclosureBlocked(
         f"A {type(output).__name__} cannot be requested as an output: only frequency tables, "
-        "magnitude tables, model results and figures can leave the TRE.",
+        "magnitude tables, model results, figures and notes can leave the TRE.",
         hint="wrap the aggregate in FrequencyTable, MagnitudeTable, ModelResult or Figure; row-level data never leaves.",
     )
 
@@ -333,6 +366,9 @@ def save_output(output: DisclosureOutput, directory: Path) -> Path:
             population=output.population,
             description=output.description,
         )
+    elif isinstance(output, Note):
+        write_parquet(output.reasons, directory / "reasons.parquet")
+        meta.update(source=output.source, title=output.title, description=output.description)
     else:
         save_output(output.table, directory / "table")
         if output.png is not None:
@@ -360,9 +396,11 @@ def load_output(directory: Path) -> DisclosureOutput:
         return ModelResult(
             coefficients=pd.read_parquet(directory / "coefficients.parquet"), kind=kind_name, **meta
         )
+    if kind == "note":
+        return Note(reasons=pd.read_parquet(directory / "reasons.parquet"), **meta)
     if kind == "figure":
         png_path = directory / "figure.png"
         table = load_output(directory / "table")
-        assert not isinstance(table, Figure)
+        assert not isinstance(table, Figure | Note)
         return Figure(table=table, png=png_path.read_bytes() if png_path.exists() else None, **meta)
     raise InputError(str(directory), f"unknown output kind {kind!r}", "request the output again")

@@ -22,6 +22,7 @@ from analysis.disclosure.outputs import (
     FrequencyTable,
     MagnitudeTable,
     ModelResult,
+    Note,
     kind_of,
 )
 from analysis.disclosure.registry import CheckContext
@@ -122,7 +123,10 @@ def check_output(
     base = rules.rounding_base
     protected: pd.DataFrame
     summary: dict[str, Any] = {}
-    if isinstance(table, FrequencyTable):
+    if isinstance(table, Note):
+        protected = table.reasons.copy()
+        changed = False
+    elif isinstance(table, FrequencyTable):
         grid = context.grid or build_grid(table)
         protected = released_frequency_table(table, grid, set(context.withheld), base)
         column = f"count_{table.unit}_rounded"

@@ -7,7 +7,8 @@
    conditions and prior use, then DiD.
 
 Each gives the effect, its 95% CI, the relative change, and the people and person-months behind
-it. ``run_natural_experiment`` is the stage: it runs all three on every measure under the policy
+it. Each takes the researcher's own panel with a ``PanelColumns`` naming its columns (the
+research dataset's names by default) and checks it before estimating. ``run_natural_experiment`` is the stage: it runs all three on every measure under the policy
 engine and hands the results to disclosure control, which alone writes ``outputs/pending/``.
 """
 
@@ -15,7 +16,7 @@ from analysis.natural_experiment.designs import NaturalExperimentResults, estima
 from analysis.natural_experiment.event_study import event_study
 from analysis.natural_experiment.its import ItsResult, interrupted_time_series
 from analysis.natural_experiment.matched import matched_comparison
-from analysis.natural_experiment.panel import DensePanel
+from analysis.natural_experiment.panel import DensePanel, PanelColumns
 from analysis.natural_experiment.results import Estimate, EventStudy
 from analysis.natural_experiment.stage import NaturalExperimentRun, run_natural_experiment
 
@@ -26,6 +27,7 @@ __all__ = [
     "ItsResult",
     "NaturalExperimentResults",
     "NaturalExperimentRun",
+    "PanelColumns",
     "estimate_all",
     "event_study",
     "interrupted_time_series",

@@ -16,6 +16,16 @@ influence function, summed over every role the person plays (treated in their ow
 for earlier cohorts), which makes them person-clustered and gives the covariance of all event-time
 effects at once (for the pre-trend test and the overall effect) without bootstrapping.
 
+People who never enrolled can join the comparison explicitly (``never_enrolled=``): they count as
+"enrolling after" every month. In Callaway and Sant'Anna's terms that is the "not yet treated"
+comparison group with the never-treated included, and a universal base period ``g-1`` (``g-1-δ``
+with anticipation δ) for every ``t``; with those settings the ATT(g, t) and their analytic
+standard errors equal the ``differences`` package's on a balanced panel (a test checks it).
+
+Each event time's effect is also given on the relative scale: divided by the counterfactual mean
+(the treated people's observed mean at that event time minus the effect), with a delta-method CI
+from the same influence functions.
+
 Everything is vectorised over people within a cohort: 100k people x 48 months takes seconds.
 """
 
@@ -27,8 +37,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.natural_experiment.panel import DensePanel
-from analysis.natural_experiment.results import Estimate, EventStudy, normal_ci, relative_from_influence
+from analysis.natural_experiment.panel import DensePanel, PanelColumns, index_to_month
+from analysis.natural_experiment.results import (
+    Z95,
+    Estimate,
+    EventStudy,
+    normal_ci,
+    relative_from_influence,
+)
+from ig_policies.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,7 @@ class _EventTimeEffects:
     n_treated: np.ndarray  # (E,)
     n_controls: np.ndarray  # (E,) distinct control people
     contributes: np.ndarray  # (N,) bool: person used anywhere
+    group_time: pd.DataFrame  # one row per usable (cohort column, event time): ATT(g, t), se, people
 
 
 def _event_time_effects(
@@ -76,6 +94,7 @@ def _event_time_effects(
     n_treated = np.zeros(n_e, dtype=np.int64)
     n_controls = np.zeros(n_e, dtype=np.int64)
     contributes = np.zeros(n, dtype=bool)
+    gt_parts: list[pd.DataFrame] = []
 
     for j, ev in enumerate(event_times):
         # Treated side: each person in their own cohort.
@@ -90,9 +109,11 @@ def _event_time_effects(
         valid_t = ~np.isnan(d_treated)
         n_t = np.bincount(person_g[valid_t], minlength=len(groups)).astype(float)
         sum_t = np.bincount(person_g[valid_t], weights=d_treated[valid_t], minlength=len(groups))
+        sq_t = np.bincount(person_g[valid_t], weights=d_treated[valid_t] ** 2, minlength=len(groups))
 
         # Control side: people who enrol after max(t, g-1-delta) + delta, one cohort block at a time.
         sum_c = np.zeros(len(groups))
+        sq_c = np.zeros(len(groups))
         n_c = np.zeros(len(groups))
         pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         t_g = groups + ev
@@ -107,7 +128,9 @@ def _event_time_effects(
             block = y[members]
             d = block[:, t_g[gi]] - block[:, a_g[gi]]
             valid = ~np.isnan(d)
-            sum_c[gi] += np.where(valid, d, 0.0).sum(axis=0)
+            d0 = np.where(valid, d, 0.0)
+            sum_c[gi] += d0.sum(axis=0)
+            sq_c[gi] += (d0**2).sum(axis=0)
             n_c[gi] += valid.sum(axis=0)
             pieces.append((members, gi, d))
 
@@ -115,6 +138,7 @@ def _event_time_effects(
         if not usable.any():
             continue
         m_c = np.divide(sum_c, n_c, out=np.zeros_like(sum_c), where=n_c > 0)
+        gt_parts.append(_group_time_rows(groups, ev, usable, n_t, sum_t, sq_t, n_c, m_c, sq_c))
         n_all = n_t[usable].sum()
         th = float((sum_t[usable] - n_t[usable] * m_c[usable]).sum() / n_all)
         tr = valid_t & is_treatable
@@ -144,7 +168,65 @@ def _event_time_effects(
         n_treated=n_treated,
         n_controls=n_controls,
         contributes=contributes,
+        group_time=(
+            pd.concat(gt_parts, ignore_index=True)
+            if gt_parts
+            else pd.DataFrame(columns=["cohort", "event_time", "att", "se", "n_treated", "n_comparison"])
+        ),
     )
+
+
+def _group_time_rows(
+    groups: np.ndarray,
+    ev: int,
+    usable: np.ndarray,
+    n_t: np.ndarray,
+    sum_t: np.ndarray,
+    sq_t: np.ndarray,
+    n_c: np.ndarray,
+    m_c: np.ndarray,
+    sq_c: np.ndarray,
+) -> pd.DataFrame:
+    """ATT(g, g+ev) of each usable cohort, with its own standard error.
+
+    Within one (g, t) every person plays one role (treated or control), so the influence function's
+    sum of squares splits into the two sides' sums of squared deviations over their sizes squared.
+    """
+    u = usable
+    m_t = sum_t[u] / n_t[u]
+    ss_t = np.maximum(sq_t[u] - n_t[u] * m_t**2, 0.0)
+    ss_c = np.maximum(sq_c[u] - n_c[u] * m_c[u] ** 2, 0.0)
+    return pd.DataFrame(
+        {
+            "cohort": groups[u],
+            "event_time": ev,
+            "att": m_t - m_c[u],
+            "se": np.sqrt(ss_t / n_t[u] ** 2 + ss_c / n_c[u] ** 2),
+            "n_treated": n_t[u].astype(np.int64),
+            "n_comparison": n_c[u].astype(np.int64),
+        }
+    )
+
+
+def _relative_by_event_time(fx: _EventTimeEffects) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each event time's effect as a fraction of its counterfactual mean, with a delta-method 95% CI.
+
+    The same calculation as the overall relative change (``relative_from_influence``), column by
+    column: the treated mean and the effect come from the same people, so their joint influence
+    functions give the ratio's standard error.
+    """
+    theta, level = fx.theta, fx.level
+    cf = level - theta
+    ok = np.isfinite(cf) & (cf > 0)
+    safe_cf = np.where(ok, cf, 1.0)
+    rel = np.where(ok, theta / safe_cf, np.nan)
+    if_r = (
+        fx.influence * np.where(ok, level, 0.0) - np.where(ok, theta, 0.0) * fx.level_influence
+    ) / safe_cf**2
+    se = np.sqrt((if_r**2).sum(axis=0))
+    ok &= se > 0
+    rel = np.where(ok, rel, np.nan)
+    return rel, np.where(ok, rel - Z95 * se, np.nan), np.where(ok, rel + Z95 * se, np.nan)
 
 
 def _overall(
@@ -186,47 +268,104 @@ def _overall(
 
 
 def event_study(
-    dense: DensePanel,
+    data: pd.DataFrame | DensePanel,
     outcome: str,
     months_before: int = 24,
     months_after: int = 24,
     anticipation: int = 0,
     min_controls: int = 1,
     placebo_shift: int | None = 12,
+    *,
+    columns: PanelColumns | None = None,
+    never_enrolled: pd.DataFrame | None = None,
+    source: str = "panel",
 ) -> EventStudy:
-    """Callaway–Sant'Anna event study with not-yet-enrolled controls, on one outcome.
+    """Callaway–Sant'Anna event study on ``outcome``: not-yet-enrolled (and never-enrolled) controls.
+
+    ``data`` is the clients' long panel (checked against ``columns``, the outcome column included)
+    or a ``DensePanel`` already built from it, whose outcome must be ``outcome``.
+
+    ``never_enrolled`` (long panel only): person-month rows of people who never enrolled, with
+    ``columns.never_enrolled_person``, ``columns.month`` and the outcome. They join every
+    comparison as people who have not (yet) enrolled; without them the comparison is clients who
+    enrol later, as in Callaway and Sant'Anna's "not yet treated" group. Never-enrolled people
+    make the later months estimable (no client is "not yet enrolled" after the last enrolment) but
+    assume they would have followed the clients' trend: check the pre-trend test.
 
     ``anticipation`` moves the reference month earlier (to ``g-1-anticipation``) when use may change
     before the enrolment date itself (e.g. a referral visit). ``placebo_shift`` re-runs the estimator
     on the pre-enrolment months only, pretending each person enrolled that many months early: a
     clear "effect" there means the design is picking up something other than enrolment.
+
+    Returns the effect by event time on the count scale (``effect``, ``ci_low``, ``ci_high``:
+    change in mean count per person-month) and on the relative scale (``relative_change``,
+    ``relative_ci_low``, ``relative_ci_high``: the change over the counterfactual mean), the
+    group-time effects ATT(g, t) behind them, the overall effect and the pre-trend test.
     """
+    if isinstance(data, DensePanel):
+        if never_enrolled is not None:
+            raise InputError(
+                source,
+                "never_enrolled= is read with the long panel, not with a DensePanel",
+                hint="pass the long panel, or build the DensePanel with DensePanel.from_long(..., never_enrolled=)",
+            )
+        if data.outcome is not None and data.outcome != outcome:
+            raise InputError(
+                source,
+                f"the dense panel holds '{data.outcome}', not '{outcome}'",
+                column=outcome,
+                hint=f"build it with DensePanel.from_long(panel, '{outcome}')",
+            )
+        dense = data
+    else:
+        dense = DensePanel.from_long(data, outcome, columns, never_enrolled=never_enrolled, source=source)
     if months_before < 2 or months_after < 0:
-        raise ValueError("the event study needs at least two months before enrolment")
+        raise InputError(
+            source,
+            f"the event study needs at least two months before enrolment and none or more after "
+            f"(got {months_before} before, {months_after} after)",
+            hint="use months_before >= 2 and months_after >= 0",
+        )
     ref = -1 - anticipation
     event_times = np.array([e for e in range(-months_before, months_after + 1) if e != ref])
     fx = _event_time_effects(dense.y, dense.cohort, event_times, anticipation, min_controls)
 
     se = np.sqrt((fx.influence**2).sum(axis=0))
     se[~np.isfinite(fx.theta)] = np.nan
+    rel, rel_lo, rel_hi = _relative_by_event_time(fx)
     table = pd.DataFrame(
         {
             "event_time": event_times,
             "effect": fx.theta,
             "se": se,
-            "ci_low": fx.theta - 1.959963984540054 * se,
-            "ci_high": fx.theta + 1.959963984540054 * se,
+            "ci_low": fx.theta - Z95 * se,
+            "ci_high": fx.theta + Z95 * se,
             "treated_mean": fx.level,
+            "counterfactual_mean": fx.level - fx.theta,
+            "relative_change": rel,
+            "relative_ci_low": rel_lo,
+            "relative_ci_high": rel_hi,
             "n_people": fx.n_treated,
             "n_comparison_people": fx.n_controls,
         }
     )
+    zero = {c: 0.0 for c in ("effect", "se", "ci_low", "ci_high")}
+    zero |= {c: 0.0 for c in ("relative_change", "relative_ci_low", "relative_ci_high")}
     ref_row = pd.DataFrame(
-        [{"event_time": ref, "effect": 0.0, "se": 0.0, "ci_low": 0.0, "ci_high": 0.0, "treated_mean": np.nan}]
+        [{"event_time": ref, **zero, "treated_mean": np.nan, "counterfactual_mean": np.nan}]
     )
     ref_row["n_people"] = int(fx.n_treated.max()) if len(fx.n_treated) else 0
     ref_row["n_comparison_people"] = int(fx.n_controls.max()) if len(fx.n_controls) else 0
     table = pd.concat([table, ref_row], ignore_index=True).sort_values("event_time").reset_index(drop=True)
+    group_time = fx.group_time.copy()
+    group_time.insert(0, "cohort_month", index_to_month(dense.t0 + group_time["cohort"].to_numpy(np.int64)))
+    group_time.insert(
+        1,
+        "month",
+        index_to_month(dense.t0 + (group_time["cohort"] + group_time["event_time"]).to_numpy(np.int64)),
+    )
+    group_time = group_time.drop(columns="cohort").sort_values(["cohort_month", "event_time"])
+    group_time = group_time.reset_index(drop=True)
 
     # Pre-trend: joint Wald test that all pre-enrolment effects (before the reference) are zero.
     pre = (event_times < ref) & np.isfinite(fx.theta)
@@ -257,4 +396,6 @@ def event_study(
         pretrend_df=df,
         pretrend_p=p_pre,
         placebo=placebo,
+        group_time=group_time,
+        comparison="not_yet_or_never_enrolled" if dense.never_enrolled.any() else "not_yet_enrolled",
     )

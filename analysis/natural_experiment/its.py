@@ -37,7 +37,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.natural_experiment.panel import month_index
+from analysis.natural_experiment.panel import (
+    PanelColumns,
+    check_clients_panel,
+    checked_months,
+    checked_outcome,
+    month_index,
+)
 from analysis.natural_experiment.results import Z95, Estimate
 from ig_policies.errors import InputError
 
@@ -68,19 +74,18 @@ def calendar_weights(months: pd.Series, calendar_rate: pd.Series | None) -> np.n
     return index.reindex(month_index(months)).fillna(1.0).to_numpy()
 
 
-def aggregate_series(
-    panel: pd.DataFrame,
-    outcome: str,
-    person: str = "client_pseudonym",
-    calendar_rate: pd.Series | None = None,
-) -> pd.DataFrame:
-    """Event-time series: total count, person-months, calendar-expected months, people, harmonics."""
-    moy = month_index(panel["month"]) % 12
+def aggregate_series(series_rows: pd.DataFrame, calendar_rate: pd.Series | None = None) -> pd.DataFrame:
+    """Event-time series: total count, person-months, calendar-expected months, people, harmonics.
+
+    ``series_rows`` has one row per person-month with ``person``, ``month``, ``event_time`` and
+    ``count`` (as ``_series_rows`` builds it from the researcher's panel).
+    """
+    moy = month_index(series_rows["month"]) % 12
     work = pd.DataFrame(
         {
-            "event_time": panel["event_time"].to_numpy(),
-            "count": panel[outcome].to_numpy(dtype=float),
-            "expected": calendar_weights(panel["month"], calendar_rate),
+            "event_time": series_rows["event_time"].to_numpy(),
+            "count": series_rows["count"].to_numpy(dtype=float),
+            "expected": calendar_weights(series_rows["month"], calendar_rate),
             "cos1": np.cos(2 * np.pi * moy / 12),
             "sin1": np.sin(2 * np.pi * moy / 12),
             "cos2": np.cos(4 * np.pi * moy / 12),
@@ -97,8 +102,22 @@ def aggregate_series(
         sin2=("sin2", "mean"),
     )
     series["person_months"] = g.size()
-    series["n_people"] = panel.groupby("event_time")[person].nunique()
+    series["n_people"] = series_rows.groupby("event_time")["person"].nunique()
     return series.reset_index()
+
+
+def _series_rows(panel: pd.DataFrame, outcome: str, columns: PanelColumns, source: str) -> pd.DataFrame:
+    """The panel checked against ``columns``, as person, month, event time (worked out) and count."""
+    clients = check_clients_panel(panel, columns, source)
+    counts = checked_outcome(panel, outcome, source, counts=True)
+    return pd.DataFrame(
+        {
+            "person": clients.codes,
+            "month": checked_months(panel, columns.month, source).to_numpy(),
+            "event_time": clients.event_time,
+            "count": counts,
+        }
+    )
 
 
 def interrupted_time_series(
@@ -106,24 +125,34 @@ def interrupted_time_series(
     outcome: str,
     family: Family = "poisson",
     maxlags: int | None = None,
-    person: str = "client_pseudonym",
     errors: Errors = "person_cluster",
     calendar_rate: pd.Series | None = None,
+    *,
+    columns: PanelColumns | None = None,
+    source: str = "panel",
 ) -> ItsResult:
     """Segmented regression: log rate = a + b*k + level*post + slope*k*post + seasonality.
 
-    With ``calendar_rate`` (see ``calendar_weights``) the exposure of each event month is its
-    person-months weighted by the calendar index, so seasonality and shocks common to everyone are
-    taken out by the reference population instead of harmonics ("controlled" time series).
+    ``panel`` is the clients' person-month panel, checked against ``columns`` (the person, the
+    calendar month and the enrolment month; months since enrolment are worked out from the two
+    months); ``outcome`` must be a count column (whole numbers are not required, negatives are
+    refused). With ``calendar_rate`` (see ``calendar_weights``) the exposure of each event month is
+    its person-months weighted by the calendar index, so seasonality and shocks common to everyone
+    are taken out by the reference population instead of harmonics ("controlled" time series).
     """
     import statsmodels.api as sm
 
-    series = aggregate_series(panel, outcome, person, calendar_rate)
+    if family not in ("poisson", "negative_binomial"):
+        raise InputError(source, f"family '{family}' is not one of poisson, negative_binomial")
+    if errors not in ("person_cluster", "hac"):
+        raise InputError(source, f"errors '{errors}' is not one of person_cluster, hac")
+    rows = _series_rows(panel, outcome, columns or PanelColumns(), source)
+    series = aggregate_series(rows, calendar_rate)
     controlled = calendar_rate is not None and len(calendar_rate) > 0
     series = series[series["person_months"] > 0].reset_index(drop=True)
     if (series["event_time"] < 0).sum() < 3 or (series["event_time"] >= 0).sum() < 3:
         raise InputError(
-            "analysis/panel.parquet",
+            source,
             "the panel needs at least three months before and three after enrolment for a time series",
             hint="rebuild the research dataset with a wider window (--months-before/--months-after).",
         )
@@ -158,14 +187,12 @@ def interrupted_time_series(
     p_value = float(fit.pvalues["level"])
     if errors == "person_cluster" and family == "poisson":
         cov = _person_clustered_cov(
-            panel,
-            outcome,
-            person,
+            rows,
             series["event_time"].to_numpy(),
             X,
             fit.params.to_numpy(),
             exposure,
-            calendar_weights(panel["month"], calendar_rate),
+            calendar_weights(rows["month"], calendar_rate),
         )
         se = np.sqrt(np.diag(cov))
         j_level, j_slope = X.columns.get_loc("level"), X.columns.get_loc("slope")
@@ -192,7 +219,7 @@ def interrupted_time_series(
         relative_ci_low=float(np.exp(lo) - 1),
         relative_ci_high=float(np.exp(hi) - 1),
         p_value=p_value,
-        n_people=int(panel[person].nunique()),
+        n_people=int(rows["person"].nunique()),
         n_comparison_people=0,
         n_person_months=int(person_months.sum()),
         details={
@@ -216,9 +243,7 @@ def interrupted_time_series(
 
 
 def _person_clustered_cov(
-    panel: pd.DataFrame,
-    outcome: str,
-    person: str,
+    rows: pd.DataFrame,
     event_times: np.ndarray,
     X: pd.DataFrame,
     params: np.ndarray,
@@ -229,11 +254,11 @@ def _person_clustered_cov(
     Xa = X.to_numpy(dtype=float)
     rate = np.exp(Xa @ params)  # per unit of exposure, by event time
     row_of = pd.Series(np.arange(len(event_times)), index=event_times)
-    k = row_of.reindex(panel["event_time"].to_numpy()).to_numpy()
+    k = row_of.reindex(rows["event_time"].to_numpy()).to_numpy()
     keep = ~np.isnan(k)
     k = k[keep].astype(np.int64)
-    resid = panel[outcome].to_numpy(dtype=float)[keep] - rate[k] * row_weights[keep]
-    codes, uniques = pd.factorize(panel[person].to_numpy()[keep])
+    resid = rows["count"].to_numpy(dtype=float)[keep] - rate[k] * row_weights[keep]
+    codes, uniques = pd.factorize(rows["person"].to_numpy()[keep])
     scores = np.zeros((len(uniques), Xa.shape[1]))
     for j in range(Xa.shape[1]):
         scores[:, j] = np.bincount(codes, weights=resid * Xa[k, j], minlength=len(uniques))

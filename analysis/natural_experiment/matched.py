@@ -21,7 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.natural_experiment.panel import month_index
+from analysis.natural_experiment.panel import (
+    PanelColumns,
+    check_clients_panel,
+    check_never_enrolled,
+    checked_months,
+    checked_outcome,
+    month_index,
+    require_columns,
+)
 from analysis.natural_experiment.results import Estimate, normal_ci, relative_from_influence
 from analysis.vocabulary import AGE_BANDS, CONDITIONS
 
@@ -40,12 +48,13 @@ class _Calendar:
 
     @classmethod
     def build(
-        cls, ids: pd.Index, person: pd.Series, months: pd.Series, values: pd.Series, t0: int, n_months: int
+        cls, ids: pd.Index, person: pd.Series, months: pd.Series, values: np.ndarray, t0: int, n_months: int
     ):
         rows = ids.get_indexer(person)
+        keep = rows >= 0  # pool months of people not in the people table are not used
         cols = month_index(months) - t0
         y = np.full((len(ids), n_months), np.nan)
-        y[rows, cols] = values.to_numpy(dtype=float)
+        y[rows[keep], cols[keep]] = values[keep]
         observed = ~np.isnan(y)
         csum = np.zeros((len(ids), n_months + 1))
         csum[:, 1:] = np.cumsum(np.where(observed, y, 0.0), axis=1)
@@ -85,27 +94,71 @@ def matched_comparison(
     months_before: int = 24,
     months_after: int = 24,
     prior_months: int = 12,
+    *,
+    columns: PanelColumns | None = None,
+    source: str = "panel",
 ) -> Estimate:
-    """Coarsened-exact-matched never-enrolled comparison, then a person-level DiD on ``outcome``."""
-    months_all = pd.concat([panel["month"], comparison_pool["month"]])
+    """Coarsened-exact-matched never-enrolled comparison, then a person-level DiD on ``outcome``.
+
+    ``panel``: the clients' person-month panel with ``columns.person``, ``columns.month``,
+    ``columns.enrolment_month``, the outcome and the clients' covariates ``columns.age_band``,
+    ``columns.sex``, ``columns.imd_quintile`` (``columns.n_conditions`` and the
+    ``<condition_flag_prefix>depression``/``smi`` flags are used when present).
+    ``comparison_people``: one row per never-enrolled person with
+    ``columns.never_enrolled_person``, ``columns.year_of_birth``, ``columns.sex``,
+    ``columns.imd_quintile`` and ``<diagnosis_prefix><condition>`` first-diagnosis months (when
+    present). ``comparison_pool``: their person-months (``columns.never_enrolled_person``,
+    ``columns.month``, the outcome). Every table is checked before matching.
+    """
+    columns = columns or PanelColumns()
+    people_source = f"{source} (never-enrolled people)"
+    pool_source = f"{source} (never-enrolled months)"
+    clients = check_clients_panel(panel, columns, source)
+    y_clients = checked_outcome(panel, outcome, source)
+    require_columns(
+        panel,
+        [
+            (columns.age_band, "the age band"),
+            (columns.sex, "sex"),
+            (columns.imd_quintile, "the IMD quintile"),
+        ],
+        source,
+    )
+    require_columns(
+        comparison_people,
+        [
+            (columns.never_enrolled_person, "the never-enrolled person"),
+            (columns.year_of_birth, "the year of birth"),
+            (columns.sex, "sex"),
+            (columns.imd_quintile, "the IMD quintile"),
+        ],
+        people_source,
+    )
+    pool_months = check_never_enrolled(comparison_pool, columns, pool_source)
+    y_pool = checked_outcome(comparison_pool, outcome, pool_source)
+    client_months = checked_months(panel, columns.month, source)
+    months_all = pd.concat([client_months, pool_months])
     m_idx = month_index(months_all)
     t0, n_months = int(m_idx.min()), int(m_idx.max() - m_idx.min() + 1)
 
     # Clients: one row per person with covariates and their calendar array.
-    first = panel.drop_duplicates("client_pseudonym").set_index("client_pseudonym")
+    person_col = columns.person
+    first = panel.drop_duplicates(person_col).set_index(person_col)
     t_ids = first.index
-    treated = _Calendar.build(t_ids, panel["client_pseudonym"], panel["month"], panel[outcome], t0, n_months)
-    cohort = month_index(first["enrolment_month"]) - t0
-    mh_cols = [f"gp_{c}" for c in MENTAL_HEALTH if f"gp_{c}" in first.columns]
+    treated = _Calendar.build(t_ids, panel[person_col], client_months, y_clients, t0, n_months)
+    first_enrolment = pd.Series(clients.enrolment, index=panel[person_col].to_numpy())
+    cohort = first_enrolment[~first_enrolment.index.duplicated()].reindex(t_ids).to_numpy() - t0
+    prefix = columns.condition_flag_prefix
+    mh_cols = [f"{prefix}{c}" for c in MENTAL_HEALTH if f"{prefix}{c}" in first.columns]
     t_mh = first[mh_cols].fillna(False).astype(bool).any(axis=1).to_numpy().astype(np.int64) if mh_cols else 0
-    if "n_baseline_conditions" in first.columns:
+    if columns.n_conditions in first.columns:
         t_ncond = (
-            pd.to_numeric(first["n_baseline_conditions"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+            pd.to_numeric(first[columns.n_conditions], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
         )
     else:
         t_ncond = np.zeros(len(first), dtype=np.int64)
-    t_imd = pd.to_numeric(first["imd_quintile"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
-    t_age, t_sex = _age_code(first["age_band"]), _sex_code(first["sex"])
+    t_imd = pd.to_numeric(first[columns.imd_quintile], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+    t_age, t_sex = _age_code(first[columns.age_band]), _sex_code(first[columns.sex])
     rows_t = np.arange(len(t_ids))
     prior_sum, _ = treated.window(rows_t, cohort - prior_months, cohort)
     t_use = np.searchsorted(USE_BANDS, prior_sum)
@@ -123,24 +176,19 @@ def matched_comparison(
         t_delta = t_post_mean - pre_s / pre_n
 
     # The never-enrolled pool.
-    people = comparison_people.drop_duplicates("patient_pseudonym").set_index("patient_pseudonym")
+    n_person = columns.never_enrolled_person
+    people = comparison_people.drop_duplicates(n_person).set_index(n_person)
     pool_ids = people.index
-    pool = _Calendar.build(
-        pool_ids,
-        comparison_pool["patient_pseudonym"],
-        comparison_pool["month"],
-        comparison_pool[outcome],
-        t0,
-        n_months,
-    )
-    yob = pd.to_numeric(people["year_of_birth"], errors="coerce").to_numpy(dtype=float)
-    p_sex = _sex_code(people["sex"])
-    p_imd = pd.to_numeric(people["imd_quintile"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
-    dx = {
-        c: month_index(people[f"dx_{c}"].fillna(pd.Timestamp("2262-01-01"))) - t0
-        for c in CONDITIONS
-        if f"dx_{c}" in people
-    }
+    pool = _Calendar.build(pool_ids, comparison_pool[n_person], pool_months, y_pool, t0, n_months)
+    yob = pd.to_numeric(people[columns.year_of_birth], errors="coerce").to_numpy(dtype=float)
+    p_sex = _sex_code(people[columns.sex])
+    p_imd = pd.to_numeric(people[columns.imd_quintile], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+    dx_prefix = columns.diagnosis_prefix
+    dx = {}
+    for c in CONDITIONS:
+        if f"{dx_prefix}{c}" in people:
+            diagnosed = checked_months(people, f"{dx_prefix}{c}", people_source, allow_missing=True)
+            dx[c] = month_index(diagnosed.fillna(pd.Timestamp("2262-01-01"))) - t0
     rows_p = np.arange(len(pool_ids))
 
     w_rows: list[np.ndarray] = []  # pool row, weight, delta, post mean per matched comparison use

@@ -7,6 +7,7 @@ are given exact: disclosure control checks every ``n_`` column against the thres
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pandas as pd
 from analysis.disclosure import Figure, ModelResult
 from analysis.natural_experiment.its import ItsResult
 from analysis.natural_experiment.plots import render_event_study
-from analysis.natural_experiment.results import Estimate, EventStudy
+from analysis.natural_experiment.results import COMPARISON_WORDS, Estimate, EventStudy
 
 SOURCE = "analysis/panel"
 
@@ -61,7 +62,8 @@ def estimates_output(estimates: Sequence[Estimate], studies: Sequence[EventStudy
         description=(
             "estimate: change in mean monthly count per person after enrolment; relative_change: as a "
             "fraction of the counterfactual mean. interrupted_time_series: level change at enrolment "
-            "(segmented Poisson, HAC errors); event_study: not-yet-enrolled comparison (Callaway-Sant'Anna), "
+            "(segmented Poisson, HAC errors); event_study: compared with "
+            f"{_comparison_words(studies)} (Callaway-Sant'Anna), "
             "average over post-enrolment months, person-clustered; event_study_placebo: same, enrolment moved "
             "earlier, pre-enrolment data only (expected zero); matched_comparison: coarsened exact matching "
             "then difference-in-differences. n_comparison_people: people in the comparison group (for the time "
@@ -86,6 +88,9 @@ def event_study_output(studies: Sequence[EventStudy]) -> ModelResult:
                     "ci_upper": t["ci_high"].to_numpy(),
                     "std_error": t["se"].to_numpy(),
                     "p_value": _p_values(t["effect"].to_numpy(), t["se"].to_numpy()),
+                    "relative_change": t["relative_change"].to_numpy(),
+                    "relative_ci_lower": t["relative_ci_low"].to_numpy(),
+                    "relative_ci_upper": t["relative_ci_high"].to_numpy(),
                     "n_people": t["n_people"].astype(int).to_numpy(),
                     "n_comparison_people": t["n_comparison_people"].astype(int).to_numpy(),
                 }
@@ -100,8 +105,10 @@ def event_study_output(studies: Sequence[EventStudy]) -> ModelResult:
         title="Event study: change in monthly use by months since enrolment",
         kind="event_study",
         population="linked employment-support clients (first enrolment)",
-        description="Effect at each event time relative to the month before enrolment (event time -1), "
-        "comparing each enrolment cohort with people not yet enrolled; 95% CI, person-clustered.",
+        description="estimate: change in mean monthly count per person at each event time, relative to the "
+        f"month before enrolment (event time -1), comparing each enrolment cohort with {_comparison_words(studies)}"
+        "; relative_change: the same change as a fraction of the counterfactual mean (-0.1 = 10% "
+        "fewer); 95% CIs (ci_lower/ci_upper, relative_ci_lower/relative_ci_upper), person-clustered.",
     )
 
 
@@ -139,11 +146,17 @@ def its_output(results: Sequence[ItsResult]) -> ModelResult:
     )
 
 
-def event_study_figure(table: ModelResult) -> Figure:
+def _comparison_words(studies: Sequence[EventStudy]) -> str:
+    kinds = list(dict.fromkeys(s.comparison for s in studies)) or ["not_yet_enrolled"]
+    return " / ".join(COMPARISON_WORDS[k] for k in kinds)
+
+
+def event_study_figure(table: ModelResult, studies: Sequence[EventStudy] = ()) -> Figure:
+    comparison = _comparison_words(studies)
     return Figure(
         table=table,
         title="Event study of health-service use around enrolment",
-        render=render_event_study,
+        render=partial(render_event_study, comparison=comparison),
         description="One panel per measure; points are event-time effects with 95% CIs.",
     )
 

@@ -19,8 +19,11 @@ def outcome_of(term: str) -> str:
     return term.split(":", 1)[0]
 
 
-def render_event_study(table: pd.DataFrame) -> bytes:
-    """One panel per outcome: effect on monthly count per person by months since enrolment, 95% CI."""
+def render_event_study(table: pd.DataFrame, comparison: str = "people not yet enrolled") -> bytes:
+    """One panel per outcome: effect on monthly count per person by months since enrolment, 95% CI.
+
+    ``comparison`` names who each enrolment cohort was compared with (in the title).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -46,7 +49,7 @@ def render_event_study(table: pd.DataFrame) -> bytes:
         ax.set_xlabel("months since enrolment")
         ax.set_ylabel("change per person-month")
         ax.tick_params(labelsize=8)
-    fig.suptitle("Health-service use around enrolment (not-yet-enrolled comparison, 95% CI)", fontsize=11)
+    fig.suptitle(f"Health-service use around enrolment (compared with {comparison}, 95% CI)", fontsize=11)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

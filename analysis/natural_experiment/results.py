@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 Z95 = float(stats.norm.ppf(0.975))
+
+#: Who an event study compares each enrolment cohort with.
+Comparison = Literal["not_yet_enrolled", "not_yet_or_never_enrolled"]
+COMPARISON_WORDS: dict[str, str] = {
+    "not_yet_enrolled": "people not yet enrolled",
+    "not_yet_or_never_enrolled": "people not yet enrolled and never-enrolled registered patients",
+}
 
 
 @dataclass(frozen=True)
@@ -48,15 +55,29 @@ class Estimate:
 
 @dataclass(frozen=True)
 class EventStudy:
-    """Aggregated event-time effects (``e = -1`` is the reference month and is fixed at zero)."""
+    """Aggregated event-time effects (``e = -1`` is the reference month and is fixed at zero).
+
+    ``table``: one row per event time with the effect on the count scale (``effect``, ``se``,
+    ``ci_low``, ``ci_high``: change in mean count per person-month), the treated and
+    counterfactual means, the effect on the relative scale (``relative_change``,
+    ``relative_ci_low``, ``relative_ci_high``: the change as a fraction of the counterfactual
+    mean), and ``n_people``/``n_comparison_people``. ``group_time``: the group-time effects
+    ATT(g, t) it averages, one row per enrolment cohort (``cohort_month``) and calendar ``month``
+    with ``event_time``, ``att``, ``se``, ``n_treated`` and ``n_comparison``. Both stay inside the
+    TRE; the released event-study table is built from ``table`` by disclosure control.
+    ``comparison``: whether never-enrolled people were in the comparison as well as clients who
+    enrolled later.
+    """
 
     outcome: str
-    table: pd.DataFrame  # event_time, effect, se, ci_low, ci_high, n_people, n_comparison_people
+    table: pd.DataFrame
     overall: Estimate
     pretrend_chi2: float
     pretrend_df: int
     pretrend_p: float
     placebo: Estimate | None = None
+    group_time: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparison: Comparison = "not_yet_enrolled"
 
 
 def normal_ci(est: float, se: float) -> tuple[float, float, float]:

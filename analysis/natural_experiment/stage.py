@@ -19,6 +19,7 @@ from analysis.natural_experiment.outputs import (
     event_study_output,
     its_output,
 )
+from analysis.natural_experiment.results import Comparison
 from analysis.stage import AnalysisOutputs, read_research_table, request_outputs
 from analysis.vocabulary import MEASURES
 from ig_policies.policy import Analysis, Role
@@ -48,6 +49,7 @@ def run_natural_experiment(
     anticipation: int = 0,
     placebo_shift: int | None = 12,
     its_family: str = "poisson",
+    event_study_comparison: Comparison = "not_yet_enrolled",
     justification: str = JUSTIFICATION,
     spark: Any = None,  # accepted for the common stage signature; not needed
 ) -> NaturalExperimentRun:
@@ -55,6 +57,8 @@ def run_natural_experiment(
 
     Runs as the ``researcher`` role and only if the policy permits the ``natural_experiment``
     analysis; the audit entry records the input hashes, the requests made and the people counted.
+    ``event_study_comparison="not_yet_or_never_enrolled"`` adds the never-enrolled comparison pool
+    to the event study's comparison (see ``event_study``).
     """
     inputs = [
         workspace.analysis / "panel.parquet",
@@ -82,6 +86,8 @@ def run_natural_experiment(
             anticipation,
             placebo_shift,
             its_family,
+            event_study_comparison=event_study_comparison,
+            source=str(inputs[0]),
         )
         es_table = event_study_output(results.event_studies)
         outputs = [
@@ -90,7 +96,7 @@ def run_natural_experiment(
                 estimates_output(results.estimates, results.event_studies),
             ),
             ("natural-experiment-event-study", es_table),
-            ("natural-experiment-event-study-plot", event_study_figure(es_table)),
+            ("natural-experiment-event-study-plot", event_study_figure(es_table, results.event_studies)),
             ("natural-experiment-time-series", its_output(results.its)),
         ]
         requests, folders = request_outputs(workspace, engine, actor, outputs, justification)

@@ -2,92 +2,72 @@
 
 Runs the interrupted time series, the staggered event study and the matched comparison on each
 measure, and requests the estimate tables and the event-study chart through disclosure control
-(``outputs/pending/``). Exit code 6 if disclosure control blocked any output.
+(``outputs/pending/``). Exit code 6 if disclosure control blocked any output. Every option is a key
+of ``analyses.natural_experiment`` in the settings file; an option given here overrides it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.analyse import app
-from flows.cli.common import (
-    PolicyOption,
-    UserOption,
-    WorkspaceOption,
-    console,
-    current_user,
-    handle_errors,
-    load_engine,
-    open_workspace,
-    print_outputs,
-    progress,
-)
-from flows.cli.policy import TrustStoreOption
-from ig_policies.errors import ConfigError, DisclosureBlocked
+from flows.cli.common import acting, console, handle_errors, report_requests, run_analysis_command
 
-MEASURE_NAMES = (
-    "gp_appointments",
-    "ae_attendances",
-    "emergency_admissions",
-    "outpatient_appointments",
-    "antidepressant_items",
-)
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 
-@app.command("natural-experiment")
 @handle_errors
+@acting(settings=True)
 def natural_experiment(
+    context: PipelineContext,
     measure: Annotated[
         list[str] | None,
         typer.Option(
-            "--measure", "-m", help=f"Measure(s) to analyse (default: all): {', '.join(MEASURE_NAMES)}."
+            "--measure",
+            "-m",
+            help="Measure(s) to analyse (default: all the research panel has: gp_appointments, "
+            "ae_attendances, emergency_admissions, outpatient_appointments, antidepressant_items).",
         ),
     ] = None,
-    months_before: Annotated[int, typer.Option("--months-before", min=2)] = 24,
-    months_after: Annotated[int, typer.Option("--months-after", min=0)] = 24,
+    months_before: Annotated[
+        int | None, typer.Option("--months-before", min=2, help="Months before enrolment [default: 24].")
+    ] = None,
+    months_after: Annotated[
+        int | None, typer.Option("--months-after", min=0, help="Months after enrolment [default: 24].")
+    ] = None,
     anticipation: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--anticipation", min=0, help="Months before enrolment in which use may already change."
+            "--anticipation",
+            min=0,
+            help="Months before enrolment in which use may already change [default: 0].",
         ),
-    ] = 0,
+    ] = None,
     placebo_shift: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--placebo-shift", min=0, help="Months to move enrolment earlier for the placebo (0: none)."
+            "--placebo-shift",
+            min=0,
+            help="Months to move enrolment earlier for the placebo (0: none) [default: 12].",
         ),
-    ] = 12,
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    ] = None,
 ) -> None:
     """Natural experiment: change in health-service use after enrolment, three designs (researcher)."""
-    from analysis.natural_experiment import run_natural_experiment
-
-    outcomes = tuple(measure) if measure else MEASURE_NAMES
-    unknown = [m for m in outcomes if m not in MEASURE_NAMES]
-    if unknown:
-        raise ConfigError(
-            f"--measure: {', '.join(unknown)} is not a measure in the research panel.",
-            hint=f"use one of {', '.join(MEASURE_NAMES)}",
-        )
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor)
-    with progress("Natural experiment (time series, event study, matched comparison)"):
-        run = run_natural_experiment(
-            ws,
-            engine,
-            actor,
-            outcomes=outcomes,
-            months_before=months_before,
-            months_after=months_after,
-            anticipation=anticipation,
-            placebo_shift=placebo_shift or None,
-        )
+    options = {
+        "measures": measure or None,
+        "months_before": months_before,
+        "months_after": months_after,
+        "anticipation": anticipation,
+        "placebo_shift": placebo_shift,
+    }
+    run = run_analysis_command(
+        context,
+        "natural_experiment",
+        options,
+        "Natural experiment (time series, event study, matched comparison)",
+    )
     for est in run.results.estimates:
         if est.estimator == "event_study":
             console.print(
@@ -96,11 +76,6 @@ def natural_experiment(
                 soft_wrap=True,
             )
     console.print("(Figures are for review inside the TRE; only released outputs may leave it.)")
-    print_outputs([(f"{status} {name}", f"outputs/pending/{rid}") for name, rid, status in run.requests])
-    if run.blocked:
-        raise DisclosureBlocked(
-            f"Disclosure control blocked {len(run.blocked)} of {len(run.requests)} outputs: "
-            + ", ".join(run.blocked)
-            + ". The others are pending review by an IG officer.",
-            hint="read each blocked request's check_report.txt; more people per event time usually fixes it",
-        )
+    report_requests(
+        run, "read each blocked request's check_report.txt; more people per event time usually fixes it"
+    )

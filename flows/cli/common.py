@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import functools
 import getpass
+import inspect
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ig_policies.errors import EXIT_ERROR, EhlError
+from ig_policies.errors import exit_code_for, expected_error
 from ig_policies.workspace import Workspace
 
 console = Console(stderr=False, highlight=False)
@@ -41,7 +45,27 @@ UserOption = Annotated[
     ),
 ]
 
+TrustStoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--trust-store",
+        help="Trusted officer keys (default: $EHL_TRUST_STORE; there is no built-in default).",
+    ),
+]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--settings",
+        "-s",
+        help="Settings YAML: Spark, Prefect and every stage option (default: $EHL_SETTINGS or built-in "
+        "defaults). This command's options override its keys.",
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 
 def current_user(user: str | None) -> str:
@@ -52,49 +76,82 @@ def open_workspace(workspace: Path | None) -> Workspace:
     return Workspace.open(workspace)
 
 
-def policy_path(policy: Path | None) -> Path:
-    chosen = policy or (Path(os.environ[POLICY_ENV]) if os.environ.get(POLICY_ENV) else None)
-    if chosen is None:
-        raise EhlError(
-            "No policy given: every step needs the signed policy it runs under.",
-            hint="pass --policy FILE or set EHL_POLICY (the demo uses ig_policies/configs/demo/policy.yaml).",
-        )
-    return chosen
+def policy_path(policy: Path | None) -> Path | None:
+    """``--policy``, else ``$EHL_POLICY``; None if neither (a step that needs one then refuses)."""
+    return policy or (Path(os.environ[POLICY_ENV]) if os.environ.get(POLICY_ENV) else None)
 
 
-def load_engine(
-    workspace: Workspace, policy: Path | None, trust_store: Path | None, actor: str, **options: Any
-):
-    """The policy engine for a command: the signed policy from ``--policy``/``$EHL_POLICY``, verified.
+def command_context(
+    workspace: Path | None = None,
+    policy: Path | None = None,
+    user: str | None = None,
+    trust_store: Path | None = None,
+    settings: Path | None = None,
+    *,
+    read_settings: bool = True,
+) -> PipelineContext:
+    """The stage context of one command: the workspace, the signed policy, who is acting, and the
+    settings (``settings`` or ``$EHL_SETTINGS``; the defaults for a command that uses none, with
+    ``read_settings=False``). The command applies its own options with ``with_overrides``.
 
-    ``options`` go to ``PolicyEngine.load`` (e.g. ``master_secret``, ``allow_expired``).
+    A command always does its work (no resume) and starts Spark, if it needs it, with a spinner.
     """
-    from ig_policies.engine import PolicyEngine
+    from flows.settings import Settings, load_settings
+    from flows.stages import PipelineContext
 
-    return PolicyEngine.load(policy_path(policy), workspace, trust_store=trust_store, actor=actor, **options)
-
-
-def load_run_settings(path: Path | None = None):
-    """The settings file (``path`` or ``$EHL_SETTINGS``, else defaults) as a command sees it: an
-    invalid file is a configuration error naming the file and key, not a traceback."""
-    from flows.settings import SettingsError, load_settings
-    from ig_policies.errors import ConfigError
-
-    try:
-        return load_settings(path)
-    except SettingsError as exc:
-        raise ConfigError(str(exc), hint="fix the settings file named above") from None
+    run_settings = load_settings(settings) if read_settings else Settings()
+    return PipelineContext.for_user(
+        open_workspace(workspace),
+        policy_path(policy),
+        current_user(user),
+        settings=run_settings,
+        trust_store=trust_store,
+        resume=False,
+        spark_factory=start_spark,
+    )
 
 
-def require_master_secret():
-    """The service's master secret from the environment, for commands that derive keys from it."""
-    from ig_policies.errors import ConfigError
-    from ig_policies.master_secret import MasterSecretError, load_master_secret
+_CONTEXT_OPTIONS = {
+    "workspace": WorkspaceOption,
+    "policy": PolicyOption,
+    "user": UserOption,
+    "trust_store": TrustStoreOption,
+}
 
-    try:
-        return load_master_secret()
-    except MasterSecretError as exc:
-        raise ConfigError(str(exc), hint="the data processor provides the master secret") from None
+
+def acting(fn: F | None = None, *, settings: bool = False) -> Any:
+    """Give a command the ``--workspace``, ``--policy``, ``--user`` and ``--trust-store`` options
+    (and ``--settings`` with ``settings=True``) and call it with ``context=``, the
+    :func:`command_context` they describe. The command applies its own options to it with
+    ``context.with_overrides({...})``, so each option is a settings key.
+    """
+    if fn is None:
+        return functools.partial(acting, settings=settings)
+    options = {**_CONTEXT_OPTIONS, **({"settings": SettingsOption} if settings else {})}
+    signature = inspect.signature(fn)
+    # typer needs the command's annotations evaluated; ``context`` is ours, typed only for readers
+    hints = typing.get_type_hints(fn, localns={"PipelineContext": Any}, include_extras=True)
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != "context"
+    ]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in options.items()
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        where = {name: kwargs.pop(name, None) for name in options}
+        group = next((a for a in [*args, *kwargs.values()] if isinstance(a, click.Context)), None)
+        if group is not None and group.invoked_subcommand is not None:
+            return fn(*args, context=None, **kwargs)  # a group's callback before its subcommand: no work
+        return fn(*args, context=command_context(**where, read_settings=settings), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *added], return_annotation=None)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**{p.name: p.annotation for p in own}, **options, "return": None}
+    return wrapper
 
 
 def start_spark(settings: Any):
@@ -106,34 +163,54 @@ def start_spark(settings: Any):
 
 
 def handle_errors(fn: F) -> F:
-    """Turn expected failures into a plain message and the error's exit code, never a traceback."""
+    """Turn expected failures into a plain message and their exit code, never a traceback.
+
+    The mapping from error to exit code is ``ig_policies.errors.expected_error`` (an environment
+    problem such as a missing folder or a full disk exits 4 naming the path); anything else is a
+    bug, reported in one line with how to see the traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except EhlError as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", markup=True, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt as exc:
             err_console.print("Interrupted; nothing partial was written.")
-            raise typer.Exit(130) from None
-        except Exception as exc:  # an unexpected failure: still one readable line first
+            raise typer.Exit(exit_code_for(exc)) from None
+        except Exception as exc:
+            known = expected_error(exc)
+            if known is not None:
+                err_console.print(f"[bold red]Error:[/] {escape(str(known))}", markup=True, soft_wrap=True)
+                raise typer.Exit(known.exit_code) from None
             if os.environ.get("EHL_DEBUG"):
                 raise
             err_console.print(
-                f"[bold red]Unexpected error:[/] {type(exc).__name__}: {exc}\n"
+                f"[bold red]Unexpected error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
                 "Set EHL_DEBUG=1 to see the full traceback, and report it with the command you ran.",
                 soft_wrap=True,
             )
-            raise typer.Exit(EXIT_ERROR) from None
+            raise typer.Exit(exit_code_for(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
 
+_drawing: list[Callable[..., None]] = []  # the progress bar on screen, if any (there is one at most)
+
+
 @contextmanager
 def progress(description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
-    """A rich progress bar (or spinner when ``total`` is unknown); yields ``advance(n=1, description=None)``."""
+    """A rich progress bar (or spinner when ``total`` is unknown); yields ``advance(n=1, description=None)``.
+
+    Inside another bar (a stage starting Spark while its command's bar is drawn) it shows its
+    description on that bar instead of drawing a second one.
+    """
+    if _drawing:
+        outer = _drawing[-1]
+        outer(0, description=description)
+        yield outer
+        return
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err_console, transient=False, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(description, total=total)
@@ -144,7 +221,11 @@ def progress(description: str, total: float | None = None) -> Iterator[Callable[
                 kwargs["description"] = description
             bar.update(task, **kwargs)
 
-        yield advance
+        _drawing.append(advance)
+        try:
+            yield advance
+        finally:
+            _drawing.pop()
         if total is not None:
             bar.update(task, completed=total)
 
@@ -153,3 +234,34 @@ def print_outputs(outputs: Iterable[tuple[str, Path | str]]) -> None:
     """The last lines of a command: what was written where."""
     for label, path in outputs:
         console.print(f"{label}: {path}", soft_wrap=True)
+
+
+def run_analysis_command(
+    context: PipelineContext, analysis: str, options: Mapping[str, Any], description: str
+) -> Any:
+    """Run ``analysis`` through its stage with ``options`` (``analyses.<analysis>`` keys) applied to
+    the settings; returns the analysis's result for the command to print."""
+    from flows.stages import run_analysis
+
+    configured = context.with_overrides({"analyses": {analysis: options}})
+    with progress(description):
+        return run_analysis(configured, analysis).result
+
+
+def report_requests(result: Any, hint: str) -> None:
+    """What an analysis requested and where; blocked outputs end the command with exit code 6."""
+    from ig_policies.errors import DisclosureBlocked
+
+    print_outputs(
+        [
+            (f"{status} {name}", f"outputs/pending/{request_id}")
+            for name, request_id, status in result.requests
+        ]
+    )
+    if result.blocked:
+        raise DisclosureBlocked(
+            f"Disclosure control blocked {len(result.blocked)} of {len(result.requests)} outputs: "
+            + ", ".join(result.blocked)
+            + ". The others are pending review by an IG officer.",
+            hint=hint,
+        )

@@ -1,28 +1,29 @@
-"""`ehl link`: link clients to patients on tokens; `ehl link report`; `ehl link evaluate`."""
+"""`ehl link`: link clients to patients on tokens; `ehl link report`; `ehl link evaluate`.
+
+Options are keys of ``linkage`` in the settings file (``config``, ``model``, ``backend``); given
+here, they override it.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flows.cli.common import (
-    PolicyOption,
-    UserOption,
     WorkspaceOption,
+    acting,
+    command_context,
     console,
-    current_user,
     handle_errors,
-    load_engine,
-    load_run_settings,
-    open_workspace,
     print_outputs,
     progress,
-    start_spark,
 )
-from flows.cli.policy import TrustStoreOption
+
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 app = typer.Typer(
     no_args_is_help=False,
@@ -41,10 +42,6 @@ ConfigOption = Annotated[
         "--config", help="Linkage config YAML: which tables and token columns to link (default: the demo's)."
     ),
 ]
-SettingsOption = Annotated[
-    Path | None,
-    typer.Option("--settings", help="Runtime settings YAML (default: $EHL_SETTINGS or built-in defaults)."),
-]
 BackendOption = Annotated[
     str | None,
     typer.Option("--backend", help="auto, spark or duckdb (overrides linkage.backend in settings)."),
@@ -58,48 +55,24 @@ def _quiet_libraries() -> None:
 
 @app.callback(invoke_without_command=True)
 @handle_errors
+@acting(settings=True)
 def link(
     ctx: typer.Context,
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    context: PipelineContext,
     model: ModelOption = None,
     config: ConfigOption = None,
-    settings: SettingsOption = None,
     backend: BackendOption = None,
 ) -> None:
     """Link pseudonymised clients to patients (audited) and write linked/ and the linkage report."""
     if ctx.invoked_subcommand is not None:
         return
-    from linkage import quality
-    from linkage.link import link_records
-    from linkage.link_backend import db_api_for_run
-    from linkage.linkage_config import load_linkage_config
-    from linkage.splink_model import table_rows
+    from flows.stages import run_link
 
     _quiet_libraries()
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    run_settings = load_run_settings(settings)
-    engine = load_engine(ws, policy, trust_store, actor)
-    link_config = load_linkage_config(config)
-
-    chosen, db_api = db_api_for_run(
-        ws.root,
-        link_config,
-        backend or run_settings.linkage.backend,
-        run_settings.linkage.duckdb_max_comparisons_records,
-        spark_factory=lambda: start_spark(run_settings),
-        duckdb_memory_limit=run_settings.linkage.duckdb_memory_limit,
-    )
-    records = table_rows(ws.root, link_config.left) + table_rows(ws.root, link_config.right)
-    with progress(f"Linking {records:,} records on {chosen}") as advance:
-        result = link_records(
-            ws, engine, actor, db_api, model_path=model, config=link_config, seed=run_settings.linkage.seed
-        )
-        advance(description="Writing the linkage report")
-        report = quality.write_report(ws)
+    configured = context.with_overrides({"linkage": {"model": model, "config": config, "backend": backend}})
+    with progress("Linking the records"):
+        outcome = run_link(configured)
+    result, chosen, report = outcome.result, outcome.summary["backend"], outcome.outputs[-1]
     console.print(
         f"Linked {result.matched:,} of {result.clients:,} client records "
         f"({result.ambiguous:,} ambiguous, {result.unmatched:,} unmatched) from {result.comparisons:,} comparisons"
@@ -120,57 +93,22 @@ def link(
 @handle_errors
 def report(workspace: WorkspaceOption = None) -> None:
     """Write the linkage report (match rates by group, weights, parameters) from linked/."""
-    import json
+    from flows.stages import run_link_report
 
-    import pandas as pd
-
-    from linkage import quality
-
-    ws = open_workspace(workspace)
-    path = quality.write_report(ws)
-    summary = json.loads((ws.linked / "link_summary.json").read_text())
-    for sentence in quality.verdict(summary, pd.read_parquet(ws.linked / "match_rates.parquet")):
+    written = run_link_report(command_context(workspace, read_settings=False)).result
+    for sentence in written.sentences:
         console.print(sentence, soft_wrap=True)
-    print_outputs([("report", path)])
+    print_outputs([("report", written.path)])
 
 
 @app.command("evaluate")
 @handle_errors
-def evaluate(
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
-    config: ConfigOption = None,
-) -> None:
+@acting(settings=True)
+def evaluate(context: PipelineContext, config: ConfigOption = None) -> None:
     """Precision, recall and F1 of linked/ against truth/ (synthetic workspaces only)."""
-    from ig_policies.errors import EhlError, InputError
-    from ig_policies.master_secret import MasterSecretError, load_master_secret
-    from ig_policies.policy import Role
-    from linkage import quality
-    from linkage.linkage_config import load_linkage_config
+    from flows.stages import run_link_evaluate
 
-    ws = open_workspace(workspace)
-    if not (ws.truth / "record_links.parquet").exists():
-        raise InputError(
-            str(ws.truth / "record_links.parquet"),
-            "this workspace has no ground truth, so linkage accuracy cannot be measured",
-            hint="'ehl link evaluate' works only on synthetic workspaces made by 'ehl synth'",
-        )
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor)
-    try:
-        secret = load_master_secret()
-    except MasterSecretError as exc:
-        raise EhlError(str(exc)) from None
-    key = secret.derive("research-pseudonym", engine.policy.project.id, engine.policy.linkage.key_version)
-    with engine.step(actor, Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True) as step:
-        result = quality.evaluate(ws, key, load_linkage_config(config))
-        step.inputs(ws.linked / "links.parquet")
-        step.outputs(result.report_path)
-        step.detail(
-            precision=round(result.precision, 4), recall=round(result.recall, 4), f1=round(result.f1, 4)
-        )
+    result = run_link_evaluate(context.with_overrides({"linkage": {"config": config}})).result
     console.print(f"Precision: {result.precision:.3f}")
     console.print(f"Recall: {result.recall:.3f}")
     console.print(f"F1: {result.f1:.3f}")

@@ -6,25 +6,24 @@ Researchers request; IG officers named in the policy review, release or reject. 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flows.cli.common import (
-    PolicyOption,
-    UserOption,
     WorkspaceOption,
+    acting,
     console,
-    current_user,
     handle_errors,
-    load_engine,
     open_workspace,
     print_outputs,
     progress,
 )
 from flows.cli.keys import say
-from flows.cli.policy import TrustStoreOption
 from ig_policies.errors import DisclosureBlocked, InputError
+
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -34,15 +33,13 @@ app = typer.Typer(
 
 @app.command("request")
 @handle_errors
+@acting
 def request(
     name: Annotated[str, typer.Argument(help="The analysis output (or open request) to request.")],
     justification: Annotated[
         str, typer.Option("--justification", "-j", help="Why this output needs to leave the TRE.")
     ],
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    context: PipelineContext,
 ) -> None:
     """Request an output an analysis prepared, or attach a justification to an open request NAME.
 
@@ -57,9 +54,8 @@ def request(
         request_staged,
     )
 
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor)
+    ws, actor = context.workspace, context.user
+    engine = context.engine()
     if not justification.strip():
         raise InputError(
             "--justification", "the justification is empty", "say why this output needs to leave"
@@ -90,18 +86,15 @@ def request(
 
 @app.command("review")
 @handle_errors
+@acting
 def review(
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    context: PipelineContext,
 ) -> None:
     """(IG officer) Show each pending request, its check report and what it could combine with."""
     from analysis.disclosure.workflow import list_requests, review_requests
 
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor)
+    ws, actor = context.workspace, context.user
+    engine = context.engine()
     reviews = review_requests(ws, engine, actor)
     blocked = list_requests(ws, "blocked")
     if blocked:
@@ -137,19 +130,16 @@ def review(
 
 @app.command("release")
 @handle_errors
+@acting
 def release(
     request_id: Annotated[str, typer.Argument(help="The request id (see 'ehl outputs review').")],
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    context: PipelineContext,
 ) -> None:
     """(IG officer) Re-check and release a pending request to outputs/released/."""
     from analysis.disclosure.workflow import release_output
 
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor)
+    ws, actor = context.workspace, context.user
+    engine = context.engine()
     with progress(f"Re-checking and releasing {request_id}"):
         result = release_output(ws, engine, actor, request_id)
     say(f"Released {result.request_id}; the bundle passed its independent re-check.")
@@ -158,20 +148,17 @@ def release(
 
 @app.command("reject")
 @handle_errors
+@acting
 def reject(
     request_id: Annotated[str, typer.Argument(help="The request id.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="What must change, for the researcher.")],
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    context: PipelineContext,
 ) -> None:
     """(IG officer) Reject a request, recording the reason."""
     from analysis.disclosure.workflow import reject_output
 
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor)
+    ws, actor = context.workspace, context.user
+    engine = context.engine()
     reject_output(ws, engine, actor, request_id, reason)
     say(f"Rejected {request_id}.")
 
@@ -205,17 +192,14 @@ def list_(
 
 @app.command("verify")
 @handle_errors
+@acting
 def verify(
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    context: PipelineContext,
 ) -> None:
     """Re-check every released bundle independently: checksums, names and every published number."""
     from analysis.disclosure.workflow import verify_all_releases
 
-    ws = open_workspace(workspace)
-    engine = load_engine(ws, policy, trust_store, current_user(user))
+    ws, engine = context.workspace, context.engine()
     reports = verify_all_releases(ws, engine.policy.outputs)
     for report in reports:
         say(report.to_text().rstrip())

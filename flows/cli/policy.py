@@ -9,19 +9,12 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import handle_errors, print_outputs
+from flows.cli.common import TrustStoreOption, handle_errors, print_outputs
 from flows.cli.keys import PassphraseEnvOption, read_passphrase, say
 
 app = typer.Typer(no_args_is_help=True, help="Sign, verify, read and compare IG policies.")
 
 PolicyArgument = Annotated[Path, typer.Argument(help="The policy YAML file.")]
-TrustStoreOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--trust-store",
-        help="Trusted officer keys (default: $EHL_TRUST_STORE; there is no built-in default).",
-    ),
-]
 
 
 @app.command("sign")

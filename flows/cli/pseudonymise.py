@@ -6,26 +6,14 @@ A data-processor step. The master secret comes from the environment (``EHL_MASTE
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import (
-    PolicyOption,
-    UserOption,
-    WorkspaceOption,
-    console,
-    current_user,
-    handle_errors,
-    load_engine,
-    load_run_settings,
-    open_workspace,
-    print_outputs,
-    progress,
-    require_master_secret,
-    start_spark,
-)
-from flows.cli.policy import TrustStoreOption
+from flows.cli.common import acting, console, handle_errors, print_outputs, progress
+
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 app = typer.Typer(
     help="Standardise identifiers and replace them with keyed tokens and research pseudonyms "
@@ -35,7 +23,9 @@ app = typer.Typer(
 
 @app.callback(invoke_without_command=True)
 @handle_errors
+@acting(settings=True)
 def pseudonymise(
+    context: PipelineContext,
     key_version: Annotated[
         int | None,
         typer.Option(
@@ -45,30 +35,13 @@ def pseudonymise(
             "A new version re-pseudonymises everything: a key rotation.",
         ),
     ] = None,
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
 ) -> None:
     """Pseudonymise every validated extract (data processor); audited with row and flag counts."""
-    from linkage.identifiable.pseudonymise import pseudonymise_extracts
+    from flows.stages import run_pseudonymise
 
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    secret = require_master_secret()
-    engine = load_engine(ws, policy, trust_store, actor, master_secret=secret)
-    settings = load_run_settings()
-    spark = start_spark(settings)
+    configured = context.with_overrides({"pseudonymisation": {"key_version": key_version}})
     with progress("Pseudonymising the validated extracts"):
-        result = pseudonymise_extracts(
-            ws,
-            engine,
-            actor,
-            spark,
-            master_secret=secret,
-            key_version=key_version,
-            bloom_settings=settings.pseudonymisation.bloom,
-        )
+        result = run_pseudonymise(configured).result
     for extract in result.extracts:
         flags = extract.flags
         console.print(

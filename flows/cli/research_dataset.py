@@ -1,27 +1,19 @@
 """`ehl research-dataset`: build the analysis tables (clients, person-month panel, comparison pool).
 
 A data-processor step: reads the link table and the pseudonymised zone, writes ``analysis/``.
+Options are keys of ``research_dataset`` in the settings file; given here, they override it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import (
-    PolicyOption,
-    UserOption,
-    WorkspaceOption,
-    console,
-    current_user,
-    handle_errors,
-    load_engine,
-    open_workspace,
-    print_outputs,
-    progress,
-)
-from flows.cli.policy import TrustStoreOption
+from flows.cli.common import acting, console, handle_errors, print_outputs, progress
+
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 app = typer.Typer(
     help="Build the research dataset in analysis/: one row per enrolment, a person-month panel of "
@@ -31,37 +23,47 @@ app = typer.Typer(
 
 @app.callback(invoke_without_command=True)
 @handle_errors
+@acting(settings=True)
 def research_dataset(
+    context: PipelineContext,
     months_before: Annotated[
-        int, typer.Option("--months-before", min=1, help="Months of the panel before enrolment.")
-    ] = 24,
+        int | None,
+        typer.Option("--months-before", min=1, help="Months of the panel before enrolment [default: 24]."),
+    ] = None,
     months_after: Annotated[
-        int, typer.Option("--months-after", min=1, help="Months of the panel after enrolment.")
-    ] = 24,
+        int | None,
+        typer.Option("--months-after", min=1, help="Months of the panel after enrolment [default: 24]."),
+    ] = None,
     pool_size: Annotated[
-        int,
-        typer.Option("--pool-size", min=0, help="Never-enrolled patients kept for the matched comparison."),
-    ] = 50_000,
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+        int | None,
+        typer.Option(
+            "--pool-size",
+            min=0,
+            help="Never-enrolled patients kept for the matched comparison [default: 50000].",
+        ),
+    ] = None,
+    study_start: Annotated[
+        str | None,
+        typer.Option("--study-start", help="First month of the study, YYYY-MM (default: first in the data)."),
+    ] = None,
+    study_end: Annotated[
+        str | None,
+        typer.Option("--study-end", help="Last month of the study, YYYY-MM (default: last in the data)."),
+    ] = None,
 ) -> None:
     """Build analysis/clients.parquet, analysis/panel.parquet and the comparison pool (data processor)."""
-    from analysis.research_dataset import build_research_dataset
+    from flows.stages import run_research_dataset
 
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor)
+    options = {
+        "months_before": months_before,
+        "months_after": months_after,
+        "pool_size": pool_size,
+        "study_start": study_start,
+        "study_end": study_end,
+    }
+    configured = context.with_overrides({"research_dataset": options})
     with progress("Building the research dataset"):
-        result = build_research_dataset(
-            ws,
-            engine,
-            actor,
-            months_before=months_before,
-            months_after=months_after,
-            pool_size=pool_size,
-        )
+        result = run_research_dataset(configured).result
     console.print(
         f"{result.n_enrolments:,} enrolments ({result.n_linked:,} linked); panel of "
         f"{result.n_panel_people:,} people over {result.n_panel_months:,} person-months; "

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import (
-    PolicyOption,
-    UserOption,
-    WorkspaceOption,
-    current_user,
-    handle_errors,
-    load_engine,
-    open_workspace,
-)
+from flows.cli.common import acting, handle_errors
 from flows.cli.keys import say
-from flows.cli.policy import TrustStoreOption
+
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 app = typer.Typer(no_args_is_help=True, help="Enforce the policy's retention date.")
 
 
 @app.command("enforce")
 @handle_errors
+@acting
 def enforce(
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
+    context: PipelineContext,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
     ] = False,
@@ -35,9 +27,8 @@ def enforce(
     """Delete the linked/ and analysis/ zones' data if the retention date has arrived (IG officers only)."""
     from ig_policies.retention import RETENTION_ZONES, enforce_retention
 
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    engine = load_engine(ws, policy, trust_store, actor, allow_expired=True)
+    ws, actor = context.workspace, context.user
+    engine = context.engine(allow_expired=True)
     result = enforce_retention(engine, actor, dry_run=dry_run)
     size = f"{len(result.deleted)} item(s), {result.files} file(s), {result.bytes / 1e6:.1f} MB"
     if not result.due:

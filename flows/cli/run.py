@@ -10,6 +10,8 @@ import typer
 
 from flows.cli.common import (
     PolicyOption,
+    SettingsOption,
+    TrustStoreOption,
     WorkspaceOption,
     console,
     err_console,
@@ -19,16 +21,18 @@ from flows.cli.common import (
     print_outputs,
     progress,
 )
-from flows.cli.policy import TrustStoreOption
+from ig_policies.errors import EXIT_USAGE
 
 app = typer.Typer(
     no_args_is_help=True, help="Run the approved pipeline (or its release step) as Prefect flows."
 )
 
-SettingsOption = Annotated[
-    Path | None,
-    typer.Option("--settings", "-s", help="Settings YAML: Spark master, Prefect API, linkage backend."),
-]
+
+def _required_policy(workspace: Path, policy: Path | None) -> Path:
+    from flows.stages import PipelineContext
+    from ig_policies.workspace import Workspace
+
+    return PipelineContext(Workspace.open(workspace), policy_path(policy)).require_policy()
 
 
 def _run_approved(
@@ -41,15 +45,16 @@ def _run_approved(
     analyses: list[str] | None,
 ) -> list[dict]:
     """Run ``approved_linkage_flow`` with a progress bar fed by the flow's stage events."""
+    from analysis.registry import PIPELINE_ORDER
     from flows import pipeline
     from flows.settings import load_settings
 
-    run_settings = load_settings(settings)
+    run_settings = load_settings(settings)  # an invalid file stops here, naming the key (exit 4)
     if run_settings.prefect.api_url:
         import os
 
         os.environ["PREFECT_API_URL"] = run_settings.prefect.api_url
-    total = 4 + (len(analyses) if analyses is not None else 5)
+    total = len(pipeline.PROCESSOR_STAGES) + len(analyses if analyses is not None else PIPELINE_ORDER)
     with progress("Approved pipeline: starting (policy check)", total=total) as advance:
 
         def on_stage(outcome) -> None:
@@ -82,12 +87,20 @@ def approved(
     trust_store: TrustStoreOption = None,
     analysis: Annotated[
         list[str] | None,
-        typer.Option("--analysis", help="Run only these analyses (default: all the policy permits)."),
+        typer.Option(
+            "--analysis", help="Run only these analyses, by policy name (default: all the policy permits)."
+        ),
     ] = None,
 ) -> None:
-    """Validate, pseudonymise, link, build the research dataset and run the permitted analyses."""
+    """Validate, pseudonymise, link, build the research dataset and run the permitted analyses.
+
+    Every option of the single-stage commands is a key of the settings file (--settings), in
+    the sections validation, pseudonymisation, linkage, research_dataset and analyses.NAME.
+    """
     ws = open_workspace(workspace)
-    _run_approved(ws.root, policy_path(policy), processor, researcher, settings, trust_store, analysis)
+    _run_approved(
+        ws.root, _required_policy(ws.root, policy), processor, researcher, settings, trust_store, analysis
+    )
     print_outputs(
         [
             ("Outputs waiting for IG review", ws.pending),
@@ -116,11 +129,11 @@ def release(
             "A paused release run needs a Prefect server (set PREFECT_API_URL); without one, "
             "review with 'ehl outputs review' and 'ehl outputs release ID'."
         )
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     ws = open_workspace(workspace)
     result = pipeline.output_release_flow(
         workspace=str(ws.root),
-        policy=str(policy_path(policy)),
+        policy=str(_required_policy(ws.root, policy)),
         trust_store=str(trust_store) if trust_store else None,
         timeout_hours=timeout_hours,
     )
@@ -141,9 +154,9 @@ def demo(
     """
     from analysis.disclosure.workflow import verify_all_releases
     from flows.demo import ensure_demo_master_secret, ensure_synthetic_region, review_as_demo_officer
+    from flows.stages import PipelineContext
     from ig_policies.audit import AuditLog
     from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
-    from ig_policies.engine import PolicyEngine
     from ig_policies.errors import EhlError, TamperedError
 
     started = time.perf_counter()
@@ -169,7 +182,10 @@ def demo(
         f"  [green]✓[/] demo IG officer: released {len(review.released)}, rejected {len(review.rejected)}, "
         f"left {len(review.left_for_review)} for a human reviewer"
     )
-    engine = PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST_STORE, actor=DEMO_USERS["ig_officer"])
+    officer = PipelineContext.for_user(
+        ws, DEMO_POLICY, DEMO_USERS["ig_officer"], trust_store=DEMO_TRUST_STORE
+    )
+    engine = officer.engine()
     reports = verify_all_releases(ws, engine.policy.outputs)
     if not all(r.ok for r in reports):
         raise EhlError(

@@ -9,26 +9,14 @@ that cannot be read, or an extract over its tolerances, stops with exit code 4 a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.common import (
-    PolicyOption,
-    UserOption,
-    WorkspaceOption,
-    console,
-    current_user,
-    handle_errors,
-    load_engine,
-    load_run_settings,
-    open_workspace,
-    print_outputs,
-    progress,
-    require_master_secret,
-    start_spark,
-)
-from flows.cli.policy import TrustStoreOption
+from flows.cli.common import acting, console, handle_errors, print_outputs, progress
+
+if TYPE_CHECKING:
+    from flows.stages import PipelineContext
 
 app = typer.Typer(
     help="Validate the provider extracts with Great Expectations; quarantine bad rows "
@@ -38,7 +26,9 @@ app = typer.Typer(
 
 @app.callback(invoke_without_command=True)
 @handle_errors
+@acting(settings=True)
 def validate(
+    context: PipelineContext,
     dataset: Annotated[
         list[str] | None,
         typer.Option(
@@ -62,33 +52,28 @@ def validate(
             "--datasets-dir", help="Folder of dataset configs (default: the shipped linkage/datasets/)."
         ),
     ] = None,
-    workspace: WorkspaceOption = None,
-    policy: PolicyOption = None,
-    user: UserOption = None,
-    trust_store: TrustStoreOption = None,
 ) -> None:
     """Validate extracts (data processor); audited with rows in, accepted and quarantined."""
+    from flows.stages import run_validate
     from ig_policies.errors import ConfigError
-    from linkage.dataset_config import load_dataset_configs
-    from linkage.identifiable.validation import validate_extracts
 
-    configs = load_dataset_configs(datasets_dir)
-    inputs = None
-    if input_file is not None:
-        if not dataset or len(dataset) != 1 or dataset[0] not in configs:
-            raise ConfigError(
-                "--input needs exactly one --dataset naming the dataset the file belongs to.",
-                hint=f"for example: ehl validate --input FILE --dataset ways_to_work (datasets: {', '.join(configs)})",
-            )
-        inputs = {dataset[0]: input_file}
-    ws = open_workspace(workspace)
-    actor = current_user(user)
-    secret = require_master_secret()
-    engine = load_engine(ws, policy, trust_store, actor, master_secret=secret)
-    settings = load_run_settings()
-    spark = start_spark(settings)
+    if input_file is not None and (not dataset or len(dataset) != 1):
+        from linkage.dataset_config import load_dataset_configs
+
+        known = load_dataset_configs(datasets_dir or context.settings.validation.datasets_dir)
+        raise ConfigError(
+            "--input needs exactly one --dataset naming the dataset the file belongs to.",
+            hint=f"for example: ehl validate --input FILE --dataset ways_to_work (datasets: {', '.join(known)})",
+        )
+    options = {
+        "datasets": dataset or None,
+        "inputs": {dataset[0]: input_file} if input_file is not None and dataset else None,
+        "datasets_dir": datasets_dir,
+    }
+    configured = context.with_overrides({"validation": options})
     with progress("Validating the extracts"):
-        result = validate_extracts(ws, engine, actor, spark, dataset or None, inputs=inputs, configs=configs)
+        outcome = run_validate(configured)
+    ws, result = configured.workspace, outcome.result
     for d in result.datasets:
         console.print(
             f"{d.dataset}: {d.rows_in:,} rows in, {d.rows_accepted:,} accepted, {d.rows_quarantined:,} quarantined"

@@ -302,3 +302,69 @@ def test_stage_and_command_request_elasticities_for_review(workspace, monkeypatc
     (workspace.reference / "qof_prevalence.csv").unlink()
     missing = CliRunner().invoke(app, [*args, "--user", DEMO_USERS["researcher"]])
     assert missing.exit_code == 4 and "qof_prevalence.csv" in missing.output
+
+
+# --------------------------------------------------------------------------------------------
+# Too few LSOAs: "not estimable here, because ...", and the stage returns normally
+
+
+@pytest.mark.usefixtures("master_secret_env")
+def test_too_few_lsoas_records_not_estimable_and_the_stage_returns(workspace):
+    from analysis.area_profile import run_area_profile
+    from analysis.disclosure import load_output
+    from ig_policies.audit import AuditLog
+    from ig_policies.demo import DEMO_USERS, demo_engine
+
+    _write_reference(workspace)
+    census = workspace.reference / "census_economic_activity.csv"
+    pd.read_csv(census).head(12).to_csv(census, index=False)  # 12 LSOAs for 3 conditions and 4 LAs
+    result = run_area_profile(workspace, demo_engine(workspace), DEMO_USERS["researcher"])
+    assert [name for name, _, _ in result.requests] == ["area-profile-not-estimable"]
+    assert [status for _, _, status in result.requests] == ["pending"]  # passes its checks
+    note = pd.read_csv(result.pending[0] / "preview" / "area-profile-not-estimable.csv")
+    assert list(note["part"]) == [
+        "the model of the rate of economic inactivity through long-term sickness or disability",
+        "the model of the unemployment rate",
+    ]
+    assert note["reason"].str.startswith("not estimable here, because only 12 LSOAs").all()
+    assert "needs data covering more LSOAs" in note["reason"].iloc[0]
+    assert load_output(result.pending[0] / "output").description.count("not estimable here, because") == 2
+    assert all("not estimable here, because" in s for s in result.sentences)
+    entry = [e for e in AuditLog.for_workspace(workspace).entries() if e["action"] == "area_profile"][-1]
+    assert entry["decision"] == "allowed"
+
+
+def test_fit_raises_not_estimable_when_conditions_and_las_cannot_be_told_apart():
+    from analysis.stage import NotEstimable
+
+    qof, reg, census, lookup = synthetic_areas(n_lsoa=24)
+    profile = build_area_profile(census, apportion_prevalence(qof, reg), lookup)
+    # one LA per 2 LSOAs: 12 LA effects and 3 conditions leave 9 residual degrees of freedom
+    profile["lad22cd"] = [f"E0800{i // 2:04d}" for i in range(len(profile))]
+    with pytest.raises(NotEstimable) as caught:
+        fit_elasticities(profile, "inactive_sick_rate", CONDITIONS)
+    assert caught.value.sentence.startswith(
+        "The model of the rate of economic inactivity through long-term sickness or disability: "
+        "not estimable here, because the 3 conditions' prevalences and the local authorities cannot be told apart in 24 LSOAs"
+    )
+
+
+def test_absorbed_fixed_effects_give_statsmodels_hc3_numbers_exactly():
+    import statsmodels.formula.api as smf
+
+    qof, reg, census, lookup = synthetic_areas(n_lsoa=300)
+    profile = build_area_profile(census, apportion_prevalence(qof, reg), lookup)
+    fast = fit_elasticities(profile, "inactive_sick_rate", CONDITIONS)
+    data = pd.DataFrame({"y": np.log(profile["inactive_sick_rate"]), "la": profile["lad22cd"]})
+    for i, c in enumerate(CONDITIONS):
+        data[f"x{i}"] = np.log(profile[c])
+    ref = smf.ols("y ~ x0 + x1 + x2 + C(la)", data=data).fit(cov_type="HC3")
+    got = fast.elasticities.set_index("condition")
+    for i, c in enumerate(CONDITIONS):
+        assert got.loc[c, "elasticity"] == pytest.approx(ref.params[f"x{i}"], rel=1e-9)
+        assert got.loc[c, "std_error"] == pytest.approx(ref.bse[f"x{i}"], rel=1e-9)
+        assert got.loc[c, "p_value"] == pytest.approx(ref.pvalues[f"x{i}"], rel=1e-6, abs=1e-300)
+        assert got.loc[c, "ci_low"] == pytest.approx(ref.conf_int().loc[f"x{i}", 0], rel=1e-9)
+    assert fast.fit["residual_df"] == ref.df_resid
+    assert fast.fit["r_squared"] == pytest.approx(ref.rsquared, rel=1e-9)
+    assert fast.fit["adj_r_squared"] == pytest.approx(ref.rsquared_adj, rel=1e-9)

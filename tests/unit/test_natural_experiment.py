@@ -229,6 +229,12 @@ def test_stage_requests_outputs_through_disclosure_control_and_is_audited(worksp
     assert not any("pseudonym" in c for c in released.columns)
     assert {"relative_change", "relative_ci_lower", "n_people_rounded"} <= set(released.columns)
     assert released["note"].fillna("").eq("").all()  # nothing withheld at 800 clients
+    by_event_time = pd.read_csv(next((run.pending[1] / "preview").glob("*.csv")))
+    assert {"estimate", "ci_lower", "relative_change", "relative_ci_lower", "relative_ci_upper"} <= set(
+        by_event_time.columns
+    )
+    shown = by_event_time[by_event_time["note"].fillna("").eq("") & (by_event_time["event_time"] >= 0)]
+    assert len(shown) > 20 and (shown["relative_ci_lower"] < shown["relative_ci_upper"]).all()
     entries = AuditLog.for_workspace(workspace).entries()
     stage = [e for e in entries if e["action"] == "natural_experiment"]
     assert stage[-1]["decision"] == "allowed" and stage[-1]["analysis"] == "natural_experiment"

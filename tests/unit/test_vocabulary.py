@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 
 from analysis import vocabulary
-from analysis.area_data import QOF_GROUPS
+from analysis.area_data import AREA_CONDITIONS, QOF_GROUPS
 from analysis.research_dataset import age_band
 from ig_policies.policy import Analysis
 from linkage.quality import _age_band as quality_age_band
 from synthetic import config as synth_config
+from synthetic.england import ENGLAND_REGISTERS
 
 ANALYSIS_DIR = Path(__file__).resolve().parents[2] / "analysis"
 
@@ -49,7 +50,10 @@ def test_generator_plants_the_measures_and_conditions_the_analyses_read() -> Non
     assert synth_config.MEASURES == vocabulary.MEASURES
     assert synth_config.CONDITIONS == vocabulary.CONDITIONS
     assert synth_config.AGE_BANDS == vocabulary.WORKING_AGE_BANDS
-    assert tuple(QOF_GROUPS.values()) == vocabulary.CONDITIONS
+    # the QOF loader reads the project's conditions, and the five more registers of the area model
+    assert tuple(QOF_GROUPS.values()) == AREA_CONDITIONS
+    assert AREA_CONDITIONS[: len(vocabulary.CONDITIONS)] == vocabulary.CONDITIONS
+    assert tuple(ENGLAND_REGISTERS) == AREA_CONDITIONS  # the synthetic England plants every one
     assert set(vocabulary.MEASURE_LABELS) == set(vocabulary.MEASURES)
 
 
