@@ -50,7 +50,7 @@ from analysis.clients import one_row_per_person, person_ids
 from analysis.disclosure import Figure, ModelResult
 from analysis.disclosure.suppression import round_to_base
 from analysis.equity import ACTIVITY_CATEGORY_LABELS, ComparisonPopulation
-from analysis.stage import CLIENTS_SOURCE, AnalysisOutputs, read_clients, request_outputs
+from analysis.stage import CLIENTS_SOURCE, AnalysisOutputs, NotEstimable, read_clients, request_outputs
 from ig_policies.errors import InputError
 from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
@@ -266,9 +266,10 @@ def important_conditions(profile: pd.DataFrame, candidates: Sequence[str] = COND
         )
     try:
         model = fit_elasticities(profile, "inactive_sick_rate", usable)
-    except InputError as exc:
+    except (InputError, NotEstimable) as exc:
+        why = exc.reason if isinstance(exc, NotEstimable) else exc.problem
         return NeedConditions(
-            present, f"the area model could not be estimated ({exc.problem}), so need uses every condition"
+            present, f"the area model could not be estimated ({why}), so need uses every condition"
         )
     t = model.elasticities
     chosen = t.loc[t["significant"] & (t["elasticity"] > 0), "condition"].tolist()
