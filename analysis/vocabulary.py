@@ -105,6 +105,7 @@ ANALYSIS_TITLES: dict[str, str] = {
     "concordance": "Concordance of self-reported and GP-recorded conditions",
     "area_profile": "Small-area profile: health and economic activity",
     "service_use": "Health-service use of clients against the comparison population",
+    "area_targeting": "Area targeting: high-need areas the programmes reach least",
 }
 
 __all__ = [

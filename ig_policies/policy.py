@@ -36,6 +36,7 @@ class Analysis(StrEnum):
     CONCORDANCE = "concordance"
     AREA_PROFILE = "area_profile"
     SERVICE_USE = "service_use"
+    AREA_TARGETING = "area_targeting"
 
 
 class DatasetKind(StrEnum):

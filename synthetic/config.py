@@ -320,6 +320,22 @@ class Activity(_Strict):
     covid_dip: bool = Field(True, description="fewer contacts in spring 2020 (a shock common to everyone)")
 
 
+class UnderServed(_Strict):
+    """A few wards with high need and low reach, for area targeting to find (``synthetic.targeting``)."""
+
+    wards: int = Field(3, ge=0, description="how many wards to plant (in different local authorities)")
+    condition_log_boost: float = Field(
+        0.6, ge=0.0, description="added to the log prevalence of each boosted condition in those wards"
+    )
+    conditions: list[str] = Field(
+        default_factory=list,
+        description="conditions to boost (empty: those with an elasticity for inactivity through sickness)",
+    )
+    enrolment_odds_ratio: float = Field(
+        0.3, gt=0.0, description="odds ratio of enrolling for their residents"
+    )
+
+
 class SynthConfig(_Strict):
     """All knobs of the synthetic city region. Defaults are the demo's realistic values."""
 
@@ -334,6 +350,7 @@ class SynthConfig(_Strict):
     outcomes: Outcomes = Outcomes()
     health_effect: HealthEffect = HealthEffect()
     activity: Activity = Activity()
+    under_served: UnderServed = UnderServed()
     chunk_people: int = Field(100_000, ge=1000, description="people per activity chunk (memory vs. speed)")
 
     @model_validator(mode="after")
@@ -371,6 +388,11 @@ class SynthConfig(_Strict):
             ("activity.base_monthly_rate", self.activity.base_monthly_rate, MEASURES),
             ("activity.deprivation_log_rr_per_decile", self.activity.deprivation_log_rr_per_decile, MEASURES),
         ]
+        unknown_boosted = sorted(set(self.under_served.conditions) - set(CONDITIONS))
+        if unknown_boosted:
+            raise ValueError(
+                f"under_served.conditions: unknown name(s) {unknown_boosted}; allowed: {list(CONDITIONS)}"
+            )
         for key, mapping, allowed in checks:
             unknown = sorted(set(mapping) - set(allowed))
             if unknown:

@@ -226,6 +226,8 @@ def build_enrolments(
     )
     for c, v in sel.or_condition.items():
         lin += np.log(v) * recorded[c]
+    if "under_served_area" in persons:  # planted under-served wards (synthetic.targeting)
+        lin += np.log(cfg.under_served.enrolment_odds_ratio) * persons["under_served_area"].to_numpy(bool)
     intercept = _logistic_intercept(lin[eligible], sel.rate)
     p = 1 / (1 + np.exp(-(intercept + lin)))
     chosen = np.flatnonzero(eligible & (rng.random(n) < p))

@@ -161,6 +161,8 @@ LOCAL_AUTHORITIES: tuple[LocalAuthority, ...] = (
 #: the letters allowed in the last two characters of a UK postcode (no C, I, K, M, O, V)
 INWARD_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
 PRACTICE_SUFFIXES = ("Medical Centre", "Health Centre", "Surgery", "Family Practice", "Medical Practice")
+#: electoral wards hold about four LSOAs in small runs (real Liverpool wards: about ten)
+LSOAS_PER_WARD = 4
 POSTCODES_PER_PERSON = 1 / 35  # real English postcodes hold ~15 households, ~35 people
 TERMINATED_SHARE = 0.1
 
@@ -170,7 +172,9 @@ class Region:
     """Areas, practices and postcodes of one run. Row order is the index used everywhere else."""
 
     las: pd.DataFrame  # lad22cd, lad22nm, people
-    lsoas: pd.DataFrame  # lsoa21cd, lsoa21nm, lad22cd, lad22nm, la_idx, imd_decile, main_practice, people
+    lsoas: (
+        pd.DataFrame
+    )  # lsoa21cd, lsoa21nm, wd22cd, wd22nm, lad22cd, lad22nm, la_idx, imd_decile, main_practice, people
     practices: pd.DataFrame  # practice_code, practice_name, lad22cd, la_idx
     postcodes: pd.DataFrame  # pcds, lsoa_idx, lsoa21cd, lad22cd, current, dointr, doterm
 
@@ -185,6 +189,7 @@ def build_region(people: int, cfg: Geography, rng: np.random.Generator) -> Regio
     practice_rows: list[dict[str, object]] = []
     postcode_frames: list[pd.DataFrame] = []
     next_lsoa_code = 6400
+    next_ward_code = 15000
     prefix_counter: dict[str, int] = {}
     for la_idx, la in enumerate(LOCAL_AUTHORITIES):
         n_lsoa = int(np.clip(round(la_people[la_idx] / cfg.people_per_lsoa), cfg.min_lsoas_per_la, la.lsoas))
@@ -215,14 +220,23 @@ def build_region(people: int, cfg: Geography, rng: np.random.Generator) -> Regio
         lsoa_sector = np.arange(n_lsoa) % len(sectors)
         per_sector = np.bincount(lsoa_sector, minlength=len(sectors))
         unit_perm = {}
+        # wards: runs of neighbouring LSOAs, named after the LA's places (no random draws, so the
+        # other streams are unchanged by them)
+        n_ward = max(1, -(-n_lsoa // LSOAS_PER_WARD))
         for j in range(n_lsoa):
             msoa = j // 5 + 1
             code = f"E01{next_lsoa_code:06d}"
             next_lsoa_code += 1
+            ward = (j * n_ward) // n_lsoa
+            ward_name = la.places[ward % len(la.places)] + (
+                f" {ward // len(la.places) + 1}" if ward >= len(la.places) else ""
+            )
             lsoa_rows.append(
                 {
                     "lsoa21cd": code,
                     "lsoa21nm": f"{la.name} {msoa:03d}{'ABCDE'[j % 5]}",
+                    "wd22cd": f"E05{next_ward_code + ward:06d}",
+                    "wd22nm": ward_name,
                     "lad22cd": la.code,
                     "lad22nm": la.name,
                     "la_idx": la_idx,
@@ -265,6 +279,7 @@ def build_region(people: int, cfg: Geography, rng: np.random.Generator) -> Regio
                     }
                 )
             )
+        next_ward_code += n_ward
     las = pd.DataFrame(
         {
             "lad22cd": [la.code for la in LOCAL_AUTHORITIES],

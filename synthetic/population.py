@@ -15,6 +15,7 @@ from analysis.vocabulary import CENSUS_AGE_BANDS
 from synthetic import names, nhs_number
 from synthetic.config import CONDITIONS, ECONOMIC_STATUSES, ETHNICITIES, SynthConfig
 from synthetic.geography import Region, ethnicity_probabilities
+from synthetic.targeting import boosted_conditions
 
 CENSUS_DAY = np.datetime64("2021-03-21")
 QOF_YEAR_END = np.datetime64("2023-03-31")
@@ -181,6 +182,12 @@ def build_population(people: int, region: Region, cfg: SynthConfig, rng: np.rand
 
     # --- long-term conditions
     lsoa_effects = rng.normal(0.0, cfg.geography.lsoa_condition_sd, size=(len(lsoas), len(CONDITIONS)))
+    # under-served wards (synthetic.targeting): more of the conditions behind long-term sickness
+    under_served = (
+        lsoas["under_served"].to_numpy(bool) if "under_served" in lsoas else np.zeros(len(lsoas), bool)
+    )
+    for c in boosted_conditions(cfg):
+        lsoa_effects[under_served, CONDITIONS.index(c)] += cfg.under_served.condition_log_boost
     has: dict[str, np.ndarray] = {}
     diagnosis: dict[str, np.ndarray] = {}
     deprivation_steps = 5.5 - decile
@@ -277,6 +284,7 @@ def build_population(people: int, region: Region, cfg: SynthConfig, rng: np.rand
             "economic_status": status,
             "census_disabled": disabled,
             "inactive_reason": reason,
+            "under_served_area": under_served[lsoa_idx],
         }
     )
     for c in CONDITIONS:

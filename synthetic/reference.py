@@ -77,6 +77,12 @@ def write_reference(
     paths["lsoa_lookup"] = write_delimited(
         lsoas[["lsoa21cd", "lsoa21nm", "lad22cd", "lad22nm", "imd_decile"]], folder / "lsoa_lookup.csv"
     )
+    # ONS "LSOA (2021) to Electoral Ward (2022) to LAD (2022)" lookup, in its published column names
+    wards = lsoas[["lsoa21cd", "lsoa21nm", "wd22cd", "wd22nm", "lad22cd", "lad22nm"]]
+    paths["lsoa_ward_lookup"] = write_delimited(
+        wards.set_axis(["LSOA21CD", "LSOA21NM", "WD22CD", "WD22NM", "LAD22CD", "LAD22NM"], axis=1),
+        folder / "lsoa_ward_lookup.csv",
+    )
     pcs = region.postcodes
     # ONS pcd7: outward code padded to four characters, then the inward code (seven in all)
     pcd7 = [p.split(" ")[0].ljust(4)[: max(4, len(p.split(" ")[0]))] + p.split(" ")[1] for p in pcs["pcds"]]

@@ -20,7 +20,7 @@ import pandas as pd
 from ig_policies.errors import ConfigError
 from ig_policies.workspace import Workspace, atomic_path, write_json
 from synthetic import activity as activity_mod
-from synthetic import employment, reference, representation
+from synthetic import employment, reference, representation, targeting
 from synthetic.config import CONDITIONS, MEASURES, PROGRAMMES, SynthConfig
 from synthetic.geography import build_region
 from synthetic.population import Population, build_population, month_index
@@ -43,7 +43,7 @@ PLANTED_REFERENCE: dict[str, str] = {
 }
 
 # independent random streams
-_GEOGRAPHY, _POPULATION, _ENROLMENT, _HEALTH_RECORDS = 1, 2, 3, 4
+_GEOGRAPHY, _POPULATION, _ENROLMENT, _HEALTH_RECORDS, _UNDER_SERVED = 1, 2, 3, 4, 5
 
 Progress = Callable[[float, str], None]
 
@@ -98,6 +98,7 @@ def generate_region(
 
     tick(2, "Laying out LSOAs, practices and postcodes")
     region = build_region(people, cfg.geography, _rng(seed, _GEOGRAPHY))
+    region = targeting.plant_under_served_wards(region, cfg, _rng(seed, _UNDER_SERVED))
     tick(3, "Drawing residents, conditions and economic status")
     pop = build_population(people, region, cfg, _rng(seed, _POPULATION))
     persons = pop.persons
@@ -216,6 +217,7 @@ def generate_region(
     paths.update(
         _write_truth(ws, persons, patient_of_person, enr, pop, cfg, seed, people, rows_by_measure, counts)
     )
+    _record_under_served(ws, region, cfg)
     return SynthResult(workspace=ws.root, paths=paths, counts=counts)
 
 
@@ -284,6 +286,14 @@ def _write_truth(
     planted = _planted(truth, persons, pop, enr, cfg, seed, people, rows_by_measure, counts)
     paths["planted"] = write_json(ws.truth / "planted.json", planted)
     return paths
+
+
+def _record_under_served(ws: Workspace, region: Any, cfg: SynthConfig) -> None:
+    """Add the planted under-served wards to ``truth/planted.json`` (kept apart from ``_planted``)."""
+    path = ws.truth / "planted.json"
+    planted = json.loads(path.read_text())
+    planted["under_served_areas"] = targeting.under_served_truth(region, cfg)
+    write_json(path, planted)
 
 
 def _rate(flags: np.ndarray, among: np.ndarray | None = None) -> dict[str, float | int]:
