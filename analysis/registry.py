@@ -192,6 +192,13 @@ ANALYSES: Mapping[Analysis, RegisteredAnalysis] = {
             ServiceUseOptions,
             "service-use",
         ),
+        RegisteredAnalysis(
+            Analysis.AREA_TARGETING,
+            "analysis.area_targeting",
+            "run_area_targeting",
+            AnalysisOptions,
+            "area-targeting",
+        ),
     )
 }
 

@@ -10,7 +10,14 @@ import typer
 
 from analysis.registry import ANALYSES
 from flows.cli.analyse_natural_experiment import natural_experiment
-from flows.cli.analyse_programme import area_profile, concordance, equity, service_use, success
+from flows.cli.analyse_programme import (
+    area_profile,
+    area_targeting,
+    concordance,
+    equity,
+    service_use,
+    success,
+)
 from ig_policies.policy import Analysis
 
 app = typer.Typer(
@@ -25,6 +32,7 @@ COMMANDS = {
     Analysis.CONCORDANCE: concordance,
     Analysis.AREA_PROFILE: area_profile,
     Analysis.SERVICE_USE: service_use,
+    Analysis.AREA_TARGETING: area_targeting,
 }
 
 for _analysis, _entry in ANALYSES.items():

@@ -1,4 +1,4 @@
-"""`ehl analyse equity|success|concordance|area-profile`: the programme analyses.
+"""`ehl analyse equity|success|concordance|area-profile|service-use|area-targeting`: the programme analyses.
 
 Each command runs the analysis stage (which checks the policy, requests every table and chart
 through disclosure control and is audited) and prints the findings in plain English and where the
@@ -99,3 +99,10 @@ def service_use(
 ) -> None:
     """Health-service use before enrolment against residents of the same age and sex (researcher)."""
     _run_and_report(context, "service_use", {"months_before": months_before}, "Service use before enrolment")
+
+
+@handle_errors
+@acting(settings=True)
+def area_targeting(context: PipelineContext) -> None:
+    """Area targeting: high-need areas (long-term sickness, conditions) the programmes reach least (researcher)."""
+    _run_and_report(context, "area_targeting", {}, "Area targeting")

@@ -91,8 +91,10 @@ def test_equity_audit_finds_the_planted_selection(region):
 
 def test_equity_audit_recovers_the_planted_representation_ratios_within_their_cis(region):
     """Against the default comparison population (16-64, out of work, not retired or students),
-    every planted representation ratio lies inside the audit's 95% interval (the seed is fixed,
-    so this is deterministic), and none is even near the edge of the 99.9% interval."""
+    every planted representation ratio lies inside the audit's 99.9% interval, and no more of the
+    32 fall outside their 95% interval than chance allows (about 1.6 expected; more than 4 has a
+    probability of about 2% when the estimates are unbiased): requiring all 32 inside their 95%
+    intervals would hold on only about one seed in five even with no bias."""
     ws, clients, planted = region
     truth = planted["selection"]["representation_ratios"]
     lookup = load_lsoa_lookup(ws.reference / "lsoa_lookup.csv")
@@ -118,7 +120,7 @@ def test_equity_audit_recovers_the_planted_representation_ratios_within_their_ci
                     outside_95.append((programme, characteristic, category, planted_ratio, row["ratio"]))
                 checked += 1
     assert checked == 2 * (4 + 2 + 5 + 5)
-    assert not outside_95
+    assert len(outside_95) <= 4, outside_95
     # the CIs are narrow enough to tell the planted over- and under-representation apart from 1
     wtw = ratios.loc["ways_to_work"]
     assert wtw.loc[("age_band", "16-24"), "ci_low"] > 1.5 and wtw.loc[("age_band", "50-64"), "ci_high"] < 0.8
