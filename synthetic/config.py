@@ -12,22 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from analysis.vocabulary import CENSUS_AGE_BANDS, MEASURES
+from analysis.vocabulary import CENSUS_AGE_BANDS, CONDITIONS, MEASURES
 from analysis.vocabulary import WORKING_AGE_BANDS as AGE_BANDS  # clients are of working age
 from ig_policies.config_file import load_config_file
 
-CONDITIONS: tuple[str, ...] = (
-    "depression",
-    "smi",
-    "epilepsy",
-    "copd",
-    "diabetes",
-    "chd",
-    "hypertension",
-    "learning_disability",
-    "osteoporosis",
-    "asthma",
-)
 ECONOMIC_STATUSES: tuple[str, ...] = ("employed", "unemployed", "inactive_sick", "inactive_other")
 ETHNICITIES: tuple[str, ...] = ("Asian", "Black", "Mixed", "White", "Other")
 PROGRAMMES: tuple[str, ...] = ("ways_to_work", "health_into_work")
