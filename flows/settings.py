@@ -12,7 +12,10 @@ Each ``ehl`` command's options are overrides of these keys (``Settings.with_over
     research_dataset: {months_before: 12, months_after: 24, pool_size: 20000, study_start: 2021-01}
     analyses:
       natural_experiment: {measures: [gp_appointments], anticipation: 3, placebo_shift: 0}
-      equity_audit: {population: inactive_sick}
+      equity_audit:
+        population: inactive_sick
+        comparison: {default: {min_age: 16, max_age: 64}, programmes: {health_into_work: {activity: [inactive_sick]}}}
+      service_use: {months_before: 12}
       success_factors: {outcome: sustained_26_weeks, config: /etc/ehl/success.yaml}
 """
 
