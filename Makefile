@@ -25,7 +25,7 @@ demo: $(STAMP) $(DOCS_ASSETS)
 	$(BIN)/ehl demo --workspace $(WORKSPACE) --people $(PEOPLE)
 
 test: $(STAMP) $(DOCS_ASSETS) browser
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 check: $(STAMP)
 	$(BIN)/ruff check flows linkage ig_policies analysis synthetic tests benchmarks

@@ -385,7 +385,7 @@ def test_a_boundary_file_gives_a_choropleth(tmp_path):
 def test_the_stage_requests_every_output_through_the_policy_engine(region, tmp_path, master_secret_env):
     import shutil
 
-    from ig_policies.demo import demo_engine, write_demo_policy
+    from ig_policies.demo import demo_engine
     from ig_policies.policy import read_policy_document
 
     source, clients, _ = region
@@ -394,8 +394,8 @@ def test_the_stage_requests_every_output_through_the_policy_engine(region, tmp_p
     ws.analysis.mkdir(parents=True, exist_ok=True)
     clients.to_parquet(ws.analysis / "clients.parquet", index=False)
     doc = read_policy_document(Path(__file__).parents[2] / "ig_policies" / "configs" / "demo" / "policy.yaml")
-    policy = write_demo_policy(tmp_path / "policy.yaml", {"analyses": [*doc["analyses"], "area_targeting"]})
-    engine = demo_engine(ws, policy)
+    assert "area_targeting" in doc["analyses"]  # the demo policy permits it
+    engine = demo_engine(ws)
     out = run_area_targeting(ws, engine, "demo-researcher")
     assert out.analysis == "area_targeting"
     assert len(out.requests) == 6 and not out.blocked
@@ -408,12 +408,16 @@ def test_the_stage_requests_every_output_through_the_policy_engine(region, tmp_p
 
 
 def test_the_stage_is_refused_when_the_policy_does_not_permit_it(region, tmp_path, master_secret_env):
-    from ig_policies.demo import demo_engine
+    from ig_policies.demo import demo_engine, write_demo_policy
     from ig_policies.errors import PolicyRefused
+    from ig_policies.policy import read_policy_document
 
     ws = Workspace.open(tmp_path / "ws")
+    doc = read_policy_document(Path(__file__).parents[2] / "ig_policies" / "configs" / "demo" / "policy.yaml")
+    without = [a for a in doc["analyses"] if a != "area_targeting"]
+    policy = write_demo_policy(tmp_path / "policy.yaml", {"analyses": without})
     with pytest.raises(PolicyRefused) as err:
-        run_area_targeting(ws, demo_engine(ws), "demo-researcher")
+        run_area_targeting(ws, demo_engine(ws, policy), "demo-researcher")
     assert err.value.hint
 
 

@@ -235,6 +235,7 @@ OPTION_KEYS = {
     },
     ("analyse", "concordance"): {},
     ("analyse", "area-profile"): {},
+    ("analyse", "area-targeting"): {},
     ("analyse", "service-use"): {"months_before": "analyses.service_use.months_before"},
 }
 
