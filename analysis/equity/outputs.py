@@ -11,6 +11,7 @@ were compared with, and sentences name the programme.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,23 @@ ROUNDING_NOTE = (
 
 def _round(values: pd.Series | np.ndarray, decimals: int) -> np.ndarray:
     return np.round(np.asarray(values, dtype=float), decimals)
+
+
+def _ratio_columns(table: pd.DataFrame) -> dict[str, Any]:
+    """Term, rounded ratio, its CI and p-value: the columns every equity estimates table shares."""
+    return {
+        "term": _terms(table),
+        "estimate": _round(table["ratio"], ESTIMATE_DECIMALS),
+        "ci_lower": _round(table["ci_low"], ESTIMATE_DECIMALS),
+        "ci_upper": _round(table["ci_high"], ESTIMATE_DECIMALS),
+        "p_value": _round(
+            [
+                ratio_p_value(r, lo, hi)
+                for r, lo, hi in zip(table["ratio"], table["ci_low"], table["ci_high"], strict=True)
+            ],
+            P_DECIMALS,
+        ),
+    }
 
 
 def _terms(table: pd.DataFrame) -> pd.Series:
@@ -83,17 +101,7 @@ def equity_outputs(audit: EquityAudit, min_people: int) -> list[tuple[str, Discl
     ratios = audit.ratios_table()
     rows = pd.DataFrame(
         {
-            "term": _terms(ratios),
-            "estimate": _round(ratios["ratio"], ESTIMATE_DECIMALS),
-            "ci_lower": _round(ratios["ci_low"], ESTIMATE_DECIMALS),
-            "ci_upper": _round(ratios["ci_high"], ESTIMATE_DECIMALS),
-            "p_value": _round(
-                [
-                    ratio_p_value(r, lo, hi)
-                    for r, lo, hi in zip(ratios["ratio"], ratios["ci_low"], ratios["ci_high"], strict=True)
-                ],
-                P_DECIMALS,
-            ),
+            **_ratio_columns(ratios),
             "n_people": ratios["clients"].astype(int),
             "population_share": _round(ratios["population_share"], SHARE_DECIMALS),
         }
@@ -139,17 +147,7 @@ def equity_outputs(audit: EquityAudit, min_people: int) -> list[tuple[str, Discl
     if len(std):
         std_rows = pd.DataFrame(
             {
-                "term": _terms(std),
-                "estimate": _round(std["ratio"], ESTIMATE_DECIMALS),
-                "ci_lower": _round(std["ci_low"], ESTIMATE_DECIMALS),
-                "ci_upper": _round(std["ci_high"], ESTIMATE_DECIMALS),
-                "p_value": _round(
-                    [
-                        ratio_p_value(r, lo, hi)
-                        for r, lo, hi in zip(std["ratio"], std["ci_low"], std["ci_high"], strict=True)
-                    ],
-                    P_DECIMALS,
-                ),
+                **_ratio_columns(std),
                 "n_people": std["observed"].astype(int),
                 "expected_people": _round(std["expected"], 1),
             }
