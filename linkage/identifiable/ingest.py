@@ -503,6 +503,16 @@ def _cell_text(value: Any) -> str | None:
     return str(value)
 
 
+def _other_sheets(others: tuple[str, ...]) -> str:
+    """The end of a sentence about a worksheet: the workbook's other sheets, when it has any."""
+    return f" (the workbook's other sheets: {', '.join(repr(o) for o in others)})." if others else "."
+
+
+def _other_sheets_hint(others: tuple[str, ...]) -> str:
+    """The end of a hint about a worksheet: how to choose another sheet, when there is one."""
+    return "; if the extract is on another sheet, set `sheet:` in the dataset config." if others else "."
+
+
 def read_xlsx(path: Path, sheet: str | None = None) -> _TextTable:
     """Read one worksheet of an .xlsx workbook (first row = headings) as text cells."""
     from openpyxl import load_workbook
@@ -541,12 +551,9 @@ def read_xlsx(path: Path, sheet: str | None = None) -> _TextTable:
     if not cells:
         raise InputError(
             str(path),
-            f"the worksheet '{used}' is empty: no column headings and no rows"
-            + (f" (the workbook's other sheets: {', '.join(repr(o) for o in others)})." if others else "."),
+            f"the worksheet '{used}' is empty: no column headings and no rows" + _other_sheets(others),
             hint="ask the provider to send the extract again; this workbook has no data in it"
-            + (
-                "; if the extract is on another sheet, set `sheet:` in the dataset config." if others else "."
-            ),
+            + _other_sheets_hint(others),
         )
     header = [c or "" for c in cells[0]]
     while header and header[-1] == "":
@@ -556,12 +563,9 @@ def read_xlsx(path: Path, sheet: str | None = None) -> _TextTable:
     if not records:
         raise InputError(
             str(path),
-            f"the worksheet '{used}' has column headings but no data rows"
-            + (f" (the workbook's other sheets: {', '.join(repr(o) for o in others)})." if others else "."),
+            f"the worksheet '{used}' has column headings but no data rows" + _other_sheets(others),
             hint="ask the provider whether the extract should be empty; if not, ask for it to be sent again"
-            + (
-                "; if the extract is on another sheet, set `sheet:` in the dataset config." if others else "."
-            ),
+            + _other_sheets_hint(others),
         )
     malformed = [any(c not in (None, "") for c in r[width:]) for r in records]
     rows = [(r + [None] * (width - len(r)))[:width] for r in records]
