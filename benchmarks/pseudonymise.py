@@ -120,7 +120,7 @@ def time_stage(spark, n: int, scratch: Path) -> float:
         ws.reference / "postcode_lookup.csv",
     )
     secret = MasterSecret(secrets.token_bytes(32))
-    engine = PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, master_secret=secret)
+    engine = PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY)
     start = time.perf_counter()
     pseudonymise_extracts(ws, engine, "demo-processor", spark, master_secret=secret)
     return time.perf_counter() - start
