@@ -351,7 +351,7 @@ def test_refusals_write_nothing_and_are_audited(tmp_path, spark):
     assert no_list.value.rule == "national_data_opt_out"
     assert not any(ws.pseudonymised.iterdir())
     decisions = [e["decision"] for e in engine.audit.entries() if e["action"] == "pseudonymise"]
-    assert decisions == ["refused", "failed"]
+    assert decisions == ["refused", "started", "failed"]
 
 
 def test_no_validated_extracts_is_a_plain_input_error(tmp_path, spark):
