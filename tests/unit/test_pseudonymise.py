@@ -171,9 +171,7 @@ def make_workspace(root: Path, opt_out: bool = True) -> Workspace:
 def engine_for(ws: Workspace):
     from ig_policies.engine import PolicyEngine
 
-    return PolicyEngine.load(
-        DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, master_secret=SECRET, actor=PROCESSOR
-    )
+    return PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, actor=PROCESSOR)
 
 
 @pytest.fixture(scope="module")
