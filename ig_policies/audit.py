@@ -46,6 +46,8 @@ GENESIS = "0" * 64
 ENTRY_FORMAT = 2
 DECISIONS = ("started", "allowed", "refused", "failed")
 REDACTED = "[redacted]"
+#: Fields of an entry only the writer sets; a caller's values for them are dropped.
+WRITER_FIELDS = frozenset({"format", "seq", "time", "account", "prev", "hash", "signature"})
 ENTRY_LABEL = b"ehl-audit-entry\n"
 ANCHOR_LABEL = b"ehl-audit-anchor\n"
 #: Where the temporary demo writer lives, beside the workspace root (``<root>.audit-writer``).
@@ -89,13 +91,14 @@ def canonical(obj: Any) -> bytes:
 def prepare_content(fields: dict[str, Any]) -> dict[str, Any]:
     """Check the decision and redact identifier-like text: what a caller may ask the writer to record.
 
-    ``account`` is removed: only the writer says who asked (from the socket's peer credentials or the
-    process's own uid).
+    The fields the writer sets (``WRITER_FIELDS``: ``account``, ``seq``, ``time``, ``prev``, ...) are
+    removed: only the writer says who asked (from the socket's peer credentials or the process's own
+    uid), when, and where in the chain.
     """
     decision = fields.get("decision")
     if decision not in DECISIONS:
         raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}")
-    content, redactions = _redact_tree({k: v for k, v in fields.items() if k != "account"})
+    content, redactions = _redact_tree({k: v for k, v in fields.items() if k not in WRITER_FIELDS})
     if redactions:
         content["redactions"] = redactions
     return content

@@ -52,7 +52,7 @@ from ig_policies.audit import (
 from ig_policies.errors import AuditUnavailable, ConfigError, EhlError, TamperedError
 
 MAX_REQUEST = 1 << 20  # one entry is a few kB; anything this large is not a request
-REQUEST_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 10.0  # a silent client holds the writer up for at most this long
 
 _VERIFY_HINT = "run 'ehl audit verify' to see what changed; nothing runs until the log is restored"
 
@@ -188,10 +188,10 @@ class AuditWriter:
         with self._lock:
             seq, prev = self.tip()
             body = {
+                **content,
                 "format": ENTRY_FORMAT,
                 "seq": seq + 1,
                 "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                **content,
                 "account": account,
                 "prev": prev,
             }
@@ -263,6 +263,12 @@ def handle(writer: AuditWriter, conn: socket.socket) -> None:
         _reply(conn, {"ok": False, "kind": "unavailable", "error": exc.message, "hint": exc.hint})
     except (ValueError, TypeError) as exc:
         _reply(conn, {"ok": False, "kind": "bad_request", "error": str(exc), "hint": None})
+    except TimeoutError:
+        with contextlib.suppress(OSError):
+            _reply(
+                conn,
+                {"ok": False, "kind": "bad_request", "error": "no request arrived in time", "hint": None},
+            )
     except OSError as exc:
         with contextlib.suppress(OSError):
             _reply(

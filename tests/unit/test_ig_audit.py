@@ -281,8 +281,11 @@ def test_new_chain_refused_in_a_workspace_with_history(tmp_path: Path) -> None:
 
 def test_account_is_stamped_by_the_writer_not_the_caller(tmp_path: Path) -> None:
     log = _open(tmp_path)
-    entry = log.append(actor="a", role="researcher", action="b", decision="allowed", account="root-ish")
+    entry = log.append(
+        actor="a", role="researcher", action="b", decision="allowed", account="root-ish", seq=99, prev="x"
+    )
     assert entry["account"] == ME and log.entries()[0]["account"] == ME
+    assert entry["seq"] == 1 and entry["prev"] == "0" * 64 and log.verify().ok
 
 
 def test_append_failure_raises_and_the_step_does_not_run(tmp_path: Path) -> None:
