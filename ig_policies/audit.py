@@ -36,6 +36,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from ig_policies.errors import AuditUnavailable, ConfigError, TamperedError
@@ -181,20 +182,27 @@ def create_demo_audit(directory: str | os.PathLike[str]) -> AuditSettings:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=0o755)
     private, public = directory / "signing.key", directory / "public.pem"
-    if not (private.exists() and public.exists()):
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        fd = os.open(_tmp_name(private), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        os.replace(_tmp_name(private), private)
-        public_pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        write_public_file(public, public_pem)
+    with FileLock(str(directory / ".keys.lock"), timeout=60):  # two first commands make one pair
+        if not (private.exists() and public.exists()):
+            _write_key_pair(private, public)
     return AuditSettings(public_key=public, anchor=directory / "anchor.json", signing_key=private)
+
+
+def _write_key_pair(private: Path, public: Path) -> None:
+    """A fresh Ed25519 pair: the private key 0600 (created so, never wider), the public key 0644."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _tmp_name(private).unlink(missing_ok=True)  # left by a crashed run
+    fd = os.open(_tmp_name(private), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    os.replace(_tmp_name(private), private)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    write_public_file(public, public_pem)
 
 
 def _tmp_name(path: Path) -> Path:
