@@ -171,20 +171,20 @@ def verify(
 @app.command("serve")
 @handle_errors
 def serve(
-    workspace: WorkspaceOption = None,
     key: Annotated[
         Path,
         typer.Option("--key", help="The writer's Ed25519 signing key (PEM, mode 0600, this account only)."),
-    ] = Path("signing.key"),
+    ],
     anchor: Annotated[
         Path,
         typer.Option(
             "--anchor", help="The anchor file, in the writer's state directory outside the workspace."
         ),
-    ] = Path("anchor.json"),
+    ],
     socket_path: Annotated[
         Path, typer.Option("--socket", help="The Unix socket to listen on (created with mode 0660).")
-    ] = Path("audit.sock"),
+    ],
+    workspace: WorkspaceOption = None,
     group: Annotated[
         str | None, typer.Option("--group", help="The OS group (the role accounts) allowed to connect.")
     ] = None,
