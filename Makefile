@@ -19,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test check install java browser prefect-server spark-cluster spark-cluster-stop clean
+.PHONY: demo test check install java browser prefect-server spark-cluster spark-cluster-stop audit-writer audit-writer-stop clean
 
 demo: $(STAMP) $(DOCS_ASSETS)
 	$(BIN)/ehl demo --workspace $(WORKSPACE) --people $(PEOPLE)
@@ -80,6 +80,13 @@ spark-cluster: $(STAMP)
 
 spark-cluster-stop:
 	infra/scripts/spark-cluster.sh stop
+
+# The audit writer of a local deployment (its key and anchor under infra/.run/audit-writer/).
+audit-writer: $(STAMP)
+	EHL_WORKSPACE=$(CURDIR)/$(WORKSPACE) infra/scripts/audit-writer.sh start
+
+audit-writer-stop:
+	infra/scripts/audit-writer.sh stop
 
 clean:
 	rm -rf $(VENV) .prefect build *.egg-info linkage/identifiable/validation/data_docs_assets

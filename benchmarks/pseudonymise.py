@@ -123,7 +123,7 @@ def time_stage(spark, n: int, scratch: Path) -> float:
     from flows.demo import ensure_demo_deployment
 
     ensure_demo_deployment(ws)
-    engine = PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, master_secret=secret)
+    engine = PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY)
     start = time.perf_counter()
     pseudonymise_extracts(ws, engine, "demo-processor", spark, master_secret=secret)
     return time.perf_counter() - start

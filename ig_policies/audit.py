@@ -1,11 +1,18 @@
-"""The audit log: append-only, hash-chained, authenticated JSON lines in ``<workspace>/audit/``.
+"""The audit log: append-only, hash-chained JSON lines in ``<workspace>/audit/``, signed with Ed25519.
 
-Every step the policy engine allows, refuses or sees fail becomes one line of ``audit.jsonl``. Each
-entry carries a sequence number, the hash of the previous entry and an HMAC made with a key derived
-from the service's master secret, so an entry cannot be edited, inserted, deleted or moved without
-``verify`` noticing. A separate, also authenticated checkpoint file ``audit.head`` records how many
-entries there are and the hash of the last one, so cutting entries off the end is noticed too.
-Appends from several processes are serialised by a file lock, so they always form one chain.
+Every step the policy engine starts, allows, refuses or sees fail becomes one line of
+``audit.jsonl``. Each entry carries a sequence number, the hash of the previous entry, the OS account
+that asked for it (stamped by the writer, never chosen by the caller) and an Ed25519 signature made by
+the audit WRITER, the only holder of the private key. Checking the log needs only the public key, so
+researchers, IG officers and processors can all run ``ehl audit show`` / ``verify`` without any secret,
+and none of them can forge, edit or re-chain an entry.
+
+Cutting entries off the end, deleting the log or rolling it back to an earlier copy is caught by the
+*anchor*: a small file, signed by the writer and kept outside the workspace, recording the last
+sequence number and hash. ``verify`` always compares the log with it.
+
+The writer is either a service on a Unix socket (``ig_policies.audit_writer``, its own OS account) or,
+in demo mode and tests, the same code run in-process with a key file. ``AuditSettings`` says which.
 
 The log never holds identifiers: entries carry ids of people acting, actions, content hashes and
 counts. As a last line of defence, text that looks like an NHS number or a postcode is redacted
@@ -17,7 +24,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import hmac
 import io
 import json
 import os
@@ -27,19 +33,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from filelock import FileLock
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from ig_policies.errors import ConfigError, TamperedError
-from ig_policies.master_secret import MasterSecret, MasterSecretError, load_master_secret
-from ig_policies.workspace import Workspace, write_text
+from ig_policies.errors import AuditUnavailable, ConfigError, TamperedError
+from ig_policies.workspace import Workspace
 
 LOG_NAME = "audit.jsonl"
-HEAD_NAME = "audit.head"
-LOCK_NAME = "audit.lock"
 GENESIS = "0" * 64
-ENTRY_FORMAT = 1
-DECISIONS = ("allowed", "refused", "failed")
+ENTRY_FORMAT = 2
+DECISIONS = ("started", "allowed", "refused", "failed")
 REDACTED = "[redacted]"
+#: Fields of an entry only the writer sets; a caller's values for them are dropped.
+WRITER_FIELDS = frozenset({"format", "seq", "time", "account", "prev", "hash", "signature"})
+ENTRY_LABEL = b"ehl-audit-entry\n"
+ANCHOR_LABEL = b"ehl-audit-anchor\n"
+#: Where the temporary demo writer lives, beside the workspace root (``<root>.audit-writer``).
+DEMO_WRITER_SUFFIX = ".audit-writer"
 
 # Identifier-like text (NHS numbers: 10 digits, optionally spaced 3-3-4; UK postcodes).
 _NHS_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{3}[ -]?\d{3}[ -]?\d{4}(?![0-9A-Za-z])")
@@ -69,29 +82,205 @@ def _redact_tree(value: Any) -> tuple[Any, int]:
     return value, 0
 
 
-def _canonical(obj: Any) -> bytes:
+def canonical(obj: Any) -> bytes:
+    """The bytes an entry or anchor is hashed and signed over (sorted keys, no spaces)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode(
         "utf-8"
     )
 
 
-def audit_key(master_secret: MasterSecret | None = None) -> bytes:
-    """The audit HMAC key; fails closed (ConfigError) when no master secret is available."""
+def prepare_content(fields: dict[str, Any]) -> dict[str, Any]:
+    """Check the decision and redact identifier-like text: what a caller may ask the writer to record.
+
+    The fields the writer sets (``WRITER_FIELDS``: ``account``, ``seq``, ``time``, ``prev``, ...) are
+    removed: only the writer says who asked (from the socket's peer credentials or the process's own
+    uid), when, and where in the chain.
+    """
+    decision = fields.get("decision")
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}")
+    content, redactions = _redact_tree({k: v for k, v in fields.items() if k not in WRITER_FIELDS})
+    if redactions:
+        content["redactions"] = redactions
+    return content
+
+
+# --------------------------------------------------------------------------------------------
+# Where the writer is
+
+
+class AuditSettings(BaseModel):
+    """Where a workspace's audit writer is and how to check its entries.
+
+    ``public_key`` (PEM) and ``anchor`` are readable by every role; ``anchor`` lives outside the
+    workspace, in the writer's own state directory. Exactly one of ``socket`` (a running writer
+    service, the production set-up) or ``signing_key`` (the private key, for an in-process writer in
+    demo mode and tests; the file must be 0600) is given.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    public_key: Path
+    anchor: Path
+    socket: Path | None = None
+    signing_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_writer(self) -> AuditSettings:
+        if (self.socket is None) == (self.signing_key is None):
+            raise ValueError(
+                "give exactly one of 'socket' (a running audit writer service) or 'signing_key' "
+                "(an in-process writer, demo mode only)"
+            )
+        return self
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """The writer's public key from a PEM file; ConfigError naming the file if it is not one."""
     try:
-        secret = master_secret if master_secret is not None else load_master_secret()
-    except MasterSecretError as exc:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"The audit log cannot be written or checked without the service's master secret. {exc}",
-            hint="the data processor provides the master secret; nothing runs without an audit trail",
+            f"{path}: the audit writer's public key cannot be read ({exc}).",
+            hint="the deployment names the audit writer's public key (audit.public_key); check that the file "
+            "exists and is readable",
         ) from None
-    return secret.derive("audit")
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{path}: not an Ed25519 public key.", hint="use the writer's public.pem")
+    return key
+
+
+def load_signing_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """The writer's private key; refused unless the file is readable by its owner only (0600)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode & 0o777
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AuditUnavailable(
+            f"The audit writer's signing key {path} cannot be read ({exc.strerror}).",
+            hint="only the audit writer's account holds this key; start the writer as that account",
+        ) from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: the audit writer's signing key is readable by others (mode {mode:o}); refused by rule "
+            "'signing_key_private'.",
+            hint=f"run: chmod 600 {path}",
+        )
+    key = serialization.load_pem_private_key(data, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path}: not an Ed25519 private key.", hint="use the writer's signing.key")
+    return key
+
+
+def create_demo_audit(directory: str | os.PathLike[str]) -> AuditSettings:
+    """A DEMO audit writer under ``directory``: key pair (``signing.key`` 0600, ``public.pem``) and anchor.
+
+    Reuses the key pair if it is already there, so every command of a demo deployment signs with the
+    same key. The in-process writer is for demos and tests only: whoever runs the command holds the key.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+    private, public = directory / "signing.key", directory / "public.pem"
+    with FileLock(str(directory / ".keys.lock"), timeout=60):  # two first commands make one pair
+        if not (private.exists() and public.exists()):
+            _write_key_pair(private, public)
+    return AuditSettings(public_key=public, anchor=directory / "anchor.json", signing_key=private)
+
+
+def _write_key_pair(private: Path, public: Path) -> None:
+    """A fresh Ed25519 pair: the private key 0600 (created so, never wider), the public key 0644."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    _tmp_name(private).unlink(missing_ok=True)  # left by a crashed run
+    fd = os.open(_tmp_name(private), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    os.replace(_tmp_name(private), private)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    write_public_file(public, public_pem)
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write_public_file(path: Path, data: bytes) -> None:
+    """Write atomically (temporary file, fsync, rename), readable by every role (0644)."""
+    tmp = _tmp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def demo_writer_directory(workspace: Workspace) -> Path:
+    """Where the temporary demo writer of a workspace lives: beside it, never inside it."""
+    root = Path(workspace.root).resolve()
+    return root.with_name(root.name + DEMO_WRITER_SUFFIX)
+
+
+def entry_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def _body(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in ("hash", "signature")}
+
+
+def authentic(entry: dict[str, Any], public_key: Ed25519PublicKey) -> bool:
+    """Whether an entry's hash matches its content and its signature is the writer's."""
+    body = _body(entry)
+    signature = entry.get("signature")
+    if entry.get("hash") != entry_hash(body) or not isinstance(signature, str):
+        return False
+    try:
+        public_key.verify(bytes.fromhex(signature), ENTRY_LABEL + canonical(body))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The writer's signed note of the log's end (last sequence number and hash), kept outside the workspace."""
+
+    seq: int
+    hash: str
+
+
+def anchor_payload(seq: int, digest: str) -> bytes:
+    return ANCHOR_LABEL + canonical({"seq": seq, "hash": digest})
+
+
+def read_anchor(path: Path, public_key: Ed25519PublicKey) -> Anchor | None:
+    """The anchor, None if the file does not exist, TamperedError if it is not the writer's."""
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        seq, digest, signature = int(doc["seq"]), str(doc["hash"]), bytes.fromhex(doc["signature"])
+        public_key.verify(signature, anchor_payload(seq, digest))
+    except (OSError, ValueError, KeyError, TypeError, InvalidSignature):
+        raise TamperedError(
+            f"The audit anchor {path} is unreadable or not signed by the audit writer.",
+            hint="keep the file as evidence and inform the IG officer; run 'ehl audit verify'",
+        ) from None
+    return Anchor(seq, digest)
 
 
 @dataclass(frozen=True)
 class Problem:
     """One finding of ``verify``: what kind of tampering, where, in plain English."""
 
-    kind: str  # edited | inserted | deleted | reordered | truncated | checkpoint | rolled_back
+    kind: str  # edited | inserted | deleted | reordered | truncated | anchor | rolled_back | forged
     message: str
     line: int | None = None
     seq: int | None = None
@@ -103,6 +292,8 @@ class VerifyReport:
     problems: tuple[Problem, ...]
     head_hash: str
     notes: tuple[str, ...] = field(default=())
+    #: sequence numbers of "started" entries with no finishing entry (a killed step, or one still running)
+    unfinished: tuple[int, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -116,158 +307,98 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-class AuditLog:
-    """The audit log of one workspace. Construct with ``AuditLog.for_workspace``."""
+def check_anchor_outside(workspace: Workspace, anchor: str | os.PathLike[str]) -> Path:
+    """The workspace root, resolved; ConfigError (rule ``anchor_outside_workspace``) if the anchor is in it.
 
-    def __init__(self, directory: str | os.PathLike[str], key: bytes):
+    Anyone who can replace the workspace could otherwise replace the anchor along with the log.
+    """
+    root = Path(workspace.root).resolve()
+    where = Path(anchor).resolve()
+    if where == root or root in where.parents:
+        raise ConfigError(
+            f"Refused by rule 'anchor_outside_workspace': the audit anchor {where} is inside the "
+            f"workspace {root}.",
+            hint="keep the anchor in the audit writer's own state directory, outside the workspace "
+            "(audit.anchor in the deployment file)",
+        )
+    return root
+
+
+class AuditLog:
+    """The audit log of one workspace: read and verify it; ``append`` goes through its writer.
+
+    Construct with ``AuditLog.open(workspace, settings)``.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        settings: AuditSettings,
+        workspace_root: str | os.PathLike[str] | None = None,
+    ):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / LOG_NAME
-        self.head_path = self.directory / HEAD_NAME
-        self._key = key
-        self._lock = FileLock(str(self.directory / LOCK_NAME), timeout=120)
+        self.settings = settings
+        self.anchor_path = Path(settings.anchor)
+        self.workspace_root = Path(workspace_root) if workspace_root is not None else self.directory.parent
+        self.public_key = load_public_key(settings.public_key)
+        self._writer: Any = None
 
     def __repr__(self) -> str:
         return f"AuditLog({self.directory})"
 
     @classmethod
-    def for_workspace(cls, workspace: Workspace, master_secret: MasterSecret | None = None) -> AuditLog:
-        return cls(workspace.audit, audit_key(master_secret))
+    def open(cls, workspace: Workspace, settings: AuditSettings) -> AuditLog:
+        """The audit log of ``workspace`` as the deployment's ``settings`` describe it.
 
-    # ---- authentication --------------------------------------------------------------------
+        Refused (rule ``anchor_outside_workspace``) if the anchor is inside the workspace.
+        """
+        root = check_anchor_outside(workspace, settings.anchor)
+        return cls(workspace.audit, settings, workspace_root=root)
 
-    def _mac(self, label: bytes, data: bytes) -> str:
-        return hmac.new(self._key, label + b"\n" + data, hashlib.sha256).hexdigest()
+    @classmethod
+    def for_workspace(cls, workspace: Workspace) -> AuditLog:
+        """The log with the workspace's DEMO writer (``<workspace root>.audit-writer/``).
 
-    def _seal(self, body: dict[str, Any]) -> dict[str, Any]:
-        data = _canonical(body)
-        return {**body, "hash": hashlib.sha256(data).hexdigest(), "mac": self._mac(b"entry", data)}
-
-    def _authentic(self, entry: dict[str, Any]) -> bool:
-        body = {k: v for k, v in entry.items() if k not in ("hash", "mac")}
-        data = _canonical(body)
-        return (
-            entry.get("hash") == hashlib.sha256(data).hexdigest()
-            and isinstance(entry.get("mac"), str)
-            and hmac.compare_digest(entry["mac"], self._mac(b"entry", data))
-        )
-
-    def _head_mac(self, count: int, last_hash: str) -> str:
-        return self._mac(b"head", f"{count}:{last_hash}".encode())
-
-    def _read_head(self) -> tuple[int, str] | None:
-        """(count, last_hash) from the checkpoint; None if absent; TamperedError if not authentic."""
-        if not self.head_path.exists():
-            return None
-        try:
-            head = json.loads(self.head_path.read_text(encoding="utf-8"))
-            count, last = int(head["count"]), str(head["last_hash"])
-            mac = str(head["mac"])
-        except (OSError, ValueError, KeyError, TypeError):
-            raise TamperedError(
-                f"The audit checkpoint {self.head_path} is unreadable.",
-                hint="run 'ehl audit verify' and report it",
-            ) from None
-        if not hmac.compare_digest(mac, self._head_mac(count, last)):
-            raise TamperedError(
-                f"The audit checkpoint {self.head_path} was altered.",
-                hint="run 'ehl audit verify' and report it",
-            )
-        return count, last
-
-    def _write_head(self, count: int, last_hash: str) -> None:
-        head = {"count": count, "last_hash": last_hash, "mac": self._head_mac(count, last_hash)}
-        write_text(self.head_path, json.dumps(head, sort_keys=True) + "\n")
+        A stand-in until the deployment file names the writer: the key pair is made on first use.
+        """
+        return cls.open(workspace, create_demo_audit(demo_writer_directory(workspace)))
 
     # ---- appending -------------------------------------------------------------------------
 
-    def _last_line(self) -> str | None:
-        if not self.path.exists():
-            return None
-        with open(self.path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            end = fh.tell()
-            if end == 0:
-                return None
-            block, pos, tail = 1 << 16, end, b""
-            while pos > 0:
-                step = min(block, pos)
-                pos -= step
-                fh.seek(pos)
-                tail = fh.read(step) + tail
-                stripped = tail.rstrip(b"\n")
-                if b"\n" in stripped:
-                    return stripped.rsplit(b"\n", 1)[1].decode("utf-8")
-            return tail.rstrip(b"\n").decode("utf-8")
-
-    def _tip(self) -> tuple[int, str]:
-        """Sequence number and hash of the last entry, cross-checked against the checkpoint."""
-        head = self._read_head()
-        line = self._last_line()
-        if line is None:
-            if head is not None and head[0] > 0:
-                raise TamperedError(
-                    f"The audit log {self.path} is missing or empty but its checkpoint records {head[0]} entries.",
-                    hint="run 'ehl audit verify'; restore the log from backup before running anything",
-                )
-            return 0, GENESIS
-        try:
-            last = json.loads(line)
-        except ValueError:
-            last = {}
-        if not isinstance(last, dict) or not self._authentic(last):
-            raise TamperedError(
-                f"The last entry of the audit log {self.path} is not authentic.",
-                hint="run 'ehl audit verify' to see what changed; nothing runs until the log is restored",
-            )
-        seq, last_hash = int(last["seq"]), str(last["hash"])
-        if head is None:
-            raise TamperedError(
-                f"The audit checkpoint {self.head_path} is missing.",
-                hint="run 'ehl audit verify' and report it",
-            )
-        if (seq, last_hash) == head:
-            return seq, last_hash
-        # An append that was interrupted between writing the entry and the checkpoint leaves the
-        # checkpoint exactly one authentic entry behind; anything else is tampering.
-        if seq == head[0] + 1 and last.get("prev") == head[1]:
-            return seq, last_hash
-        raise TamperedError(
-            f"The audit log {self.path} does not match its checkpoint.",
-            hint="run 'ehl audit verify' to see what changed; nothing runs until the log is restored",
-        )
-
     def append(self, **fields: Any) -> dict[str, Any]:
-        """Append one entry (under the file lock) and return it as written.
+        """Have the writer append one entry and return it as written.
 
-        ``fields`` are the entry's content (actor, role, action, decision, ...); ``seq``, ``time``,
-        ``prev``, ``hash`` and ``mac`` are added here.
+        ``fields`` are the entry's content (actor, role, action, decision, ...); the writer adds
+        ``seq``, ``time``, ``account``, ``prev``, ``hash`` and ``signature``. Raises
+        ``AuditUnavailable`` (or ``TamperedError``) if the entry could not be written: the caller
+        must then not commit what it did.
         """
-        decision = fields.get("decision")
-        if decision not in DECISIONS:
-            raise ValueError(f"decision must be one of {DECISIONS}, not {decision!r}")
-        content, redactions = _redact_tree(fields)
-        if redactions:
-            content["redactions"] = redactions
-        with self._lock:
-            seq, prev = self._tip()
-            body = {
-                "format": ENTRY_FORMAT,
-                "seq": seq + 1,
-                "time": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                **content,
-                "prev": prev,
-            }
-            entry = self._seal(body)
-            line = (json.dumps(entry, sort_keys=True, ensure_ascii=False, default=str) + "\n").encode("utf-8")
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._write_head(entry["seq"], entry["hash"])
-        return entry
+        content = prepare_content(fields)
+        if self.settings.socket is not None:
+            from ig_policies.audit_writer import request
+
+            return request(self.settings.socket, {"request": "append", "entry": content})["entry"]
+        if self._writer is None:
+            from ig_policies.audit_writer import AuditWriter
+
+            assert self.settings.signing_key is not None
+            self._writer = AuditWriter(
+                self.workspace_root,
+                self.directory,
+                load_signing_key(self.settings.signing_key),
+                self.anchor_path,
+            )
+        from ig_policies.audit_writer import local_account
+
+        try:
+            return self._writer.append(content, account=local_account())
+        except OSError as exc:
+            raise AuditUnavailable(
+                f"The audit entry could not be written to {self.path} ({exc.strerror or exc}).",
+                hint="nothing was committed; make the audit folder writable by the audit writer, then run "
+                "the command again",
+            ) from None
 
     # ---- reading and verifying -------------------------------------------------------------
 
@@ -291,11 +422,16 @@ class AuditLog:
                 ) from None
         return out
 
-    def verify(self, anchor: tuple[int, str] | None = None) -> VerifyReport:
-        """Check every entry, the chain and the checkpoint; say exactly what was tampered with.
+    def anchor(self) -> Anchor | None:
+        """The writer's signed anchor (None before the first entry)."""
+        return read_anchor(self.anchor_path, self.public_key)
 
-        ``anchor`` is an ``(entry number, hash)`` pair noted outside the TRE after an earlier verify;
-        it detects a roll-back of the log *and* its checkpoint to an older state.
+    def verify(self, anchor: tuple[int, str] | None = None) -> VerifyReport:
+        """Check every signature, the chain and the anchor; say exactly what was tampered with.
+
+        The writer's anchor (outside the workspace) is always compared, so deleting, truncating or
+        rolling back the log is reported. ``anchor`` is an extra ``(entry number, hash)`` pair noted
+        outside the TRE after an earlier verify.
         """
         problems: list[Problem] = []
         notes: list[str] = []
@@ -308,11 +444,11 @@ class AuditLog:
             except ValueError:
                 parsed.append((number, None, False))
                 continue
-            parsed.append((number, entry, self._authentic(entry)))
+            parsed.append((number, entry, authentic(entry, self.public_key)))
 
-        authentic = [(n, e) for n, e, ok in parsed if ok and e is not None]
+        genuine = [(n, e) for n, e, ok in parsed if ok and e is not None]
         by_seq: dict[int, tuple[int, dict[str, Any]]] = {}
-        for number, entry in authentic:
+        for number, entry in genuine:
             seq = int(entry["seq"])
             if seq in by_seq:
                 problems.append(
@@ -323,16 +459,16 @@ class AuditLog:
                 continue
             by_seq[seq] = (number, entry)
 
-        # Lines that are not authentic: an edited entry keeps its place in the chain (the next entry
-        # still points at its original hash); anything else was inserted.
-        # hashes that authentic entries point at but that no authentic entry has: left by edits
-        claimed_hashes = {e.get("prev") for _, e in authentic} - {e.get("hash") for _, e in authentic}
         try:
-            head = self._read_head()
-            head_error = None
+            writer_anchor = self.anchor()
+            anchor_error = None
         except TamperedError as exc:
-            head, head_error = None, exc.message
-        known_end = max([*by_seq, head[0] if head else 0, 0])
+            writer_anchor, anchor_error = None, exc.message
+
+        # Lines that are not authentic: an edited entry keeps its place in the chain (the next entry
+        # still points at its original hash); anything else was inserted (or forged with another key).
+        claimed_hashes = {e.get("prev") for _, e in genuine} - {e.get("hash") for _, e in genuine}
+        known_end = max([*by_seq, writer_anchor.seq if writer_anchor else 0, 0])
         for number, entry, ok in parsed:
             if ok:
                 continue
@@ -351,7 +487,11 @@ class AuditLog:
             if in_place:
                 problems.append(
                     Problem(
-                        "edited", f"line {number}: entry #{seq} was edited after it was written", number, seq
+                        "edited",
+                        f"line {number}: entry #{seq} was edited after it was written (its signature is "
+                        "not the audit writer's)",
+                        number,
+                        seq,
                     )
                 )
                 by_seq[seq] = (number, {})  # accounted for: not also reported as deleted
@@ -359,15 +499,14 @@ class AuditLog:
                 problems.append(
                     Problem(
                         "inserted",
-                        f"line {number}: an entry not written by the service was inserted",
+                        f"line {number}: an entry not signed by the audit writer was inserted",
                         number,
                         seq,
                     )
                 )
 
-        # Order: authentic entries must appear in increasing sequence.
         highest = 0
-        for number, entry in authentic:
+        for number, entry in genuine:
             seq = int(entry["seq"])
             if by_seq.get(seq, (None,))[0] != number:
                 continue  # a duplicate, already reported
@@ -382,7 +521,6 @@ class AuditLog:
                 )
             highest = max(highest, seq)
 
-        # Chain: each authentic entry must point at the hash of its predecessor.
         for seq, (number, entry) in sorted(by_seq.items()):
             if not entry:
                 continue
@@ -400,49 +538,57 @@ class AuditLog:
             which = f"entry #{first}" if first == last else f"entries #{first}-#{last}"
             problems.append(Problem("deleted", f"{which} deleted (the chain jumps over them)", None, first))
 
-        # Checkpoint: detects entries cut off the end.
         head_hash = by_seq[last_seq][1].get("hash", "") if by_seq else GENESIS
-        if head_error is not None:
-            problems.append(Problem("checkpoint", head_error))
-        elif head is None and parsed:
-            problems.append(Problem("checkpoint", f"the checkpoint file {HEAD_NAME} is missing"))
-        if head is not None:
-            count, last_hash = head
+        last_entry = by_seq.get(last_seq, (None, {}))[1]
+        if anchor_error is not None:
+            problems.append(Problem("anchor", anchor_error))
+        elif writer_anchor is None:
+            if parsed:
+                problems.append(
+                    Problem(
+                        "anchor",
+                        f"the audit writer's anchor {self.anchor_path} is missing although the log has "
+                        "entries, so a truncation or roll-back could not be seen",
+                    )
+                )
+        else:
+            count, last_hash = writer_anchor.seq, writer_anchor.hash
             if count > last_seq:
                 which = f"entry #{count}" if count == last_seq + 1 else f"entries #{last_seq + 1}-#{count}"
+                what = "deleted or emptied" if not parsed else "truncated or rolled back to an earlier copy"
                 problems.append(
                     Problem(
                         "truncated",
-                        f"the log was truncated: {which} missing from the end",
+                        f"the log was {what}: the audit writer's anchor records {count} entries, so {which} "
+                        "are missing from the end",
                         None,
                         last_seq + 1,
                     )
                 )
-            elif (
-                count == last_seq
-                and by_seq
-                and by_seq[last_seq][1]
-                and by_seq[last_seq][1].get("hash") != last_hash
-            ):
+            elif count == last_seq and last_entry and last_entry.get("hash") != last_hash:
                 problems.append(
                     Problem(
-                        "checkpoint", f"the last entry #{count} does not match the checkpoint", None, count
+                        "rolled_back",
+                        f"entry #{count} is not the one the audit writer's anchor records (the log was "
+                        "replaced by another copy)",
+                        None,
+                        count,
                     )
                 )
-            elif count == last_seq - 1 and by_seq.get(last_seq, (None, {}))[1].get("prev") == last_hash:
+            elif count == last_seq - 1 and last_entry.get("prev") == last_hash:
                 notes.append(
-                    "the last append was interrupted before its checkpoint; the next append completes it"
+                    "the last append was interrupted before the anchor was updated; the next append completes it"
                 )
             elif count < last_seq:
                 problems.append(
                     Problem(
                         "inserted",
-                        f"the log has entries after the checkpoint's last entry #{count}",
+                        f"the log has entries after entry #{count}, the last one the audit writer's anchor "
+                        "records",
                         None,
                         count + 1,
                     )
                 )
-            head_hash = last_hash if count == last_seq else head_hash
         if anchor is not None:
             seq, digest = anchor
             found = by_seq.get(seq, (None, {}))[1]
@@ -455,13 +601,28 @@ class AuditLog:
                         seq,
                     )
                 )
-        return VerifyReport(len(parsed), tuple(problems), head_hash, tuple(notes))
+        unfinished = unfinished_steps([e for _, e in genuine])
+        for e in unfinished:
+            notes.append(
+                f"entry #{e['seq']} ({e.get('action')} by {e.get('actor')}, {e.get('time')}) started and "
+                "never finished: the step was killed (or is still running)"
+            )
+        return VerifyReport(
+            len(parsed), tuple(problems), head_hash, tuple(notes), tuple(int(e["seq"]) for e in unfinished)
+        )
 
     def verify_or_raise(self, anchor: tuple[int, str] | None = None) -> VerifyReport:
         report = self.verify(anchor)
         if not report.ok:
             raise TamperedError(report.summary(), hint="keep the file as evidence and inform the IG officer")
         return report
+
+
+def unfinished_steps(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The "started" entries that no "allowed"/"failed" entry names as its start (``started_seq``)."""
+    entries = list(entries)
+    finished = {e.get("started_seq") for e in entries if e.get("started_seq") is not None}
+    return [e for e in entries if e.get("decision") == "started" and e.get("seq") not in finished]
 
 
 def _runs(numbers: list[int]) -> Iterable[tuple[int, int]]:
@@ -481,7 +642,18 @@ def _runs(numbers: list[int]) -> Iterable[tuple[int, int]]:
 # Showing
 
 
-SHOW_COLUMNS = ("seq", "time", "actor", "role", "action", "decision", "rule", "policy_id", "reason")
+SHOW_COLUMNS = (
+    "seq",
+    "time",
+    "account",
+    "actor",
+    "role",
+    "action",
+    "decision",
+    "rule",
+    "policy_id",
+    "reason",
+)
 
 
 def filter_entries(

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
+from ig_policies.audit import AuditLog, AuditSettings
 from ig_policies.engine import PolicyEngine
 from ig_policies.identity import DEMO_PERSONAS
-from ig_policies.master_secret import MasterSecret
 from ig_policies.policy import read_policy_document
 from ig_policies.signing import sign_policy
 from ig_policies.workspace import Workspace, write_text
@@ -75,13 +75,16 @@ def demo_engine(
     workspace: Workspace,
     policy_path: str | os.PathLike[str] | None = None,
     today: dt.date | None = DEMO_TODAY,
-    master_secret: MasterSecret | None = None,
+    audit: AuditLog | AuditSettings | None = None,
 ) -> PolicyEngine:
-    """A policy engine on the demo policy (or a variant from ``write_demo_policy``) and demo trust store."""
+    """A policy engine on the demo policy (or a variant from ``write_demo_policy``) and demo trust store.
+
+    ``audit`` as for ``PolicyEngine.load``: without it the DEMO audit writer beside the workspace.
+    """
     return PolicyEngine.load(
         policy_path or DEMO_POLICY,
         workspace,
         trust_store=DEMO_TRUST_STORE,
         today=today,
-        master_secret=master_secret,
+        audit=audit,
     )

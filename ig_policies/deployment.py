@@ -24,6 +24,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ig_policies.audit import AuditSettings
 from ig_policies.config_file import load_config_file
 from ig_policies.errors import ConfigError, PolicyRefused
 from ig_policies.workspace import write_text
@@ -70,7 +71,7 @@ class Deployment(_Frozen):
     policy: PolicyPin | None = None
     groups: RoleGroups | None = None
     #: where the audit writer is; a demo deployment without one gets a DEMO writer beside each workspace
-    audit: dict | None = None  # MERGE: AuditSettings
+    audit: AuditSettings | None = None
     #: the file this was read from (set by the loader, never read from YAML)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -227,7 +228,7 @@ def write_demo_deployment(
     directory: str | os.PathLike[str],
     workspace: Path | None,
     policy: Path | None = None,
-    audit: dict | None = None,
+    audit: AuditSettings | None = None,
 ) -> Path:
     """Write a DEMO deployment into ``directory`` (outside the workspace) and return its path.
 
@@ -248,7 +249,7 @@ def write_demo_deployment(
     if policy is not None:
         doc["policy"] = {"path": str(Path(policy).resolve())}
     if audit is not None:
-        doc["audit"] = audit
+        doc["audit"] = audit.model_dump(mode="json", exclude_none=True)
     path = write_text(
         folder / "deployment.yaml",
         "# DEMO deployment, made by 'ehl demo': the local account acts in all three roles.\n"

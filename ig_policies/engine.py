@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ig_policies.audit import AuditLog
+from ig_policies.audit import AuditLog, AuditSettings
 from ig_policies.deployment import Deployment, load_deployment
 from ig_policies.errors import ConfigError, PolicyRefused
 from ig_policies.identity import Identity, current_identity
-from ig_policies.master_secret import MasterSecret
 from ig_policies.policy import Analysis, Dataset, Policy, Role, policy_from_document, read_policy_document
 from ig_policies.signing import (
     TRUST_STORE_ENV,
@@ -155,7 +154,7 @@ class PolicyEngine:
         trust_store: str | os.PathLike[str] | None = None,
         today: dt.date | None = None,
         *,
-        master_secret: MasterSecret | None = None,
+        audit: AuditLog | AuditSettings | None = None,
         actor: str | None = None,
         allow_expired: bool = False,
         deployment: Deployment | None = None,
@@ -167,11 +166,19 @@ class PolicyEngine:
         ``policy_path`` may only name the same files, and default to them. ``today`` fixes the date
         for validity and retention checks (tests, re-runs); by default the real date is used at
         every check. ``allow_expired`` is only for ``ehl retention enforce``: it lets an expired
-        policy load, and then only actions in ``ACTIONS_AFTER_EXPIRY`` are allowed.
+        policy load, and then only actions in ``ACTIONS_AFTER_EXPIRY`` are allowed. ``audit`` is the
+        workspace's audit log or its writer's settings; by default the deployment's writer, and in
+        a DEMO deployment without one the DEMO writer beside the workspace
+        (``AuditLog.for_workspace``).
         """
         deployment = deployment if deployment is not None else load_deployment()
         identity = current_identity(demo=deployment.demo)
-        audit = AuditLog.for_workspace(workspace, master_secret)  # no audit key: fail closed here
+        if audit is None:
+            audit = deployment.audit
+        if isinstance(audit, AuditSettings):
+            audit = AuditLog.open(workspace, audit)
+        elif audit is None:
+            audit = AuditLog.for_workspace(workspace)  # DEMO only: a real deployment names its writer
         policy_id: str | None = None
         policy_hash: str | None = None
 
@@ -410,6 +417,7 @@ class PolicyEngine:
         except PolicyRefused as exc:
             self.audit.append(**base, decision="refused", rule=exc.rule, reason=exc.message)
             raise
+        started = self.audit.append(**base, decision="started", rule=None, reason="")  # fails closed
         record = Step(self.workspace)
         try:
             yield record
@@ -418,12 +426,13 @@ class PolicyEngine:
                 raise
             self.audit.append(
                 **base, **record._record(hash_outputs=False), decision="failed", rule=None,
-                reason=f"{type(exc).__name__}: {exc}",
+                reason=f"{type(exc).__name__}: {exc}", started_seq=started["seq"],
             )  # fmt: skip
             raise
         self.audit.append(
-            **base, **record._record(hash_outputs=True), decision="allowed", rule=None, reason=""
-        )
+            **base, **record._record(hash_outputs=True), decision="allowed", rule=None, reason="",
+            started_seq=started["seq"],
+        )  # fmt: skip
 
 
 def _mode(identity: Identity) -> dict[str, Any]:

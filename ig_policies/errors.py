@@ -77,6 +77,16 @@ class TamperedError(EhlError):
     exit_code = EXIT_TAMPERED
 
 
+class AuditUnavailable(EhlError):
+    """The audit writer could not record an entry (not running, refused, disk full, ...).
+
+    Nothing may be committed without its audit entry, so the step stops here. Exit code 4, like an
+    environment problem: something outside the data has to be fixed before the run can go on.
+    """
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class DisclosureBlocked(EhlError):
     exit_code = EXIT_BLOCKED
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ig_policies.audit import create_demo_audit, demo_writer_directory
 from ig_policies.deployment import Deployment, load_deployment
-from ig_policies.workspace import write_text
+from ig_policies.workspace import Workspace, write_text
 
 
 def require_root() -> None:
@@ -30,7 +31,8 @@ def write_real_deployment(
     workspace: Path,
     groups: dict[str, str] | None = None,
 ) -> Path:
-    """A root-owned, non-demo deployment pinning ``policy`` (by its current bytes)."""
+    """A root-owned, non-demo deployment pinning ``policy`` (by its current bytes), with the
+    in-process audit writer the workspace's tests read the log with."""
     require_root()
     directory.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -40,7 +42,7 @@ def write_real_deployment(
         "trust_store": str(trust_store.resolve()),
         "policy": {"path": str(policy.resolve()), "sha256": hashlib.sha256(policy.read_bytes()).hexdigest()},
         "groups": groups or {"data_processor": "root", "researcher": "root", "ig_officer": "root"},
-        "audit": {"signing_key": str(directory / "audit-writer" / "key.pem")},
+        "audit": create_demo_audit(demo_writer_directory(Workspace(workspace.resolve()))).model_dump(mode="json", exclude_none=True),
     }
     path = write_text(directory / "deployment.yaml", yaml.safe_dump(doc, sort_keys=False))
     os.chmod(path, 0o644)

@@ -123,7 +123,8 @@ def _audited_workspace(tmp_path: Path) -> Workspace:
 def test_audit_show_filters_and_formats(runner: CliRunner, tmp_path: Path) -> None:
     ws = _audited_workspace(tmp_path)
     rows = json.loads(_ok(runner, "audit", "show", "-w", ws.root, "--format", "json"))
-    assert [r["decision"] for r in rows] == ["allowed", "allowed", "refused"]
+    assert [r["decision"] for r in rows] == ["started", "allowed", "started", "allowed", "refused"]
+    assert rows[1]["started_seq"] == 1 and all(r["account"] for r in rows)
     rows = json.loads(
         _ok(runner, "audit", "show", "-w", ws.root, "--format", "json", "--decision", "refused")
     )
@@ -131,7 +132,7 @@ def test_audit_show_filters_and_formats(runner: CliRunner, tmp_path: Path) -> No
     rows = json.loads(
         _ok(runner, "audit", "show", "-w", ws.root, "--format", "json", "--actor", "demo-processor")
     )
-    assert [r["action"] for r in rows] == ["validate"]
+    assert [r["action"] for r in rows] == ["validate", "validate"]
     rows = json.loads(
         _ok(runner, "audit", "show", "-w", ws.root, "--format", "json", "--since", "2999-01-01")
     )
@@ -148,17 +149,19 @@ def test_audit_show_filters_and_formats(runner: CliRunner, tmp_path: Path) -> No
         "validate",
         "--policy",
         "ehl-lcr-demo",
+        "--decision",
+        "allowed",
     )
     table = list(csv.DictReader(io.StringIO(text)))
     assert len(table) == 1 and json.loads(table[0]["counts"]) == {"rows_in": 10}
-    assert "3 audit entries" in _ok(runner, "audit", "show", "-w", ws.root)
+    assert "5 audit entries" in _ok(runner, "audit", "show", "-w", ws.root)
     _ok(runner, "audit", "show", "-w", ws.root, "--since", "yesterday", code=EXIT_BAD_INPUT)
 
 
 def test_audit_verify_exit_codes(runner: CliRunner, tmp_path: Path) -> None:
     ws = _audited_workspace(tmp_path)
     out = _ok(runner, "audit", "verify", "-w", ws.root)
-    assert "intact: 3 entries" in out
+    assert "intact: 5 entries" in out
     anchor = out.strip().rsplit(" ", 1)[1]
     _ok(runner, "audit", "verify", "-w", ws.root, "--anchor", anchor)
     log = ws.audit / "audit.jsonl"
@@ -166,6 +169,12 @@ def test_audit_verify_exit_codes(runner: CliRunner, tmp_path: Path) -> None:
     log.write_text(lines[0] + lines[2])
     out = _ok(runner, "audit", "verify", "-w", ws.root, code=EXIT_TAMPERED)
     assert "entry #2 deleted" in out
+    log.unlink()  # the whole log gone: the writer's anchor outside the workspace still says 5
+    out = _ok(runner, "audit", "verify", "-w", ws.root, code=EXIT_TAMPERED)
+    assert "deleted or emptied" in out
+    log.write_text("".join(lines[:3]))  # rolled back to an earlier copy
+    out = _ok(runner, "audit", "verify", "-w", ws.root, code=EXIT_TAMPERED)
+    assert "entries #4-#5 are missing" in out
 
 
 def test_retention_enforce_command(runner: CliRunner, tmp_path: Path) -> None:

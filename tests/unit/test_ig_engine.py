@@ -238,12 +238,15 @@ def test_broken_trust_store_is_refused_and_audited(workspace: Workspace, tmp_pat
     assert _entries(workspace)[-1]["rule"] == "invalid_trust_store"
 
 
-def test_no_master_secret_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_and_audit_need_no_master_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Researchers and IG officers do not hold the master secret: the audit log is signed by its writer."""
     monkeypatch.delenv("EHL_MASTER_SECRET")
+    monkeypatch.delenv("EHL_MASTER_KEY_FILE", raising=False)
     ws = Workspace.open(tmp_path / "ws2")
-    with pytest.raises(ConfigError, match="master secret"):
-        demo_engine(ws)
-    assert list(ws.audit.iterdir()) == []
+    engine = demo_engine(ws)
+    with engine.step(RESEARCHER, Role.RESEARCHER, "analyse"):
+        pass
+    assert [e["decision"] for e in _entries(ws)] == ["started", "allowed"]
 
 
 # ---- steps -----------------------------------------------------------------------------------
@@ -445,7 +448,7 @@ CANARIES = (
 
 def test_audit_log_never_contains_identifiers_keys_or_salts(workspace: Workspace, tmp_path: Path) -> None:
     secret = MasterSecret(bytes.fromhex("7e3f" * 16))
-    engine = demo_engine(workspace, master_secret=secret)
+    engine = demo_engine(workspace)
     extract = write_text(
         workspace.landing / "employment" / "ways_to_work.csv",
         "client_ref,forename,surname,date_of_birth,postcode,nhs_number\n"
@@ -462,7 +465,6 @@ def test_audit_log_never_contains_identifiers_keys_or_salts(workspace: Workspace
     forbidden = [
         *CANARIES[:3],
         "7e3f7e3f",  # the master secret
-        secret.derive("audit").hex(),
         secret.derive("match-tokens", "ehl-lcr-demo", 1).hex(),
         secret.derive("research-pseudonym", "ehl-lcr-demo", 1).hex(),
     ]
@@ -472,7 +474,7 @@ def test_audit_log_never_contains_identifiers_keys_or_salts(workspace: Workspace
         assert canary not in text, canary
     for canary in CANARIES[3:]:  # values that only ever lived inside input files
         assert canary not in text, canary
-    assert AuditLog.for_workspace(workspace, secret).verify().ok
+    assert AuditLog.for_workspace(workspace).verify().ok
 
 
 def test_workspace_paths_in_entries_are_relative(workspace: Workspace, tmp_path: Path) -> None:

@@ -38,6 +38,16 @@ def test_compose_has_the_tre_services_on_an_internal_network() -> None:
     assert services["prefect-worker"]["environment"]["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
 
 
+def test_only_the_audit_writer_holds_the_audit_signing_key() -> None:
+    compose = yaml.safe_load((INFRA / "compose" / "compose.yaml").read_text())
+    services = compose["services"]
+    holders = [n for n, s in services.items() if "ehl_audit_signing_key" in (s.get("secrets") or [])]
+    assert holders == ["audit-writer"]
+    assert services["audit-writer"]["user"].split(":")[0] != "10001"  # not the flows' account
+    assert "serve" in services["audit-writer"]["entrypoint"]
+    assert "audit-socket:/run/ehl-audit" in services["prefect-worker"]["volumes"]
+
+
 @pytest.mark.parametrize("manifest", sorted((INFRA / "kubernetes").glob("*.yaml")), ids=lambda p: p.name)
 def test_kubernetes_manifests_parse_and_pin_images(manifest: Path) -> None:
     docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]

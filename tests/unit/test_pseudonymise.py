@@ -171,9 +171,7 @@ def make_workspace(root: Path, opt_out: bool = True) -> Workspace:
 def engine_for(ws: Workspace):
     from ig_policies.engine import PolicyEngine
 
-    return PolicyEngine.load(
-        DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, master_secret=SECRET, actor=PROCESSOR
-    )
+    return PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, actor=PROCESSOR)
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +349,7 @@ def test_refusals_write_nothing_and_are_audited(tmp_path, spark):
     assert no_list.value.rule == "national_data_opt_out"
     assert not any(ws.pseudonymised.iterdir())
     decisions = [e["decision"] for e in engine.audit.entries() if e["action"] == "pseudonymise"]
-    assert decisions == ["refused", "failed"]
+    assert decisions == ["refused", "started", "failed"]
 
 
 def test_no_validated_extracts_is_a_plain_input_error(tmp_path, spark):

@@ -55,7 +55,11 @@ def _plant_ways_to_work(rows: list[dict]) -> dict[int, str]:
 
 
 def _audit_entries(ws: Workspace) -> list[dict]:
-    return [e for e in AuditLog.for_workspace(ws).entries() if e.get("action") == "validate"]
+    return [
+        e
+        for e in AuditLog.for_workspace(ws).entries()
+        if e.get("action") == "validate" and e["decision"] != "started"
+    ]
 
 
 def _guard_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
