@@ -77,8 +77,8 @@ class ZoneAccess:
     alone_mode: int
 
     @property
-    def identifiable(self) -> bool:
-        """Only data processors may read it (identifiers, pseudonyms, links or truth)."""
+    def processors_only(self) -> bool:
+        """Only data processors may read it (identifiers, pseudonyms, links, truth, quality reports)."""
         return self.readers == {"data_processor"}
 
 
@@ -319,7 +319,7 @@ def _leftovers(folder: Path, depth: int = 3) -> Iterator[Path]:
 def staging_folder(parent: str | os.PathLike[str]) -> Path:
     """This run's staging folder inside ``parent`` (which must be in the zone of its rows), 0700."""
     folder = Path(parent) / f"{STAGING_PREFIX}{os.getpid()}"
-    _make_directories(folder.parent)
+    make_zone_folder(folder.parent)
     folder.mkdir(mode=STAGING_MODE, exist_ok=True)
     folder.chmod(STAGING_MODE)
     return folder
@@ -334,9 +334,13 @@ def _file_mode(directory: Path) -> int:
     return 0o640 if directory.stat().st_mode & stat.S_IRGRP else 0o600
 
 
-def _make_directories(directory: Path) -> None:
+def make_zone_folder(directory: str | os.PathLike[str]) -> Path:
     """Create ``directory`` and its missing parents, each with the mode of the folder it is in
-    (at most 2750 with setgid kept), so a sub-folder is never more open than its zone."""
+    (at most 2750 with setgid kept), so a sub-folder is never more open than its zone.
+
+    Use it instead of ``Path.mkdir`` for any folder inside a zone: ``mkdir`` follows the umask.
+    """
+    directory = Path(directory)
     missing: list[Path] = []
     here = directory
     while not here.exists():
@@ -347,6 +351,7 @@ def _make_directories(directory: Path) -> None:
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
             folder.chmod(mode | 0o700)
+    return directory
 
 
 def seal_tree(path: str | os.PathLike[str]) -> None:
@@ -372,7 +377,7 @@ def seal_tree(path: str | os.PathLike[str]) -> None:
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     """A unique temporary name in the same directory, so the final rename never crosses filesystems."""
-    _make_directories(path.parent)
+    make_zone_folder(path.parent)
     fd, name = tempfile.mkstemp(
         prefix=f".{path.name}.pid{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent
     )
@@ -406,7 +411,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     place, so readers see either the old complete table or the new complete table.
     """
     final = Path(path)
-    _make_directories(final.parent)
+    make_zone_folder(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=".tmp", dir=final.parent))
     shutil.rmtree(tmp)  # callers such as Spark want to create the directory themselves
     try:

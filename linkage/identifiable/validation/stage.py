@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ig_policies.errors import ConfigError, EnvironmentProblem, InputError, environment_problem
-from ig_policies.workspace import Workspace, atomic_directory, staging_folder, write_bytes
+from ig_policies.workspace import Workspace, atomic_directory, make_zone_folder, staging_folder, write_bytes
 from linkage.dataset_config import DatasetConfig, load_dataset_configs
 from linkage.identifiable.ingest import PROGRAMME, SOURCE_ROW, IngestedExtract, ingest_extract
 from linkage.identifiable.validation.report import QuarantinedRow, quarantine_lines, write_quarantine_report
@@ -195,7 +195,7 @@ def receive_file(workspace: Workspace, dataset: str, path: str | Path) -> Path:
     except OSError as exc:
         raise environment_problem(exc, str(source), "read") from None
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        make_zone_folder(destination.parent)
         write_bytes(destination, data)
     except OSError as exc:
         raise environment_problem(exc, str(destination.parent), "write") from None
