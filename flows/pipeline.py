@@ -22,6 +22,10 @@ from flows.offline import apply_offline_defaults
 
 apply_offline_defaults()
 
+from ig_policies.workspace import restrict_umask  # noqa: E402
+
+restrict_umask()  # every file a flow writes: umask 027
+
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 from prefect.flow_runs import pause_flow_run  # noqa: E402

@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from ig_policies.workspace import Workspace, content_hash, write_json
+from ig_policies.workspace import Workspace, content_hash, make_zone_folder, write_json
 
 
 def _hash_paths(paths: Iterable[Path], root: Path) -> dict[str, str]:
@@ -48,7 +48,7 @@ class StageLedger:
     def __init__(self, workspace: Workspace):
         self.root = workspace.root.resolve()
         self.path = self.root / ".state" / "stages.json"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_zone_folder(self.path.parent)
         self._lock = FileLock(str(self.path) + ".lock")
 
     def _read(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,7 @@ from flows.settings import Settings
 from flows.stage_ledger import StageLedger
 from ig_policies.errors import ConfigError, InputError
 from ig_policies.policy import Analysis, Role
-from ig_policies.workspace import Workspace
+from ig_policies.workspace import Workspace, remove_stale_staging
 
 DATASET_CONFIGS = Path(__file__).resolve().parent.parent / "linkage" / "datasets"
 
@@ -151,6 +152,21 @@ def _files_under(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
     )
 
 
+def clear_dead_runs(workspace: Workspace) -> tuple[str, ...]:
+    """Remove what runs that died left in the zones (staging folders, temporary writes); say so.
+
+    Called as a stage begins, after its policy check (a refused person removes nothing). Returns
+    the one line that reports it (also logged), or nothing when there was nothing to remove.
+    """
+    removed = remove_stale_staging(workspace)
+    if not removed:
+        return ()
+    names = ", ".join(p.relative_to(workspace.root).as_posix() for p in removed)
+    line = f"Removed {len(removed)} staging folder(s) left by runs that are no longer alive: {names}"
+    logging.getLogger("ehl.workspace").warning(line)
+    return (line,)
+
+
 def stage_role(stage: str) -> Role:
     """The role a stage acts in: the analyses are researchers' work, the rest data processors'."""
     return Role.RESEARCHER if stage.startswith("analysis:") else Role.DATA_PROCESSOR
@@ -168,14 +184,23 @@ def _run(
     ledger = StageLedger(ctx.workspace)
     started = time.perf_counter()
     engine = ctx.engine(actor=actor)  # every stage starts with the policy check, even a skipped one
+    cleared = clear_dead_runs(ctx.workspace)
     plan = ledger.plan(stage, inputs, {**params, "policy_hash": engine.policy_hash})
     if ctx.resume and plan.up_to_date:
-        return StageOutcome(stage, True, time.perf_counter() - started, ledger.summary(stage))
+        return StageOutcome(
+            stage, True, time.perf_counter() - started, ledger.summary(stage), details=cleared
+        )
     summary, outputs, result = run(engine)
     outputs = [Path(p) for p in outputs]
     ledger.complete(plan, outputs, summary)
     return StageOutcome(
-        stage, False, time.perf_counter() - started, dict(summary), tuple(str(p) for p in outputs), result
+        stage,
+        False,
+        time.perf_counter() - started,
+        dict(summary),
+        tuple(str(p) for p in outputs),
+        result,
+        details=cleared,
     )
 
 
@@ -233,7 +258,7 @@ def run_validate(ctx: PipelineContext) -> StageOutcome:
         return outcome
     from linkage.identifiable.validation import console_lines
 
-    return dataclasses.replace(outcome, details=tuple(console_lines(outcome.result)))
+    return dataclasses.replace(outcome, details=(*outcome.details, *console_lines(outcome.result)))
 
 
 def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
@@ -332,23 +357,36 @@ class LinkReport:
 
 
 def run_link_report(ctx: PipelineContext) -> StageOutcome:
-    """Write the linkage report from ``linked/`` again (it reads no identifiers and needs no policy)."""
+    """Write the linkage report from ``linked/`` again, as a data processor under the signed policy.
+
+    ``linked/`` is a processors-only zone, so reading it is a governed step like any other: the
+    policy is checked and the audit log records who wrote the report from which files.
+    """
     import json
 
     import pandas as pd
 
+    from ig_policies.policy import Role
     from linkage import quality
 
     ws = ctx.workspace
     started = time.perf_counter()
+    engine = ctx.engine()
+    cleared = clear_dead_runs(ws)
     summary_path, rates_path = ws.linked / "link_summary.json", ws.linked / "match_rates.parquet"
     for needed in (summary_path, rates_path):
         if not needed.exists():
             raise InputError(str(needed), "there is no linkage to report on", hint="run 'ehl link' first")
-    path = quality.write_report(ws)
-    sentences = quality.verdict(json.loads(summary_path.read_text()), pd.read_parquet(rates_path))
+    with engine.step(
+        ctx.acting(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_report", reads_linked_data=True
+    ) as step:
+        step.inputs(summary_path, rates_path)
+        path = quality.write_report(ws)
+        sentences = quality.verdict(json.loads(summary_path.read_text()), pd.read_parquet(rates_path))
+        step.outputs(path)
     report = LinkReport(path, tuple(sentences))
-    return StageOutcome("link_report", False, time.perf_counter() - started, {}, (str(path),), report)
+    elapsed = time.perf_counter() - started
+    return StageOutcome("link_report", False, elapsed, {}, (str(path),), report, details=cleared)
 
 
 def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
@@ -366,6 +404,7 @@ def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
             hint="'ehl link evaluate' works only on synthetic workspaces made by 'ehl synth'",
         )
     engine = ctx.engine()
+    cleared = clear_dead_runs(ws)
     policy = engine.policy
     key = ctx.master_secret().derive("research-pseudonym", policy.project.id, policy.linkage.key_version)
     with engine.step(
@@ -382,7 +421,8 @@ def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
         )
     summary = {"precision": result.precision, "recall": result.recall, "f1": result.f1}
     outputs = (str(result.report_path),) if result.report_path is not None else ()
-    return StageOutcome("link_evaluate", False, time.perf_counter() - started, summary, outputs, result)
+    elapsed = time.perf_counter() - started
+    return StageOutcome("link_evaluate", False, elapsed, summary, outputs, result, details=cleared)
 
 
 def run_research_dataset(ctx: PipelineContext) -> StageOutcome:

@@ -89,8 +89,7 @@ def create_master_key_file(path: str | os.PathLike[str], passphrase: str) -> Pat
         "nonce": nonce.hex(),
         "ciphertext": ciphertext.hex(),
     }
-    out = write_text(path, json.dumps(doc, indent=2) + "\n")
-    os.chmod(out, 0o600)
+    out = write_text(path, json.dumps(doc, indent=2) + "\n", mode=0o600)
     return out
 
 

@@ -127,8 +127,7 @@ def create_officer_key(
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(passphrase.encode()),
     )
-    priv = write_bytes(private_path, pem)
-    os.chmod(priv, 0o600)
+    priv = write_bytes(private_path, pem, mode=0o600)
     pub = write_text(public_path, public_key_pem(private.public_key()))
     os.chmod(pub, 0o644)
     return OfficerKeyFiles(priv, pub, key_id(private.public_key()))

@@ -5,22 +5,37 @@ Zones exist so that *where* a file lives says *who* may read it: identifiable ex
 ``analysis/``; only ``outputs/released/`` ever leaves the TRE. Every write is atomic (temporary path,
 then ``os.replace``) so a crash never leaves a half-written table that a later stage could mistake
 for a complete one.
+
+Who may read and write each zone is data (``ZONE_ACCESS``), applied to the directories by
+``apply_zone_permissions``. With a ``ZoneGroups`` (the OS group of each role, from the deployment)
+each zone directory gets its role's group and a setgid mode, so files inherit the group; with none
+(the demo, one account) the identifiable, pseudonymised and linked zones are 0700 and the others
+0750. Every writer here gives files at most 0640, and 0600 where the directory is not
+group-readable, whatever the process umask; ``restrict_umask`` sets 027 for the rest (the ``ehl``
+CLI and the Prefect flows call it at start-up). Spark writes with Hadoop's own permissions (0644),
+so ``atomic_directory`` tightens a finished table before its rename.
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from ig_policies.errors import EnvironmentProblem
 
 WORKSPACE_ENV = "EHL_WORKSPACE"
 DEFAULT_WORKSPACE = Path("workspace")
@@ -41,6 +56,89 @@ ZONES: dict[str, str] = {
     "truth": "truth",
 }
 
+#: The roles that own or read zones: the three policy roles and the audit log's writer.
+ZoneRole = Literal["data_processor", "researcher", "ig_officer", "audit_writer"]
+
+
+@dataclass(frozen=True)
+class ZoneAccess:
+    """Who writes a zone, who reads it, and the modes that say so on disk.
+
+    A directory has one group, so ``group`` names the role whose OS group it gets: the writers'
+    when only they read it (mode ``grouped_mode`` lets the group write), or the readers' when
+    another role reads it (the group may read; only the owning account, the writer's, writes).
+    ``alone_mode`` applies when no groups are given (one account does everything).
+    """
+
+    writer: ZoneRole
+    readers: frozenset[ZoneRole]
+    group: ZoneRole
+    grouped_mode: int
+    alone_mode: int
+
+    @property
+    def processors_only(self) -> bool:
+        """Only data processors may read it (identifiers, pseudonyms, links, truth, quality reports)."""
+        return self.readers == {"data_processor"}
+
+
+_PROCESSORS_ONLY = ZoneAccess(
+    "data_processor", frozenset({"data_processor"}), "data_processor", 0o2770, 0o700
+)
+
+#: zone name -> its access: the one place that says which role owns and which roles read a zone.
+#: Staging folders live inside their zone and are 0700 whatever the zone's mode.
+ZONE_ACCESS: dict[str, ZoneAccess] = {
+    "landing": _PROCESSORS_ONLY,  # extracts as received, validated/ and its staging folders
+    "quarantine": _PROCESSORS_ONLY,
+    "pseudonymised": _PROCESSORS_ONLY,
+    "linked": _PROCESSORS_ONLY,
+    "truth": _PROCESSORS_ONLY,  # synthetic identities: as sensitive as landing
+    # validation Data Docs can show failing values, so reports stay with the processors
+    "reports": ZoneAccess("data_processor", frozenset({"data_processor"}), "data_processor", 0o2750, 0o750),
+    # the research dataset: written by processors, read by researchers
+    "analysis": ZoneAccess(
+        "data_processor", frozenset({"data_processor", "researcher"}), "researcher", 0o2750, 0o750
+    ),
+    "reference": ZoneAccess(
+        "data_processor", frozenset({"data_processor", "researcher"}), "researcher", 0o2750, 0o750
+    ),
+    # written only by the output gate's account, read by officers
+    "pending": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2750, 0o750),
+    # written by the release step (an officer), read by officers
+    "released": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2770, 0o750),
+    # the audit log's writer owns it; whoever verifies it reads it through the writer's group
+    "audit": ZoneAccess("audit_writer", frozenset(ZoneRole.__args__), "audit_writer", 0o2750, 0o750),  # type: ignore[attr-defined]
+}
+
+#: The mode of a staging folder: its rows are as sensitive as its zone's, and only this run uses it.
+STAGING_MODE = 0o700
+STAGING_PREFIX = ".staging-"
+#: Temporary names of the atomic writers carry the pid so a dead run's leftovers can be told apart.
+_LEFTOVER = re.compile(
+    r"^\.(?:staging-(?P<staging>\d+)|.+\.pid(?P<tmp>\d+)\..*\.tmp.*|.+\.old-(?P<old>\d+))$"
+)
+
+
+class ZoneGroups(BaseModel):
+    """The OS group of each role (from the deployment file); a role without a group is left alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_processor: str | None = None
+    researcher: str | None = None
+    ig_officer: str | None = None
+    audit_writer: str | None = None
+
+
+def restrict_umask() -> None:
+    """Set the process umask to 027: nothing this process creates is group-writable or world-readable.
+
+    Called once at start-up by the ``ehl`` CLI and the Prefect flows (the writers below do not rely
+    on it; files written by other libraries do).
+    """
+    os.umask(0o027)
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -49,13 +147,24 @@ class Workspace:
     root: Path
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str] | None = None, create: bool = True) -> Workspace:
-        """Open the workspace at ``root``, ``$EHL_WORKSPACE`` or ``./workspace``, creating zones."""
+    def open(
+        cls,
+        root: str | os.PathLike[str] | None = None,
+        create: bool = True,
+        groups: ZoneGroups | None = None,
+    ) -> Workspace:
+        """Open the workspace at ``root``, ``$EHL_WORKSPACE`` or ``./workspace``, creating zones.
+
+        With ``create`` the zones exist afterwards with the modes (and, given ``groups``, the OS
+        groups) of ``ZONE_ACCESS``; see ``apply_zone_permissions``.
+        """
         chosen = Path(root) if root is not None else Path(os.environ.get(WORKSPACE_ENV, DEFAULT_WORKSPACE))
         ws = cls(chosen.resolve())
         if create:
+            ws.root.mkdir(parents=True, exist_ok=True)
             for rel in ZONES.values():
                 (ws.root / rel).mkdir(parents=True, exist_ok=True)
+            apply_zone_permissions(ws, groups)
         return ws
 
     def zone(self, name: str) -> Path:
@@ -111,24 +220,183 @@ class Workspace:
 
 
 # --------------------------------------------------------------------------------------------
+# Zone permissions and staging folders
+
+
+def _group_id(zone: str, group: str) -> int:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise EnvironmentProblem(
+            f"workspace zone {zone!r}",
+            f"the OS group {group!r} named for it in the deployment does not exist",
+            hint="create the group (groupadd) or correct the deployment file's groups",
+        ) from None
+
+
+def apply_zone_permissions(workspace: Workspace, groups: ZoneGroups | None = None) -> None:
+    """Give each zone directory the group and mode ``ZONE_ACCESS`` says.
+
+    Only directories this account owns are changed (each account opens the workspace; the one
+    that set it up owns the zones and is the only one that can change them). With ``groups``, a
+    zone whose role has a group gets it and the setgid ``grouped_mode``; without, ``alone_mode``.
+    Raises ``EnvironmentProblem`` naming the zone and the group if the group does not exist or
+    this account may not give it (it must own the directory and belong to the group, or be root).
+    """
+    uid = os.geteuid()
+    root = workspace.root.stat()
+    if uid in (0, root.st_uid):  # others may pass through the root to their zones, never list it
+        workspace.root.chmod(stat.S_IMODE(root.st_mode) & ~0o026)
+    for zone, access in ZONE_ACCESS.items():
+        path = workspace.zone(zone)
+        if not path.is_dir() or (uid != 0 and path.stat().st_uid != uid):
+            continue
+        group = getattr(groups, access.group) if groups is not None else None
+        if group is None:
+            path.chmod(access.alone_mode)
+            continue
+        gid = _group_id(zone, group)
+        try:
+            os.chown(path, -1, gid)
+        except OSError as exc:
+            raise EnvironmentProblem(
+                str(path),
+                f"cannot give workspace zone {zone!r} the OS group {group!r} ({exc.strerror})",
+                hint="set the workspace up as root or as an account that belongs to that group",
+            ) from None
+        path.chmod(access.grouped_mode)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another account's live process
+    return True
+
+
+def remove_stale_staging(workspace: Workspace) -> list[Path]:
+    """Remove staging folders and temporary writes left in any zone by runs that are no longer alive.
+
+    A name carries its run's pid (``.staging-<pid>``, the atomic writers' ``.<name>.pid<pid>.…tmp``
+    and ``.<name>.old-<pid>``); a live process's folder is never touched, so concurrent runs are
+    safe. Pids are those of this machine: a workspace shared by several hosts needs one sweeping
+    host. Returns what was removed, for the stage to report.
+    """
+    removed: list[Path] = []
+    for rel in ZONES.values():
+        zone = workspace.root / rel
+        if not zone.is_dir():
+            continue
+        for path in sorted(_leftovers(zone)):
+            match = _LEFTOVER.match(path.name)
+            pid = int(next(g for g in match.groups() if g is not None))  # type: ignore[union-attr]
+            if pid == os.getpid() or _pid_alive(pid):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _leftovers(folder: Path, depth: int = 3) -> Iterator[Path]:
+    """Hidden leftovers in ``folder`` and its visible sub-folders (zones nest tables two deep)."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return
+    for child in children:
+        if child.name.startswith(".") and _LEFTOVER.match(child.name):
+            yield child
+        elif depth > 1 and child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
+            yield from _leftovers(child, depth - 1)
+
+
+def staging_folder(parent: str | os.PathLike[str]) -> Path:
+    """This run's staging folder inside ``parent`` (which must be in the zone of its rows), 0700."""
+    folder = Path(parent) / f"{STAGING_PREFIX}{os.getpid()}"
+    make_zone_folder(folder.parent)
+    folder.mkdir(mode=STAGING_MODE, exist_ok=True)
+    folder.chmod(STAGING_MODE)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------
 # Atomic writes
+
+
+def _file_mode(directory: Path) -> int:
+    """0640 in a group-readable directory, else 0600: a file is never readable beyond its folder."""
+    return 0o640 if directory.stat().st_mode & stat.S_IRGRP else 0o600
+
+
+def make_zone_folder(directory: str | os.PathLike[str]) -> Path:
+    """Create ``directory`` and its missing parents, each with the mode of the folder it is in
+    (at most 2750 with setgid kept), so a sub-folder is never more open than its zone.
+
+    Use it instead of ``Path.mkdir`` for any folder inside a zone: ``mkdir`` follows the umask.
+    """
+    directory = Path(directory)
+    missing: list[Path] = []
+    here = directory
+    while not here.exists():
+        missing.append(here)
+        here = here.parent
+    for folder in reversed(missing):
+        mode = stat.S_IMODE(folder.parent.stat().st_mode) & 0o2750
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir()
+            folder.chmod(mode | 0o700)
+    return directory
+
+
+def seal_tree(path: str | os.PathLike[str]) -> None:
+    """Tighten a finished file or folder tree (e.g. Spark's output) to what its parent folder allows.
+
+    Folders get the parent's mode (at most 2750) and files 0640 or 0600 (see ``_file_mode``).
+    """
+    top = Path(path)
+    parent_mode = stat.S_IMODE(top.parent.stat().st_mode) & 0o2750 | 0o700
+    file_mode = _file_mode(top.parent)
+    if top.is_file():
+        top.chmod(file_mode)
+        return
+    top.chmod(parent_mode)
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames:
+            Path(dirpath, name).chmod(parent_mode)
+        for name in filenames:
+            target = Path(dirpath, name)
+            if not target.is_symlink():
+                target.chmod(file_mode)
 
 
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     """A unique temporary name in the same directory, so the final rename never crosses filesystems."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    make_zone_folder(path.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{path.name}.pid{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent
+    )
     os.close(fd)
     return Path(name)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary file path; on success it replaces ``path``, on error it is removed."""
+def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary file path; on success it replaces ``path``, on error it is removed.
+
+    The file gets ``mode`` (default: 0640 in a group-readable folder, else 0600) before its rename,
+    so it is never readable more widely, not even for an instant.
+    """
     final = Path(path)
     tmp = _tmp_sibling(final, final.suffix)
     try:
         yield tmp
+        tmp.chmod(_file_mode(final.parent) if mode is None else mode)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -143,13 +411,14 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     place, so readers see either the old complete table or the new complete table.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    make_zone_folder(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.pid{os.getpid()}.", suffix=".tmp", dir=final.parent))
     shutil.rmtree(tmp)  # callers such as Spark want to create the directory themselves
     try:
         yield tmp
         if not tmp.exists():
             tmp.mkdir()
+        seal_tree(tmp)  # Spark/Hadoop write 0644 whatever the umask
         old = None
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -162,14 +431,14 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    with atomic_path(path) as tmp:
+def write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> Path:
+    with atomic_path(path, mode) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
+def write_text(path: str | os.PathLike[str], text: str, mode: int | None = None) -> Path:
+    return write_bytes(path, text.encode("utf-8"), mode)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis.vocabulary import AGE_BANDS
 from ig_policies.errors import InputError
-from ig_policies.workspace import Workspace, write_json, write_parquet, write_text
+from ig_policies.workspace import Workspace, make_zone_folder, write_json, write_parquet, write_text
 from linkage.linkage_config import LinkageConfig, default_linkage_config
 
 GROUPS = ("programme", "age_band", "sex", "ethnicity", "imd_quintile")
@@ -182,7 +182,7 @@ def write_report(workspace: Workspace) -> Path:
     import matplotlib.pyplot as plt
 
     out = workspace.reports / "linkage"
-    out.mkdir(parents=True, exist_ok=True)
+    make_zone_folder(out)
     summary = json.loads(_linked_file(workspace, "link_summary.json").read_text())
     rates = pd.read_parquet(_linked_file(workspace, "match_rates.parquet"))
     candidates = pd.read_parquet(_linked_file(workspace, "candidate_pairs.parquet"))
@@ -408,7 +408,7 @@ def evaluate(workspace: Workspace, truth: pd.DataFrame, config: LinkageConfig | 
     curve = threshold_curve(candidates, known)
 
     out = workspace.reports / "linkage"
-    out.mkdir(parents=True, exist_ok=True)
+    make_zone_folder(out)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(curve["threshold"], curve["precision"], label="precision")
     ax.plot(curve["threshold"], curve["recall"], label="recall")

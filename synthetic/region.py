@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ig_policies.errors import ConfigError
-from ig_policies.workspace import Workspace, atomic_path, write_json
+from ig_policies.workspace import Workspace, atomic_path, make_zone_folder, write_json
 from synthetic import activity as activity_mod
 from synthetic import employment, reference, representation, targeting
 from synthetic.config import CONDITIONS, MEASURES, PROGRAMMES, SynthConfig
@@ -119,7 +119,7 @@ def generate_region(
     health_dir = ws.landing / "health"
     employment_dir = ws.landing / "employment"
     for d in (health_dir, employment_dir, ws.reference, ws.truth):
-        d.mkdir(parents=True, exist_ok=True)
+        make_zone_folder(d)
     paths: dict[str, Path] = {}
     counts: dict[str, int] = {"persons": len(persons), "patients": len(patient_rows)}
 

@@ -42,7 +42,9 @@ def write_real_deployment(
         "trust_store": str(trust_store.resolve()),
         "policy": {"path": str(policy.resolve()), "sha256": hashlib.sha256(policy.read_bytes()).hexdigest()},
         "groups": groups or {"data_processor": "root", "researcher": "root", "ig_officer": "root"},
-        "audit": create_demo_audit(demo_writer_directory(Workspace(workspace.resolve()))).model_dump(mode="json", exclude_none=True),
+        "audit": create_demo_audit(demo_writer_directory(Workspace(workspace.resolve()))).model_dump(
+            mode="json", exclude_none=True
+        ),
     }
     path = write_text(directory / "deployment.yaml", yaml.safe_dump(doc, sort_keys=False))
     os.chmod(path, 0o644)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ig_policies.errors import InputError
-from ig_policies.workspace import write_bytes, write_json, write_parquet
+from ig_policies.workspace import make_zone_folder, write_bytes, write_json, write_parquet
 
 #: Label used for margins (totals) in released frequency tables.
 TOTAL = "Total"
@@ -328,7 +328,7 @@ def _jsonable(value: Any) -> Any:
 
 def save_output(output: DisclosureOutput, directory: Path) -> Path:
     """Write ``output`` under ``directory`` (``output.json`` plus Parquet/PNG files)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_zone_folder(directory)
     meta: dict[str, Any] = {"kind": kind_of(output)}
     if isinstance(output, FrequencyTable):
         write_parquet(output.table, directory / "table.parquet")

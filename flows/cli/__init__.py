@@ -35,6 +35,15 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+@app.callback()
+def _start() -> None:
+    """Every command writes under umask 027 (see ``ig_policies.workspace.restrict_umask``)."""
+    from ig_policies.workspace import restrict_umask
+
+    restrict_umask()
+
+
 app.add_typer(synth.app, name="synth")
 app.add_typer(keys.app, name="keys")
 app.add_typer(policy.app, name="policy")
@@ -51,4 +60,7 @@ app.command("demo")(run.demo)
 
 
 def main() -> None:
+    from ig_policies.workspace import restrict_umask
+
+    restrict_umask()  # before anything, even option parsing, can write
     app()

@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from flows.cli.common import (
-    WorkspaceOption,
     acting,
-    command_context,
     console,
     handle_errors,
     print_outputs,
@@ -91,11 +89,12 @@ def link(
 
 @app.command("report")
 @handle_errors
-def report(workspace: WorkspaceOption = None) -> None:
-    """Write the linkage report (match rates by group, weights, parameters) from linked/."""
+@acting
+def report(context: PipelineContext) -> None:
+    """Write the linkage report (match rates by group, weights, parameters) from linked/ (audited)."""
     from flows.stages import run_link_report
 
-    written = run_link_report(command_context(workspace, read_settings=False)).result
+    written = run_link_report(context).result
     for sentence in written.sentences:
         console.print(sentence, soft_wrap=True)
     print_outputs([("report", written.path)])

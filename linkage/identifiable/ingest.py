@@ -811,6 +811,7 @@ def _text_frame(
         staging_dir.mkdir(parents=True, exist_ok=True)
         staged = staging_dir / f"{len(list(staging_dir.iterdir())):03d}.parquet"
         pq.write_table(columns, staged)
+        staged.chmod(0o600)  # identifiable rows: this run only
     except OSError as exc:
         raise environment_problem(exc, str(staging_dir), "write") from None
     return spark.read.schema(_text_schema(plan)).parquet(str(staged))

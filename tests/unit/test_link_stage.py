@@ -71,6 +71,7 @@ def test_cli_link_report_and_evaluate(
 ) -> None:
     ws = _workspace(tmp_path / "ws")
     monkeypatch.setenv("EHL_TRUST_STORE", str(TRUST_STORE))
+    monkeypatch.delenv("EHL_POLICY", raising=False)
     config = tmp_path / "link.yaml"
     config.write_text("u_max_pairs: 20000\n")
     runner = CliRunner()
@@ -80,9 +81,36 @@ def test_cli_link_report_and_evaluate(
     assert linked.exit_code == 0, linked.output
     assert "links: " in linked.output and (ws.reports / "linkage" / "report.md").exists()
 
-    report = runner.invoke(app, ["link", "report", "--workspace", str(ws.root)])
+    # the report reads linked/: no policy, no report (refused, nothing written, exit 3)
+    (ws.reports / "linkage" / "report.md").unlink()
+    unsigned = runner.invoke(app, ["link", "report", "--workspace", str(ws.root)])
+    assert unsigned.exit_code == 3, unsigned.output
+    assert "No policy given" in unsigned.output and "Traceback" not in unsigned.output
+    assert "link_report" not in {e["action"] for e in AuditLog.for_workspace(ws).entries()}
+    assert not (ws.reports / "linkage" / "report.md").exists()
+    # only a data processor may read linked/, even to report on it: refused and audited
+    from ig_policies.demo import write_demo_policy
+
+    no_processor = write_demo_policy(
+        tmp_path / "no-processor.yaml", {"users": [{"name": "demo-researcher", "role": "researcher"}]}
+    )
+    researcher = [*common[:3], str(no_processor)]
+    refused_report = runner.invoke(app, ["link", "report", *researcher])
+    assert refused_report.exit_code == 3, refused_report.output
+    assert not (ws.reports / "linkage" / "report.md").exists()
+    entries_before = len(AuditLog.for_workspace(ws).entries())
+    assert AuditLog.for_workspace(ws).entries()[-1]["action"] == "link_report"
+    assert AuditLog.for_workspace(ws).entries()[-1]["decision"] == "refused"
+
+    report = runner.invoke(app, ["link", "report", *common])
     assert report.exit_code == 0, report.output
     assert "client records" in report.output
+    entries = AuditLog.for_workspace(ws).entries()
+    assert len(entries) == entries_before + 2  # started, then allowed
+    last = entries[-1]
+    assert (last["action"], last["decision"], last["actor"]) == ("link_report", "allowed", "demo-processor")
+    assert any(o["path"].endswith("report.md") for o in last["outputs"])
+    assert any(i["path"].endswith("link_summary.json") for i in last["inputs"])
 
     evaluated = runner.invoke(app, ["link", "evaluate", *common, "--config", str(config)])
     assert evaluated.exit_code == 0, evaluated.output

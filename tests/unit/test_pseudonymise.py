@@ -183,6 +183,12 @@ def run(spark, tmp_path_factory):
     return ws, engine, result, tables
 
 
+def test_validated_and_pseudonymised_files_are_readable_by_their_owner_only(run):
+    from tests.unit.test_workspace_zones import assert_zones_sealed
+
+    assert_zones_sealed(run[0])
+
+
 def test_writes_the_contract_tables(run):
     ws, _, result, tables = run
     assert set(result.outputs) == {

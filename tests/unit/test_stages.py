@@ -35,6 +35,7 @@ from ig_policies.workspace import Workspace
 from tests.unit.test_link_stage import _workspace as linkable_workspace
 from tests.unit.test_research_dataset import _write_inputs as write_research_inputs
 from tests.unit.test_validation_data import employment_people, ways_to_work_rows, write_ways_to_work
+from tests.unit.test_workspace_zones import assert_zones_sealed
 
 PROCESSOR, RESEARCHER = DEMO_USERS["data_processor"], DEMO_USERS["researcher"]
 FLOWS = Path(stages.__file__).resolve().parent
@@ -67,6 +68,7 @@ def test_validate_stage_takes_its_datasets_from_the_settings_and_resumes(
     assert not first.skipped and first.summary["rows_in"] == 30
     assert first.summary["rows_in"] == first.summary["rows_accepted"] + first.summary["rows_quarantined"]
     assert [d.dataset for d in first.result.datasets] == ["ways_to_work"]
+    assert_zones_sealed(workspace)  # validated rows and quarantine owner-only; staging gone
 
     assert stages.run_validate(ctx).skipped  # a flow re-run with nothing changed does no work
     with pytest.raises(ConfigError, match="validation.inputs"):
@@ -83,6 +85,7 @@ def test_link_stage_reads_config_and_model_from_the_settings(tmp_path: Path, mas
     linked = stages.run_link(ctx)
     assert linked.summary["backend"] == "duckdb" and linked.result.trained
     assert linked.summary["matched"] > 0.85 * linked.summary["clients"]
+    assert_zones_sealed(ws, written=("linked", "reports"))  # pseudonymised/ was filled by the test
     assert stages.run_link(ctx).skipped
 
     approved = tmp_path / "approved_model.json"

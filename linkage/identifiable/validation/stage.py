@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ig_policies.errors import ConfigError, EnvironmentProblem, InputError, environment_problem
-from ig_policies.workspace import Workspace, atomic_directory, write_bytes
+from ig_policies.workspace import Workspace, atomic_directory, make_zone_folder, staging_folder, write_bytes
 from linkage.dataset_config import DatasetConfig, load_dataset_configs
 from linkage.identifiable.ingest import PROGRAMME, SOURCE_ROW, IngestedExtract, ingest_extract
 from linkage.identifiable.validation.report import QuarantinedRow, quarantine_lines, write_quarantine_report
@@ -195,7 +195,7 @@ def receive_file(workspace: Workspace, dataset: str, path: str | Path) -> Path:
     except OSError as exc:
         raise environment_problem(exc, str(source), "read") from None
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        make_zone_folder(destination.parent)
         write_bytes(destination, data)
     except OSError as exc:
         raise environment_problem(exc, str(destination.parent), "write") from None
@@ -397,7 +397,7 @@ def check_extracts(
     """
     as_of = as_of or dt.date.today()
     inputs = dict(inputs or {})
-    staging = workspace.landing / VALIDATED_DIR / f".staging-{os.getpid()}"
+    staging = staging_folder(workspace.landing / VALIDATED_DIR)  # identifiable rows: landing, 0700
     try:
         return _check_staged(workspace, spark, configs, permitted_fields, tolerances, inputs, as_of, staging)
     finally:
