@@ -130,6 +130,8 @@ class PolicyEngine:
         self.signature = signature
         self.workspace = workspace
         self.audit = audit
+        #: The trust store the policy was verified against; officers' signed decisions use it too.
+        self.trust_store: TrustStore | None = None
         self._today = today
         self._allow_expired = allow_expired
 
@@ -192,6 +194,7 @@ class PolicyEngine:
             policy = policy_from_document(doc, source=str(policy_path))
             signature = verify_policy_signature(policy_path, store, document=doc)
             engine = cls(policy, signature.policy_hash, signature, workspace, audit, today, allow_expired)
+            engine.trust_store = store
             engine._check_validity(action=None)
         except (PolicyRefused, ConfigError) as exc:
             refuse(exc)
