@@ -691,7 +691,7 @@ def _officer_decision(
         _refuse_own_request(request, requester, actor, decision.replace("_", " "))
         signed = _sign_decision(engine, signer, actor, request, decision, text, pending_sha256)
         _record_decision(step, signed)
-        step.detail(request_id=request.request_id, kind=request.kind)
+        step.detail(request_id=request.request_id, kind=request.kind, text=text)
     _write_decision(request, signed)
     return OutputRequest.read(request.directory)
 
