@@ -186,7 +186,7 @@ def demo(
         ws, DEMO_POLICY, DEMO_USERS["ig_officer"], trust_store=DEMO_TRUST_STORE
     )
     engine = officer.engine()
-    reports = verify_all_releases(ws, engine.policy.outputs)
+    reports = verify_all_releases(ws, engine.policy.outputs, engine)
     if not all(r.ok for r in reports):
         raise EhlError(
             "The independent re-check found a problem in a released output:\n"
