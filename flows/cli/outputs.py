@@ -21,6 +21,7 @@ from flows.cli.common import (
 )
 from flows.cli.keys import say
 from ig_policies.errors import DisclosureBlocked, InputError
+from ig_policies.policy import Role
 
 if TYPE_CHECKING:
     from flows.stages import PipelineContext
@@ -54,8 +55,8 @@ def request(
         request_staged,
     )
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.RESEARCHER)
+    engine = context.engine(actor=actor)
     if not justification.strip():
         raise InputError(
             "--justification", "the justification is empty", "say why this output needs to leave"
@@ -93,8 +94,8 @@ def review(
     """(IG officer) Show each pending request, its check report and what it could combine with."""
     from analysis.disclosure.workflow import list_requests, review_requests
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=actor)
     reviews = review_requests(ws, engine, actor)
     blocked = list_requests(ws, "blocked")
     if blocked:
@@ -138,8 +139,8 @@ def release(
     """(IG officer) Re-check and release a pending request to outputs/released/."""
     from analysis.disclosure.workflow import release_output
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=actor)
     with progress(f"Re-checking and releasing {request_id}"):
         result = release_output(ws, engine, actor, request_id)
     say(f"Released {result.request_id}; the bundle passed its independent re-check.")
@@ -157,8 +158,8 @@ def reject(
     """(IG officer) Reject a request, recording the reason."""
     from analysis.disclosure.workflow import reject_output
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=actor)
     reject_output(ws, engine, actor, request_id, reason)
     say(f"Rejected {request_id}.")
 
