@@ -70,14 +70,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from flows import pipeline
-    from flows.demo import ensure_demo_master_secret, review_as_demo_officer
-    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+    from flows.demo import ensure_demo_deployment, ensure_demo_master_secret, review_as_demo_officer
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
     from ig_policies.workspace import Workspace
     from synthetic import generate_region
 
     root = args.workspace or Path(tempfile.mkdtemp(prefix="ehl-e2e-")) / "workspace"
     ws = Workspace.open(root)
     ensure_demo_master_secret(ws)
+    ensure_demo_deployment(ws)
     timings: list[tuple[str, float]] = []
     pipeline.stage_listeners.append(lambda outcome: timings.append((outcome.stage, outcome.seconds)))
 
@@ -88,8 +89,6 @@ def main() -> None:
         pipeline.approved_linkage_flow(
             workspace=str(ws.root),
             policy=str(DEMO_POLICY),
-            processor=DEMO_USERS["data_processor"],
-            researcher=DEMO_USERS["researcher"],
             settings=str(args.settings) if args.settings else None,
             trust_store=str(DEMO_TRUST_STORE),
         )

@@ -120,6 +120,9 @@ def time_stage(spark, n: int, scratch: Path) -> float:
         ws.reference / "postcode_lookup.csv",
     )
     secret = MasterSecret(secrets.token_bytes(32))
+    from flows.demo import ensure_demo_deployment
+
+    ensure_demo_deployment(ws)
     engine = PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, master_secret=secret)
     start = time.perf_counter()
     pseudonymise_extracts(ws, engine, "demo-processor", spark, master_secret=secret)

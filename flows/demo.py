@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.stage_ledger import StageLedger
-from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
 from ig_policies.master_secret import KEY_FILE_ENV, PASSPHRASE_FILE_ENV, create_master_key_file
 from ig_policies.workspace import Workspace, write_text
 
@@ -39,6 +39,16 @@ def ensure_demo_master_secret(workspace: Workspace) -> Path:
     os.environ.pop("EHL_MASTER_SECRET", None)
     os.environ.pop("EHL_MASTER_KEY_PASSPHRASE", None)
     return key_file
+
+
+def ensure_demo_deployment(workspace: Workspace) -> Path:
+    """Write the DEMO deployment for ``workspace`` under the demo folder (beside the workspace,
+    never inside it) and point this process (and the flow runs it starts) at it."""
+    from ig_policies.deployment import DEPLOYMENT_ENV, write_demo_deployment
+
+    path = write_demo_deployment(demo_secrets_dir(workspace) / "deployment", workspace.root, DEMO_POLICY)
+    os.environ[DEPLOYMENT_ENV] = str(path)
+    return path
 
 
 def ensure_synthetic_region(workspace: Workspace, people: int, seed: int) -> bool:
@@ -85,10 +95,12 @@ def review_as_demo_officer(workspace: Workspace, trust_store: Path = DEMO_TRUST_
     from flows.stages import PipelineContext
     from ig_policies.demo import DEMO_OFFICER_KEY, DEMO_PASSPHRASE
     from ig_policies.errors import DisclosureBlocked
+    from ig_policies.policy import Role
 
-    officer = DEMO_USERS["ig_officer"]
+    context = PipelineContext(workspace, DEMO_POLICY, trust_store=trust_store)
+    officer = context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=officer)
     signer = OfficerSigner.from_file(DEMO_OFFICER_KEY, DEMO_PASSPHRASE)  # DEMO ONLY key
-    engine = PipelineContext.for_user(workspace, DEMO_POLICY, officer, trust_store=trust_store).engine()
     released, rejected, left = [], [], []
     for req in list_requests(workspace):
         if req.status == "pending" and req.outcome == "pass":

@@ -1,7 +1,8 @@
 """Prefect flows: one per stage, and ``approved_linkage_flow`` that runs the whole approved pipeline.
 
 Flows are a list of stages; each task run calls one function of ``flows/stages.py``, which calls
-one library function. Flow parameters are paths and user names, never data, and task results are
+one library function. Flow parameters are paths and options, never data or names (who acts is the OS account the
+flow runs as), and task results are
 counts and paths (not persisted), so Prefect's database and logs hold no identifiers. Tasks that
 write to storage retry on unexpected errors (their writes are atomic, so a retry is safe); a policy
 refusal or a bad input never retries: it ends the run with its plain-English message.
@@ -31,6 +32,7 @@ from flows import stages  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from flows.stages import PipelineContext, StageOutcome  # noqa: E402
 from ig_policies.errors import EhlError, PolicyRefused  # noqa: E402
+from ig_policies.policy import Role  # noqa: E402
 from ig_policies.workspace import Workspace  # noqa: E402
 
 #: Called with each StageOutcome as it completes (the CLI draws its progress bar from these).
@@ -91,18 +93,16 @@ def _run_stage(ctx: PipelineContext, stage: str) -> dict[str, Any]:
 
 
 @task(name="policy-check", cache_policy=NONE, persist_result=False)
-def policy_check_task(ctx: PipelineContext, actor: str) -> str:
+def policy_check_task(ctx: PipelineContext, role: Role) -> str:
     """Fail closed before any stage: no valid signed policy, no run."""
-    engine = ctx.engine(actor)
+    engine = ctx.engine(actor=ctx.acting(role))
     get_run_logger().info(f"policy {engine.policy.project.id} verified (hash {engine.policy_hash[:12]})")
     return engine.policy_hash
 
 
 def _context(
     workspace: str,
-    policy: str,
-    processor: str,
-    researcher: str,
+    policy: str | None,
     settings: str | None,
     trust_store: str | None,
     overrides: dict[str, Any] | None = None,
@@ -112,10 +112,8 @@ def _context(
         run_settings = run_settings.with_overrides(overrides, source="flow parameters")
     return PipelineContext(
         workspace=Workspace.open(workspace),
-        policy_path=Path(policy),
+        policy_path=Path(policy) if policy else None,
         settings=run_settings,
-        processor=processor,
-        researcher=researcher,
         trust_store=Path(trust_store) if trust_store else None,
     )
 
@@ -131,76 +129,74 @@ def _stage_names(ctx: PipelineContext, analyses: list[str] | None) -> list[str]:
 def _one_stage(
     stage: str,
     workspace: str,
-    policy: str,
-    user: str,
+    policy: str | None,
     settings: str | None,
     trust_store: str | None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    ctx = _context(workspace, policy, user, user, settings, trust_store, overrides)
-    policy_check_task(ctx, user)
+    ctx = _context(workspace, policy, settings, trust_store, overrides)
+    policy_check_task(ctx, stages.stage_role(stage))
     return _run_stage(ctx, stage)
 
 
 @flow(name="validate", persist_result=False)
 def validate_flow(
-    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+    workspace: str, policy: str | None = None, settings: str | None = None, trust_store: str | None = None
 ) -> dict[str, Any]:
-    return _one_stage("validate", workspace, policy, user, settings, trust_store)
+    return _one_stage("validate", workspace, policy, settings, trust_store)
 
 
 @flow(name="pseudonymise", persist_result=False)
 def pseudonymise_flow(
-    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+    workspace: str, policy: str | None = None, settings: str | None = None, trust_store: str | None = None
 ) -> dict[str, Any]:
-    return _one_stage("pseudonymise", workspace, policy, user, settings, trust_store)
+    return _one_stage("pseudonymise", workspace, policy, settings, trust_store)
 
 
 @flow(name="link", persist_result=False)
 def link_flow(
     workspace: str,
-    policy: str,
-    user: str,
+    policy: str | None = None,
     settings: str | None = None,
     trust_store: str | None = None,
     model: str | None = None,
 ) -> dict[str, Any]:
-    """Link as ``user``; ``model`` (an approved model JSON) overrides ``linkage.model``."""
+    """Link as the account running the flow; ``model`` (an approved model JSON) overrides ``linkage.model``."""
     overrides = {"linkage": {"model": model}}
-    return _one_stage("link", workspace, policy, user, settings, trust_store, overrides)
+    return _one_stage("link", workspace, policy, settings, trust_store, overrides)
 
 
 @flow(name="research-dataset", persist_result=False)
 def research_dataset_flow(
-    workspace: str, policy: str, user: str, settings: str | None = None, trust_store: str | None = None
+    workspace: str, policy: str | None = None, settings: str | None = None, trust_store: str | None = None
 ) -> dict[str, Any]:
-    return _one_stage("research_dataset", workspace, policy, user, settings, trust_store)
+    return _one_stage("research_dataset", workspace, policy, settings, trust_store)
 
 
 @flow(name="analysis", persist_result=False)
 def analysis_flow(
     workspace: str,
-    policy: str,
-    user: str,
     analysis: str,
+    policy: str | None = None,
     settings: str | None = None,
     trust_store: str | None = None,
 ) -> dict[str, Any]:
-    """One analysis of ``analysis.registry`` as ``user``; its options are ``analyses.<name>`` keys."""
+    """One analysis of ``analysis.registry``, as the account running the flow; its options are ``analyses.<name>`` keys."""
     stage = f"analysis:{registered(analysis).analysis.value}"
-    return _one_stage(stage, workspace, policy, user, settings, trust_store)
+    return _one_stage(stage, workspace, policy, settings, trust_store)
 
 
 @flow(name="output-request", persist_result=False)
 def output_request_flow(
-    workspace: str, policy: str, user: str, name: str, justification: str, trust_store: str | None = None
+    workspace: str, name: str, justification: str, policy: str | None = None, trust_store: str | None = None
 ) -> str:
     """A researcher asks for a staged analysis output to be checked and queued for IG review."""
     from analysis.disclosure.workflow import request_staged
 
-    ctx = _context(workspace, policy, user, user, None, trust_store)
-    engine = ctx.engine(user)
-    return request_staged(ctx.workspace, engine, user, name, justification)
+    ctx = _context(workspace, policy, None, trust_store)
+    actor = ctx.acting(Role.RESEARCHER)
+    engine = ctx.engine(actor=actor)
+    return request_staged(ctx.workspace, engine, actor, name, justification)
 
 
 # ---- the whole approved pipeline -------------------------------------------------------------
@@ -209,9 +205,7 @@ def output_request_flow(
 @flow(name="approved-linkage", persist_result=False)
 def approved_linkage_flow(
     workspace: str,
-    policy: str,
-    processor: str,
-    researcher: str,
+    policy: str | None = None,
     settings: str | None = None,
     trust_store: str | None = None,
     analyses: list[str] | None = None,
@@ -224,10 +218,8 @@ def approved_linkage_flow(
     ``ehl outputs review``). Re-running resumes after the last completed stage and does no work
     when nothing changed.
     """
-    ctx = _context(
-        workspace, policy, processor, researcher, settings, trust_store, {"linkage": {"model": model}}
-    )
-    policy_check_task(ctx, processor)
+    ctx = _context(workspace, policy, settings, trust_store, {"linkage": {"model": model}})
+    policy_check_task(ctx, Role.DATA_PROCESSOR)
     return [_run_stage(ctx, stage) for stage in _stage_names(ctx, analyses)]
 
 
@@ -235,16 +227,16 @@ def approved_linkage_flow(
 
 
 class ReleaseDecision(RunInput):
-    """What the IG officer enters in the Prefect UI to resume a paused release run."""
+    """What the IG officer enters in the Prefect UI to resume a paused release run (the officer
+    is the account the flow runs as, never a typed name)."""
 
-    officer: str
     release: list[str] = []
     reject: dict[str, str] = {}
 
 
 @flow(name="output-release", persist_result=False)
 def output_release_flow(
-    workspace: str, policy: str, trust_store: str | None = None, timeout_hours: float = 72.0
+    workspace: str, policy: str | None = None, trust_store: str | None = None, timeout_hours: float = 72.0
 ) -> dict[str, list[str]]:
     """List pending outputs with their checks, pause until an IG officer decides, then apply it.
 
@@ -269,8 +261,9 @@ def output_release_flow(
     for req in pending:
         logger.info(f"pending {req.request_id}: {req.title} [{req.outcome}] {req.summary}")
     decision = pause_flow_run(wait_for_input=ReleaseDecision, timeout=int(timeout_hours * 3600))
-    ctx = _context(workspace, policy, decision.officer, decision.officer, None, trust_store)
-    engine = ctx.engine(decision.officer)
+    ctx = _context(workspace, policy, None, trust_store)
+    officer = ctx.acting(Role.IG_OFFICER)
+    engine = ctx.engine(actor=officer)
     # The officer's decisions are signed with their own key, read from the worker's environment.
     key, passphrase = os.environ.get(OFFICER_KEY_ENV), os.environ.get(OFFICER_KEY_PASSPHRASE_ENV)
     if not key or not passphrase:
@@ -281,11 +274,9 @@ def output_release_flow(
             "or release with 'ehl outputs release ID --key FILE'",
         )
     signer = OfficerSigner.from_file(key, passphrase)
-    released = [
-        release_output(ws, engine, decision.officer, rid, signer).request_id for rid in decision.release
-    ]
+    released = [release_output(ws, engine, officer, rid, signer).request_id for rid in decision.release]
     for rid, reason in decision.reject.items():
-        reject_output(ws, engine, decision.officer, rid, reason, signer)
+        reject_output(ws, engine, officer, rid, reason, signer)
     return {"released": released, "rejected": list(decision.reject)}
 
 

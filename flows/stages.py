@@ -26,8 +26,8 @@ from typing import Any
 from analysis.registry import PIPELINE_ORDER, registered
 from flows.settings import Settings
 from flows.stage_ledger import StageLedger
-from ig_policies.errors import ConfigError, EhlError, InputError
-from ig_policies.policy import Analysis
+from ig_policies.errors import ConfigError, InputError
+from ig_policies.policy import Analysis, Role
 from ig_policies.workspace import Workspace
 
 DATASET_CONFIGS = Path(__file__).resolve().parent.parent / "linkage" / "datasets"
@@ -48,54 +48,44 @@ class PipelineContext:
     workspace: Workspace
     policy_path: Path | None
     settings: Settings = field(default_factory=Settings)
-    processor: str = "data-processor"
-    researcher: str = "researcher"
     trust_store: Path | None = None
     today: dt.date | None = None
     resume: bool = True
     spark_factory: Callable[[Settings], Any] | None = field(default=None, repr=False, compare=False)
     _started: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    @classmethod
-    def for_user(
-        cls, workspace: Workspace, policy_path: Path | None, user: str, **fields: Any
-    ) -> PipelineContext:
-        """A context for one person acting in whichever role the step needs (a single command)."""
-        return cls(workspace, policy_path, processor=user, researcher=user, **fields)
-
     def with_overrides(self, overrides: Mapping[str, Any]) -> PipelineContext:
         """This context with ``overrides`` applied to its settings (see ``Settings.with_overrides``)."""
         return replace(self, settings=self.settings.with_overrides(overrides), _started=self._started)
 
-    @property
-    def user(self) -> str:
-        """The one person a single command's context acts as (see ``for_user``)."""
-        if self.processor != self.researcher:
-            raise ValueError("this context acts as two people (processor and researcher); name the actor")
-        return self.processor
+    def deployment(self):
+        """This machine's deployment (``ig_policies.deployment``): read once per context."""
+        if "deployment" not in self._started:
+            from ig_policies.deployment import load_deployment
 
-    def require_policy(self) -> Path:
-        """The signed policy's path; no policy, no step (fail closed)."""
-        if self.policy_path is None:
-            raise EhlError(
-                "No policy given: every step needs the signed policy it runs under.",
-                hint="pass --policy FILE or set EHL_POLICY (the demo uses ig_policies/configs/demo/policy.yaml).",
-            )
-        return self.policy_path
+            self._started["deployment"] = load_deployment()
+        return self._started["deployment"]
 
-    def engine(self, actor: str | None = None, **options: Any):
-        """The policy engine for ``actor`` (default: ``user``): the signed policy, verified.
+    def acting(self, role: Role | str) -> str:
+        """The name this process acts under in ``role``: the authenticated OS account (or, in a
+        DEMO deployment, the demo persona of the role). Never a typed name."""
+        from ig_policies.identity import current_identity
+
+        return current_identity(demo=self.deployment().demo).name_for(role)
+
+    def engine(self, **options: Any):
+        """The policy engine: the deployed (or, in DEMO, the given) signed policy, verified.
 
         ``options`` go to ``PolicyEngine.load`` (e.g. ``allow_expired``).
         """
         from ig_policies.engine import PolicyEngine
 
         return PolicyEngine.load(
-            self.require_policy(),
+            self.policy_path,
             self.workspace,
             trust_store=self.trust_store,
             today=self.today,
-            actor=actor or self.user,
+            deployment=self.deployment(),
             **options,
         )
 
@@ -161,6 +151,11 @@ def _files_under(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
     )
 
 
+def stage_role(stage: str) -> Role:
+    """The role a stage acts in: the analyses are researchers' work, the rest data processors'."""
+    return Role.RESEARCHER if stage.startswith("analysis:") else Role.DATA_PROCESSOR
+
+
 def _run(
     ctx: PipelineContext,
     stage: str,
@@ -172,7 +167,7 @@ def _run(
     """Skip if resuming and up to date; else run ``run(engine)`` and record it in the ledger."""
     ledger = StageLedger(ctx.workspace)
     started = time.perf_counter()
-    engine = ctx.engine(actor)  # every stage starts with the policy check, even a skipped one
+    engine = ctx.engine(actor=actor)  # every stage starts with the policy check, even a skipped one
     plan = ledger.plan(stage, inputs, {**params, "policy_hash": engine.policy_hash})
     if ctx.resume and plan.up_to_date:
         return StageOutcome(stage, True, time.perf_counter() - started, ledger.summary(stage))
@@ -220,7 +215,7 @@ def run_validate(ctx: PipelineContext) -> StageOutcome:
         result = validate_extracts(
             ws,
             engine,
-            ctx.processor,
+            ctx.acting(Role.DATA_PROCESSOR),
             ctx.spark(),
             options.datasets,
             inputs=dict(options.inputs) or None,
@@ -233,7 +228,7 @@ def run_validate(ctx: PipelineContext) -> StageOutcome:
         }
         return summary, [ws.landing / "validated", ws.quarantine, data_docs_dir(ws)], result
 
-    outcome = _run(ctx, "validate", ctx.processor, inputs, params, run)
+    outcome = _run(ctx, "validate", ctx.acting(Role.DATA_PROCESSOR), inputs, params, run)
     if outcome.result is None:
         return outcome
     from linkage.identifiable.validation import console_lines
@@ -256,7 +251,7 @@ def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
         result = pseudonymise_extracts(
             ws,
             engine,
-            ctx.processor,
+            ctx.acting(Role.DATA_PROCESSOR),
             ctx.spark(),
             master_secret=ctx.master_secret(),
             key_version=options.key_version,
@@ -268,7 +263,7 @@ def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
 
     # the encoding parameters are part of what the stage computes: a change must re-run it
     params = {"bloom": options.bloom.metadata(), "key_version": options.key_version}
-    return _run(ctx, "pseudonymise", ctx.processor, inputs, params, run)
+    return _run(ctx, "pseudonymise", ctx.acting(Role.DATA_PROCESSOR), inputs, params, run)
 
 
 def run_link(ctx: PipelineContext) -> StageOutcome:
@@ -299,7 +294,13 @@ def run_link(ctx: PipelineContext) -> StageOutcome:
             duckdb_memory_limit=options.duckdb_memory_limit,
         )
         result = link_records(
-            ws, engine, ctx.processor, db_api, model_path=options.model, config=config, seed=options.seed
+            ws,
+            engine,
+            ctx.acting(Role.DATA_PROCESSOR),
+            db_api,
+            model_path=options.model,
+            config=config,
+            seed=options.seed,
         )
         report = write_report(ws)
         summary = {
@@ -319,7 +320,7 @@ def run_link(ctx: PipelineContext) -> StageOutcome:
         ]
         return summary, outputs, result
 
-    return _run(ctx, "link", ctx.processor, inputs, params, run)
+    return _run(ctx, "link", ctx.acting(Role.DATA_PROCESSOR), inputs, params, run)
 
 
 @dataclass(frozen=True)
@@ -352,7 +353,6 @@ def run_link_report(ctx: PipelineContext) -> StageOutcome:
 
 def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
     """Precision, recall and F1 of ``linked/`` against ``truth/`` (synthetic workspaces only)."""
-    from ig_policies.policy import Role
     from linkage import quality
     from linkage.linkage_config import load_linkage_config
 
@@ -365,10 +365,12 @@ def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
             "this workspace has no ground truth, so linkage accuracy cannot be measured",
             hint="'ehl link evaluate' works only on synthetic workspaces made by 'ehl synth'",
         )
-    engine = ctx.engine(ctx.processor)
+    engine = ctx.engine()
     policy = engine.policy
     key = ctx.master_secret().derive("research-pseudonym", policy.project.id, policy.linkage.key_version)
-    with engine.step(ctx.processor, Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True) as step:
+    with engine.step(
+        ctx.acting(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True
+    ) as step:
         from linkage.identifiable.truth import pseudonymised_truth
 
         truth_pairs = pseudonymised_truth(ws, key, quality.linked_programmes(ws))
@@ -399,7 +401,7 @@ def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
     params = options.model_dump()
 
     def run(engine) -> StageWork:
-        result = build_research_dataset(ws, engine, ctx.processor, **params)
+        result = build_research_dataset(ws, engine, ctx.acting(Role.DATA_PROCESSOR), **params)
         summary = {
             "enrolments": result.n_enrolments,
             "linked": result.n_linked,
@@ -414,7 +416,7 @@ def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
         ]
         return summary, outputs, result
 
-    return _run(ctx, "research_dataset", ctx.processor, inputs, params, run)
+    return _run(ctx, "research_dataset", ctx.acting(Role.DATA_PROCESSOR), inputs, params, run)
 
 
 # ---- researcher stages -----------------------------------------------------------------------
@@ -437,7 +439,7 @@ def run_analysis(ctx: PipelineContext, name: str | Analysis) -> StageOutcome:
 
     def run(engine) -> StageWork:
         analyse = entry.run_function()
-        result = analyse(ws, engine, ctx.researcher, **options.keyword_arguments())
+        result = analyse(ws, engine, ctx.acting(Role.RESEARCHER), **options.keyword_arguments())
         statuses = [status for _, _, status in result.requests]
         summary = {
             "outputs_requested": len(result.requests),
@@ -446,10 +448,10 @@ def run_analysis(ctx: PipelineContext, name: str | Analysis) -> StageOutcome:
         return summary, list(result.pending), result
 
     params = options.model_dump(mode="json")
-    return _run(ctx, f"analysis:{entry.analysis.value}", ctx.researcher, inputs, params, run)
+    return _run(ctx, f"analysis:{entry.analysis.value}", ctx.acting(Role.RESEARCHER), inputs, params, run)
 
 
 def permitted_analyses(ctx: PipelineContext) -> list[str]:
     """The analyses the policy permits, in the registry's pipeline order."""
-    permitted = {str(getattr(a, "value", a)) for a in ctx.engine(ctx.researcher).policy.analyses}
+    permitted = {str(getattr(a, "value", a)) for a in ctx.engine().policy.analyses}
     return [a.value for a in PIPELINE_ORDER if a.value in permitted]

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ig_policies.engine import PolicyEngine
+from ig_policies.identity import DEMO_PERSONAS
 from ig_policies.master_secret import MasterSecret
 from ig_policies.policy import read_policy_document
 from ig_policies.signing import sign_policy
@@ -29,11 +30,8 @@ DEMO_OFFICER_KEY = DEMO_DIR / "DEMO_ONLY_officer_key.pem"
 DEMO_PASSPHRASE = "demo-only-passphrase-not-secret"  # DEMO ONLY: public on purpose
 #: A day inside the demo policy's validity window, for reproducible tests.
 DEMO_TODAY = dt.date(2027, 1, 1)
-DEMO_USERS = {
-    "data_processor": "demo-processor",
-    "researcher": "demo-researcher",
-    "ig_officer": "demo-ig-officer",
-}
+#: The demo policy's user per role (the names a DEMO deployment's one account acts under).
+DEMO_USERS = {role.value: name for role, name in DEMO_PERSONAS.items()}
 
 
 #: Pass as a value in ``changes`` to remove a key.

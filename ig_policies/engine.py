@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from ig_policies.audit import AuditLog
+from ig_policies.deployment import Deployment, load_deployment
 from ig_policies.errors import ConfigError, PolicyRefused
+from ig_policies.identity import Identity, current_identity
 from ig_policies.master_secret import MasterSecret
 from ig_policies.policy import Analysis, Dataset, Policy, Role, policy_from_document, read_policy_document
 from ig_policies.signing import (
+    TRUST_STORE_ENV,
     SignatureCheck,
     TrustStore,
     canonical_hash,
     load_trust_store,
-    resolve_trust_store,
     verify_policy_signature,
 )
 from ig_policies.workspace import Workspace, content_hash
@@ -124,14 +126,19 @@ class PolicyEngine:
         audit: AuditLog,
         today: dt.date | None = None,
         allow_expired: bool = False,
+        *,
+        deployment: Deployment,
+        identity: Identity,
+        trust_store: TrustStore,
     ):
         self.policy = policy
+        self.deployment = deployment
+        self.identity = identity
+        self.trust_store = trust_store
         self.policy_hash = policy_hash
         self.signature = signature
         self.workspace = workspace
         self.audit = audit
-        #: The trust store the policy was verified against; officers' signed decisions use it too.
-        self.trust_store: TrustStore | None = None
         self._today = today
         self._allow_expired = allow_expired
 
@@ -143,23 +150,27 @@ class PolicyEngine:
     @classmethod
     def load(
         cls,
-        policy_path: str | os.PathLike[str],
+        policy_path: str | os.PathLike[str] | None,
         workspace: Workspace,
-        trust_store: str | os.PathLike[str] | TrustStore | None = None,
+        trust_store: str | os.PathLike[str] | None = None,
         today: dt.date | None = None,
         *,
         master_secret: MasterSecret | None = None,
         actor: str | None = None,
         allow_expired: bool = False,
+        deployment: Deployment | None = None,
     ) -> PolicyEngine:
         """Load and verify a signed policy; refuse (and audit the refusal) if it cannot be used.
 
-        ``trust_store`` is a path or a loaded store; without one ``$EHL_TRUST_STORE`` is used, and
-        without that the engine refuses (fail closed). ``today`` fixes the date for validity and
-        retention checks (tests, re-runs); by default the real date is used at every check.
-        ``allow_expired`` is only for ``ehl retention enforce``: it lets an expired policy load, and
-        then only actions in ``ACTIONS_AFTER_EXPIRY`` are allowed.
+        The machine's deployment (``deployment``, else ``ig_policies.deployment.load_deployment``)
+        fixes the trust store and the policy: ``trust_store`` (or ``$EHL_TRUST_STORE``) and
+        ``policy_path`` may only name the same files, and default to them. ``today`` fixes the date
+        for validity and retention checks (tests, re-runs); by default the real date is used at
+        every check. ``allow_expired`` is only for ``ehl retention enforce``: it lets an expired
+        policy load, and then only actions in ``ACTIONS_AFTER_EXPIRY`` are allowed.
         """
+        deployment = deployment if deployment is not None else load_deployment()
+        identity = current_identity(demo=deployment.demo)
         audit = AuditLog.for_workspace(workspace, master_secret)  # no audit key: fail closed here
         policy_id: str | None = None
         policy_hash: str | None = None
@@ -177,29 +188,40 @@ class PolicyEngine:
                 decision="refused",
                 rule=rule,
                 reason=exc.message,
+                **_mode(identity),
             )
 
         try:
-            store = trust_store if isinstance(trust_store, TrustStore) else None
-            if store is None:
-                store = (
-                    load_trust_store(trust_store) if trust_store is not None else resolve_trust_store(None)
-                )
+            requested = trust_store or os.environ.get(TRUST_STORE_ENV) or None
+            store = load_trust_store(deployment.trust_store_path(Path(requested) if requested else None))
             reading = "policy"
-            doc = read_policy_document(policy_path)
+            chosen = deployment.policy_path(Path(policy_path) if policy_path is not None else None)
+            if chosen is None:
+                raise PolicyRefused(
+                    "no_policy",
+                    "No policy given: every step needs the signed policy it runs under.",
+                    hint="pass --policy FILE or set EHL_POLICY (the demo uses ig_policies/configs/demo/policy.yaml)",
+                )
+            doc = read_policy_document(chosen)
             policy_hash = canonical_hash(doc)
             project = doc.get("project")
             if isinstance(project, dict) and isinstance(project.get("id"), str):
                 policy_id = project["id"]
-            policy = policy_from_document(doc, source=str(policy_path))
-            signature = verify_policy_signature(policy_path, store, document=doc)
-            engine = cls(policy, signature.policy_hash, signature, workspace, audit, today, allow_expired)
-            engine.trust_store = store
+            policy = policy_from_document(doc, source=str(chosen))
+            signature = verify_policy_signature(chosen, store, document=doc)
+            engine = cls(
+                policy, signature.policy_hash, signature, workspace, audit, today, allow_expired,
+                deployment=deployment, identity=identity, trust_store=store,
+            )  # fmt: skip
             engine._check_validity(action=None)
         except (PolicyRefused, ConfigError) as exc:
             refuse(exc)
             raise
         return engine
+
+    def actor_for(self, role: Role | str) -> str:
+        """The name the authenticated account acts under in ``role`` (its own, or the DEMO persona)."""
+        return self.identity.name_for(role)
 
     # ---- questions -------------------------------------------------------------------------
 
@@ -281,13 +303,7 @@ class PolicyEngine:
                 f"'{role}' is not a role; roles are {', '.join(r.value for r in Role)}.",
                 hint="this is a programming error in the calling step; report it",
             ) from None
-        if actor not in self.policy.users_in_role(role):
-            raise PolicyRefused(
-                "user_not_in_role",
-                f"'{actor}' is not named in the policy as {_ROLE_NAMES[role]}, which '{action}' needs.",
-                hint="run the step as a user named in that role (--user / EHL_USER), or ask the IG officer "
-                "to add the user to a new signed version of the policy",
-            )
+        self._check_actor(actor, role, action)
         names = list(datasets)
         unknown = [d for d in names if not self.policy.resolve_datasets(d)]
         if unknown:
@@ -326,6 +342,41 @@ class PolicyEngine:
                 hint="the linked and analysis data must now be deleted: an IG officer runs 'ehl retention enforce'",
             )
 
+    def _check_actor(self, actor: str, role: Role, action: str) -> None:
+        """The actor must be the authenticated account (or, in DEMO mode, one of the policy's
+        personas), named by the policy in ``role`` and a member of the role's OS group."""
+        identity = self.identity
+        if identity.demo:
+            if actor not in self.policy.users_in_role(role):
+                raise PolicyRefused(
+                    "user_not_in_role",
+                    f"'{actor}' is not named in the policy as {_ROLE_NAMES[role]}, which '{action}' needs (DEMO).",
+                    hint="in the demo, the local account acts under the demo policy's names for each role",
+                )
+            return
+        if actor != identity.account:
+            raise PolicyRefused(
+                "not_authenticated_account",
+                f"The step was asked to act as '{actor}', but this command runs as the account "
+                f"'{identity.account}': the service acts only as the account that is logged in.",
+                hint=f"log in as '{actor}' to act as them; nobody can act under another person's name",
+            )
+        if actor not in self.policy.users_in_role(role):
+            raise PolicyRefused(
+                "user_not_in_role",
+                f"The account '{actor}' is not named in the policy as {_ROLE_NAMES[role]}, which '{action}' needs.",
+                hint="run the step from an account the policy names in that role, or ask the IG officer "
+                "to add the account to a new signed version of the policy",
+            )
+        group = getattr(self.deployment.groups, role.value) if self.deployment.groups else None
+        if group is None or group not in identity.groups:
+            raise PolicyRefused(
+                "not_in_role_group",
+                f"The account '{actor}' is not in the OS group '{group}' that this machine's deployment "
+                f"gives {_ROLE_NAMES[role]}s, which '{action}' needs.",
+                hint="the TRE administrator adds the account to the group (and the policy must name it too)",
+            )
+
     # ---- steps -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -352,6 +403,7 @@ class PolicyEngine:
             "analysis": str(analysis.value if isinstance(analysis, Analysis) else analysis)
             if analysis
             else None,
+            **_mode(self.identity),
         }
         try:
             self.check(actor, role, action, datasets, fields, analysis, reads_linked_data)
@@ -372,6 +424,11 @@ class PolicyEngine:
         self.audit.append(
             **base, **record._record(hash_outputs=True), decision="allowed", rule=None, reason=""
         )
+
+
+def _mode(identity: Identity) -> dict[str, Any]:
+    """What every audit entry records about how the actor was authenticated: DEMO, or nothing."""
+    return {"mode": "DEMO"} if identity.demo else {}
 
 
 def _dataset_refusal(names: list[str]) -> PolicyRefused:

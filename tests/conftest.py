@@ -20,14 +20,18 @@ TEST_MASTER_SECRET = "7e3f" * 16  # 32 bytes, tests only
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory):
-    """Keep Prefect's home and any settings of the developer's shell out of the tests."""
+    """Keep Prefect's home and any settings of the developer's shell out of the tests, and run
+    them under a DEMO deployment (any workspace, the demo trust store, personas per role) unless
+    a test makes its own."""
+    from ig_policies.deployment import DEPLOYMENT_ENV, write_demo_deployment
+
     home = tmp_path_factory.mktemp("prefect-home")
-    saved = {
-        k: os.environ.get(k) for k in ("PREFECT_HOME", "EHL_SETTINGS", "EHL_WORKSPACE", "PREFECT_API_URL")
-    }
+    names = ("PREFECT_HOME", "EHL_SETTINGS", "EHL_WORKSPACE", "PREFECT_API_URL", DEPLOYMENT_ENV, "EHL_POLICY")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ["PREFECT_HOME"] = str(home)
-    for k in ("EHL_SETTINGS", "EHL_WORKSPACE", "PREFECT_API_URL"):
+    for k in ("EHL_SETTINGS", "EHL_WORKSPACE", "PREFECT_API_URL", "EHL_POLICY"):
         os.environ.pop(k, None)
+    os.environ[DEPLOYMENT_ENV] = str(write_demo_deployment(tmp_path_factory.mktemp("deployment"), None))
     yield
     for k, v in saved.items():
         if v is None:

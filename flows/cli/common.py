@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import inspect
 import os
 import sys
@@ -25,7 +24,6 @@ from ig_policies.workspace import Workspace
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-USER_ENV = "EHL_USER"
 POLICY_ENV = "EHL_POLICY"
 
 WorkspaceOption = Annotated[
@@ -38,13 +36,6 @@ PolicyOption = Annotated[
         "--policy", "-p", help="Signed policy YAML (default: $EHL_POLICY). Its .sig must sit beside it."
     ),
 ]
-UserOption = Annotated[
-    str | None,
-    typer.Option(
-        "--user", "-u", help="Who is acting, as named in the policy (default: $EHL_USER or your login)."
-    ),
-]
-
 TrustStoreOption = Annotated[
     Path | None,
     typer.Option(
@@ -68,10 +59,6 @@ if TYPE_CHECKING:
     from flows.stages import PipelineContext
 
 
-def current_user(user: str | None) -> str:
-    return user or os.environ.get(USER_ENV) or getpass.getuser()
-
-
 def open_workspace(workspace: Path | None) -> Workspace:
     return Workspace.open(workspace)
 
@@ -84,43 +71,52 @@ def policy_path(policy: Path | None) -> Path | None:
 def command_context(
     workspace: Path | None = None,
     policy: Path | None = None,
-    user: str | None = None,
     trust_store: Path | None = None,
     settings: Path | None = None,
     *,
     read_settings: bool = True,
 ) -> PipelineContext:
-    """The stage context of one command: the workspace, the signed policy, who is acting, and the
-    settings (``settings`` or ``$EHL_SETTINGS``; the defaults for a command that uses none, with
+    """The stage context of one command: the workspace, the signed policy and the settings (``settings`` or ``$EHL_SETTINGS``; the defaults for a command that uses none, with
     ``read_settings=False``). The command applies its own options with ``with_overrides``.
+
+    Who acts is the OS account running the command (``ig_policies.identity``), never a typed
+    name; the machine's deployment fixes the workspace, the trust store and the policy, which the
+    options may only repeat. A DEMO deployment is announced on stderr, once.
 
     A command always does its work (no resume) and starts Spark, if it needs it, with a spinner.
     """
     from flows.settings import Settings, load_settings
     from flows.stages import PipelineContext
+    from ig_policies.deployment import load_deployment
 
+    deployment = load_deployment()
+    if deployment.demo:
+        err_console.print(
+            f"DEMO deployment ({deployment.source}): this account acts in all three roles; never for real data.",
+            soft_wrap=True,
+        )
     run_settings = load_settings(settings) if read_settings else Settings()
-    return PipelineContext.for_user(
-        open_workspace(workspace),
+    context = PipelineContext(
+        open_workspace(deployment.workspace_root(workspace)),
         policy_path(policy),
-        current_user(user),
         settings=run_settings,
         trust_store=trust_store,
         resume=False,
         spark_factory=start_spark,
     )
+    context._started["deployment"] = deployment
+    return context
 
 
 _CONTEXT_OPTIONS = {
     "workspace": WorkspaceOption,
     "policy": PolicyOption,
-    "user": UserOption,
     "trust_store": TrustStoreOption,
 }
 
 
 def acting(fn: F | None = None, *, settings: bool = False) -> Any:
-    """Give a command the ``--workspace``, ``--policy``, ``--user`` and ``--trust-store`` options
+    """Give a command the ``--workspace``, ``--policy`` and ``--trust-store`` options
     (and ``--settings`` with ``settings=True``) and call it with ``context=``, the
     :func:`command_context` they describe. The command applies its own options to it with
     ``context.with_overrides({...})``, so each option is a settings key.

@@ -22,6 +22,7 @@ from flows.cli.common import (
 )
 from flows.cli.keys import read_passphrase, say
 from ig_policies.errors import ConfigError, DisclosureBlocked, InputError
+from ig_policies.policy import Role
 
 if TYPE_CHECKING:
     from analysis.disclosure.workflow import OfficerSigner
@@ -80,8 +81,8 @@ def request(
         request_staged,
     )
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.RESEARCHER)
+    engine = context.engine(actor=actor)
     if not justification.strip():
         raise InputError(
             "--justification", "the justification is empty", "say why this output needs to leave"
@@ -119,8 +120,8 @@ def review(
     """(IG officer) Show each pending request, its check report and what it could combine with."""
     from analysis.disclosure.workflow import list_requests, review_requests
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=actor)
     reviews = review_requests(ws, engine, actor)
     blocked = list_requests(ws, "blocked")
     if blocked:
@@ -169,8 +170,8 @@ def release(
     """
     from analysis.disclosure.workflow import release_output
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=actor)
     signer = _signer(key)
     with progress(f"Re-checking and releasing {request_id}"):
         result = release_output(ws, engine, actor, request_id, signer)
@@ -196,8 +197,8 @@ def reject(
     """(IG officer) Reject a request, recording the reason (signed; kept in the audit log)."""
     from analysis.disclosure.workflow import reject_output
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine()
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=actor)
     reject_output(ws, engine, actor, request_id, reason, _signer(key))
     say(f"Rejected {request_id}.")
 
@@ -214,8 +215,8 @@ def request_changes(
     """(IG officer) Send a request back to the researcher with comments (signed)."""
     from analysis.disclosure.workflow import request_changes as send_back
 
-    ws, actor = context.workspace, context.user
-    send_back(ws, context.engine(), actor, request_id, comments, _signer(key))
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    send_back(ws, context.engine(actor=actor), actor, request_id, comments, _signer(key))
     say(f"Sent {request_id} back with your comments; the researcher can request it again.")
 
 
@@ -233,8 +234,8 @@ def grant_exception(
     """(IG officer) Grant a signed exception for a request whose checks say *review*."""
     from analysis.disclosure.workflow import grant_exception as grant
 
-    ws, actor = context.workspace, context.user
-    grant(ws, context.engine(), actor, request_id, justification, _signer(key))
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    grant(ws, context.engine(actor=actor), actor, request_id, justification, _signer(key))
     say(f"Exception granted for {request_id}; it can now be released ('ehl outputs release').")
 
 

@@ -8,6 +8,7 @@ import typer
 
 from flows.cli.common import acting, handle_errors
 from flows.cli.keys import say
+from ig_policies.policy import Role
 
 if TYPE_CHECKING:
     from flows.stages import PipelineContext
@@ -27,8 +28,8 @@ def enforce(
     """Delete the linked/ and analysis/ zones' data if the retention date has arrived (IG officers only)."""
     from ig_policies.retention import RETENTION_ZONES, enforce_retention
 
-    ws, actor = context.workspace, context.user
-    engine = context.engine(allow_expired=True)
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    engine = context.engine(actor=actor, allow_expired=True)
     result = enforce_retention(engine, actor, dry_run=dry_run)
     size = f"{len(result.deleted)} item(s), {result.files} file(s), {result.bytes / 1e6:.1f} MB"
     if not result.due:

@@ -28,18 +28,9 @@ app = typer.Typer(
 )
 
 
-def _required_policy(workspace: Path, policy: Path | None) -> Path:
-    from flows.stages import PipelineContext
-    from ig_policies.workspace import Workspace
-
-    return PipelineContext(Workspace.open(workspace), policy_path(policy)).require_policy()
-
-
 def _run_approved(
     workspace: Path,
-    policy: Path,
-    processor: str,
-    researcher: str,
+    policy: Path | None,
     settings: Path | None,
     trust_store: Path | None,
     analyses: list[str] | None,
@@ -65,9 +56,7 @@ def _run_approved(
         try:
             return pipeline.approved_linkage_flow(
                 workspace=str(workspace),
-                policy=str(policy),
-                processor=processor,
-                researcher=researcher,
+                policy=str(policy) if policy else None,
                 settings=str(settings) if settings else None,
                 trust_store=str(trust_store) if trust_store else None,
                 analyses=analyses,
@@ -79,8 +68,6 @@ def _run_approved(
 @app.command("approved")
 @handle_errors
 def approved(
-    processor: Annotated[str, typer.Option(help="The data processor named in the policy.")],
-    researcher: Annotated[str, typer.Option(help="The researcher named in the policy.")],
     workspace: WorkspaceOption = None,
     policy: PolicyOption = None,
     settings: SettingsOption = None,
@@ -96,11 +83,11 @@ def approved(
 
     Every option of the single-stage commands is a key of the settings file (--settings), in
     the sections validation, pseudonymisation, linkage, research_dataset and analyses.NAME.
+    The stages act as the account running the command, which the policy (and the deployment's
+    groups) must name in each stage's role.
     """
     ws = open_workspace(workspace)
-    _run_approved(
-        ws.root, _required_policy(ws.root, policy), processor, researcher, settings, trust_store, analysis
-    )
+    _run_approved(ws.root, policy_path(policy), settings, trust_store, analysis)
     print_outputs(
         [
             ("Outputs waiting for IG review", ws.pending),
@@ -133,7 +120,7 @@ def release(
     ws = open_workspace(workspace)
     result = pipeline.output_release_flow(
         workspace=str(ws.root),
-        policy=str(_required_policy(ws.root, policy)),
+        policy=str(policy_path(policy)) if policy_path(policy) else None,
         trust_store=str(trust_store) if trust_store else None,
         timeout_hours=timeout_hours,
     )
@@ -153,39 +140,37 @@ def demo(
     DEMO ONLY: uses the DEMO-ONLY IG officer key and policy in ig_policies/configs/demo/.
     """
     from analysis.disclosure.workflow import verify_all_releases
-    from flows.demo import ensure_demo_master_secret, ensure_synthetic_region, review_as_demo_officer
+    from flows.demo import (
+        ensure_demo_deployment,
+        ensure_demo_master_secret,
+        ensure_synthetic_region,
+        review_as_demo_officer,
+    )
     from flows.stages import PipelineContext
     from ig_policies.audit import AuditLog
-    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
     from ig_policies.errors import EhlError, TamperedError
 
     started = time.perf_counter()
     ws = open_workspace(workspace)
     ensure_demo_master_secret(ws)
+    deployment = ensure_demo_deployment(ws)
     console.print(f"[bold]ehl demo[/] — synthetic region of {people:,} people in {ws.root} (DEMO-ONLY keys)")
+    console.print(
+        f"  DEMO deployment {deployment}: the local account acts in all three roles; never for real data"
+    )
     with progress(f"Synthetic region: {people:,} people") as advance:
         made = ensure_synthetic_region(ws, people, seed)
         advance(description="Synthetic region ready")
     console.print(f"  [green]✓[/] synthetic region: {'generated' if made else 'unchanged, skipped'}")
 
-    _run_approved(
-        ws.root,
-        DEMO_POLICY,
-        DEMO_USERS["data_processor"],
-        DEMO_USERS["researcher"],
-        settings,
-        DEMO_TRUST_STORE,
-        None,
-    )
+    _run_approved(ws.root, DEMO_POLICY, settings, DEMO_TRUST_STORE, None)
     review = review_as_demo_officer(ws)
     console.print(
         f"  [green]✓[/] demo IG officer: released {len(review.released)}, rejected {len(review.rejected)}, "
         f"left {len(review.left_for_review)} for a human reviewer"
     )
-    officer = PipelineContext.for_user(
-        ws, DEMO_POLICY, DEMO_USERS["ig_officer"], trust_store=DEMO_TRUST_STORE
-    )
-    engine = officer.engine()
+    engine = PipelineContext(ws, DEMO_POLICY, trust_store=DEMO_TRUST_STORE).engine()
     reports = verify_all_releases(ws, engine.policy.outputs, engine)
     if not all(r.ok for r in reports):
         raise EhlError(
@@ -205,5 +190,6 @@ def demo(
             ("Linkage report", ws.reports / "linkage"),
             ("Data Docs", ws.reports / "data_docs" / "index.html"),
             ("Audit log (verified)", ws.audit / "audit.jsonl"),
+            (f"DEMO deployment (export EHL_DEPLOYMENT={deployment} to run single commands)", deployment),
         ]
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
 from ig_policies.workspace import Workspace
 from tests.conftest import TEST_MASTER_SECRET
 
@@ -124,8 +124,6 @@ def pipeline_run(raw_region, tmp_path_factory, spark, prefect_harness) -> Pipeli
     results = approved_linkage_flow(
         workspace=str(ws.root),
         policy=str(DEMO_POLICY),
-        processor=DEMO_USERS["data_processor"],
-        researcher=DEMO_USERS["researcher"],
         trust_store=str(DEMO_TRUST_STORE),
         analyses=PIPELINE_ANALYSES,
     )
@@ -161,7 +159,6 @@ def ehl(*args: str) -> list[str]:
 def run_approved_cmd(ws: Path, policy: Path = DEMO_POLICY, settings: Path | None = None) -> list[str]:
     cmd = ehl(
         "run", "approved", "--workspace", str(ws), "--policy", str(policy),
-        "--processor", DEMO_USERS["data_processor"], "--researcher", DEMO_USERS["researcher"],
         "--trust-store", str(DEMO_TRUST_STORE),
     )  # fmt: skip
     for analysis in PIPELINE_ANALYSES:

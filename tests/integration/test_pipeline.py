@@ -10,7 +10,7 @@ import pytest
 
 from flows.stage_ledger import StageLedger
 from ig_policies.audit import AuditLog
-from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
 from ig_policies.master_secret import load_master_secret
 from tests.integration.conftest import PIPELINE_ANALYSES, PipelineRun
 
@@ -71,8 +71,6 @@ def test_rerun_with_unchanged_inputs_does_no_work(pipeline_run: PipelineRun) -> 
     results = approved_linkage_flow(
         workspace=str(ws.root),
         policy=str(DEMO_POLICY),
-        processor=DEMO_USERS["data_processor"],
-        researcher=DEMO_USERS["researcher"],
         trust_store=str(DEMO_TRUST_STORE),
         analyses=PIPELINE_ANALYSES,
     )
@@ -118,8 +116,6 @@ def test_a_tampered_policy_stops_the_flow_before_any_stage(pipeline_run: Pipelin
         approved_linkage_flow(
             workspace=str(pipeline_run.workspace.root),
             policy=str(edited),
-            processor=DEMO_USERS["data_processor"],
-            researcher=DEMO_USERS["researcher"],
             trust_store=str(DEMO_TRUST_STORE),
             analyses=[],
         )

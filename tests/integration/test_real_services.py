@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from ig_policies.audit import AuditLog
-from ig_policies.demo import DEMO_USERS, write_demo_policy
+from ig_policies.demo import write_demo_policy
 from tests.integration.conftest import (
     ROOT,
     PipelineRun,
@@ -66,9 +66,9 @@ def test_flow_runs_on_a_real_prefect_server_and_release_waits_for_the_ig_officer
             runs = client.read_flow_runs(limit=50, sort=FlowRunSort.START_TIME_DESC)
             approved = [r for r in runs if r.name and r.state_type == StateType.COMPLETED]
             assert approved, [(r.name, r.state_type) for r in runs]
-            for run in runs:  # parameters are paths and user names, never data
+            for run in runs:  # parameters are paths and options, never data, never who acts
                 assert set(run.parameters) <= {
-                        "workspace", "policy", "processor", "researcher", "settings", "trust_store", "analyses", "model",
+                        "workspace", "policy", "settings", "trust_store", "analyses", "model", "timeout_hours",
                     }  # fmt: skip
 
             # 2. the release flow pauses until an IG officer resumes it with a decision
@@ -94,7 +94,7 @@ def test_flow_runs_on_a_real_prefect_server_and_release_waits_for_the_ig_officer
                 assert not any(ws.released.iterdir())  # nothing released while waiting
                 resume_flow_run(
                     paused[0].id,
-                    run_input={"officer": DEMO_USERS["ig_officer"], "release": to_release, "reject": {}},
+                    run_input={"release": to_release, "reject": {}},
                 )
                 out, _ = release.communicate(timeout=300)
                 assert release.returncode == 0, out
@@ -131,8 +131,7 @@ def test_linkage_on_a_standalone_spark_cluster_matches_the_local_run(
             "  shuffle_partitions: 4\nlinkage:\n  backend: spark\n"
         )
         done = subprocess.run(
-            ehl("link", "--workspace", str(ws.root), "--policy", str(pipeline_run_policy()), "--settings", str(settings),
-                "--user", DEMO_USERS["data_processor"]),
+            ehl("link", "--workspace", str(ws.root), "--policy", str(pipeline_run_policy()), "--settings", str(settings)),
             env=ehl_env(), capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
 from ig_policies.workspace import Workspace
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
@@ -42,8 +42,6 @@ def small_region_run(tmp_path_factory, spark, prefect_harness, master_secret_ses
     results = approved_linkage_flow(
         workspace=str(ws.root),
         policy=str(DEMO_POLICY),
-        processor=DEMO_USERS["data_processor"],
-        researcher=DEMO_USERS["researcher"],
         trust_store=str(DEMO_TRUST_STORE),
     )
     return SmallRun(ws, results, time.monotonic() - started)

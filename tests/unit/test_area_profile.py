@@ -277,7 +277,7 @@ def test_stage_and_command_request_elasticities_for_review(workspace, monkeypatc
     from analysis.area_profile import run_area_profile
     from flows.cli import app
     from ig_policies.audit import AuditLog
-    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS, demo_engine
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS, demo_engine, write_demo_policy
 
     _write_reference(workspace)
     result = run_area_profile(workspace, demo_engine(workspace), DEMO_USERS["researcher"])
@@ -294,13 +294,19 @@ def test_stage_and_command_request_elasticities_for_review(workspace, monkeypatc
 
     monkeypatch.setenv("EHL_TRUST_STORE", str(DEMO_TRUST_STORE))
     args = ["analyse", "area-profile", "--workspace", str(workspace.root), "--policy", str(DEMO_POLICY)]
-    ok = CliRunner().invoke(app, [*args, "--user", DEMO_USERS["researcher"]])
+    ok = CliRunner().invoke(app, args)
     assert ok.exit_code == 0, ok.output
     assert "A 1% higher prevalence of depression" in ok.output and "outputs/pending/" in ok.output
-    refused = CliRunner().invoke(app, [*args, "--user", DEMO_USERS["data_processor"]])
-    assert refused.exit_code == 3 and "Traceback" not in refused.output
+    no_researcher = write_demo_policy(
+        workspace.root.parent / "no-researcher.yaml",
+        {"users": [{"name": DEMO_USERS["data_processor"], "role": "data_processor"}]},
+    )
+    refused = CliRunner().invoke(app, [*args[:-1], str(no_researcher)])
+    assert (
+        refused.exit_code == 3 and "user_not_in_role" in refused.output and "Traceback" not in refused.output
+    )
     (workspace.reference / "qof_prevalence.csv").unlink()
-    missing = CliRunner().invoke(app, [*args, "--user", DEMO_USERS["researcher"]])
+    missing = CliRunner().invoke(app, args)
     assert missing.exit_code == 4 and "qof_prevalence.csv" in missing.output
 
 

@@ -172,7 +172,12 @@ def test_retention_enforce_command(runner: CliRunner, tmp_path: Path) -> None:
     ws = Workspace.open(tmp_path / "ws")
     (ws.linked / "links.parquet").write_text("x")
     args = ["retention", "enforce", "-w", ws.root, "-p", DEMO_POLICY, "--trust-store", DEMO_TRUST_STORE]
-    out = _ok(runner, *args, "-u", "demo-ig-officer", "--dry-run")
+    out = _ok(runner, *args, "--dry-run")
     assert ("not reached" in out or "would delete" in out) and (ws.linked / "links.parquet").exists()
-    out = _ok(runner, *args, "-u", "demo-researcher", code=EXIT_REFUSED)
+    no_officer = write_demo_policy(
+        tmp_path / "no-officer.yaml", {"users": [{"name": "demo-researcher", "role": "researcher"}]}
+    )
+    out = _ok(runner, *args[:4], "-p", no_officer, *args[6:], code=EXIT_REFUSED)
     assert "user_not_in_role" in out
+    # nobody can choose who they act as: the option to type a name is gone
+    _ok(runner, *args, "--user", "demo-ig-officer", code=2)

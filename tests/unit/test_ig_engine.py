@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -33,10 +34,12 @@ def _entries(ws: Workspace) -> list[dict]:
 
 
 def _load_refusal(
-    ws: Workspace, policy: Path, trust_store=DEMO_TRUST_STORE, today=dt.date(2027, 1, 1)
+    ws: Workspace, policy: Path, trust_store=DEMO_TRUST_STORE, today=dt.date(2027, 1, 1), deployment=None
 ) -> str:
     with pytest.raises(PolicyRefused) as err:
-        PolicyEngine.load(policy, ws, trust_store=trust_store, today=today, actor="someone")
+        PolicyEngine.load(
+            policy, ws, trust_store=trust_store, today=today, actor="someone", deployment=deployment
+        )
     last = _entries(ws)[-1]
     assert (last["action"], last["decision"], last["rule"]) == ("load_policy", "refused", err.value.rule)
     assert last["actor"] == "someone"
@@ -55,14 +58,123 @@ def test_demo_policy_loads(workspace: Workspace) -> None:
     assert _entries(workspace) == []  # loading writes nothing until a step runs
 
 
-def test_no_trust_store_is_refused(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("EHL_TRUST_STORE", raising=False)
-    assert _load_refusal(workspace, DEMO_POLICY, trust_store=None) == "no_trust_store"
-    monkeypatch.setenv("EHL_TRUST_STORE", str(DEMO_TRUST_STORE))
+def test_only_the_deployed_trust_store_is_used(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trust store of one's own (the attack: trust your own key, sign a lax policy) is refused by
+    name, whether passed as an option or in $EHL_TRUST_STORE; without one, the deployed store is used."""
+    from ig_policies.signing import add_trusted_key
+
+    mine = create_officer_key(tmp_path / "mine.pem", tmp_path / "mine.pub", "passphrase-mine")
+    add_trusted_key(tmp_path / "own.yaml", mine.public_key, OFFICER)
     assert (
-        PolicyEngine.load(DEMO_POLICY, workspace, today=dt.date(2027, 1, 1)).policy.project.id
-        == "ehl-lcr-demo"
+        _load_refusal(workspace, DEMO_POLICY, trust_store=tmp_path / "own.yaml") == "trust_store_not_deployed"
     )
+    monkeypatch.setenv("EHL_TRUST_STORE", str(tmp_path / "own.yaml"))
+    assert _load_refusal(workspace, DEMO_POLICY, trust_store=None) == "trust_store_not_deployed"
+    monkeypatch.delenv("EHL_TRUST_STORE")
+    engine = PolicyEngine.load(DEMO_POLICY, workspace, today=dt.date(2027, 1, 1))
+    assert engine.trust_store.path.resolve() == DEMO_TRUST_STORE.resolve()
+
+
+def test_a_real_deployment_fixes_the_policy_and_its_version(workspace: Workspace, tmp_path: Path) -> None:
+    from tests.deployment_files import real_deployment
+
+    policy = write_demo_policy(tmp_path / "approved.yaml")
+    deployment = real_deployment(
+        tmp_path / "etc", trust_store=DEMO_TRUST_STORE, policy=policy, workspace=workspace.root
+    )
+    lax = write_demo_policy(tmp_path / "lax.yaml", {"outputs.min_cell_count": 1})
+    assert _load_refusal(workspace, lax, deployment=deployment) == "policy_not_deployed"
+    assert PolicyEngine.load(None, workspace, today=dt.date(2027, 1, 1), deployment=deployment)
+    write_demo_policy(policy, {"outputs.min_cell_count": 1})  # re-signed in place, not re-pinned
+    assert _load_refusal(workspace, policy, deployment=deployment) == "policy_not_pinned"
+
+
+def test_a_deployment_file_others_can_change_is_refused(tmp_path: Path) -> None:
+    from ig_policies.deployment import load_deployment
+    from tests.deployment_files import write_real_deployment
+
+    path = write_real_deployment(
+        tmp_path / "etc", trust_store=DEMO_TRUST_STORE, policy=DEMO_POLICY, workspace=tmp_path / "ws"
+    )
+    path.chmod(0o664)
+    with pytest.raises(PolicyRefused) as err:
+        load_deployment(path)
+    assert err.value.rule == "deployment_writable"
+    path.chmod(0o644)
+    os.chown(path, 12345, 0)
+    with pytest.raises(PolicyRefused) as err:
+        load_deployment(path)
+    assert err.value.rule == "deployment_not_root_owned"
+
+
+def test_a_demo_deployment_only_with_the_demo_keys_and_never_beside_a_real_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ig_policies.deployment as deployment_module
+    from ig_policies.deployment import load_deployment, write_demo_deployment
+
+    demo = write_demo_deployment(tmp_path / "demo", None)
+    assert load_deployment(demo).demo
+    demo.write_text(demo.read_text().replace(str(DEMO_TRUST_STORE), str(tmp_path / "own.yaml")))
+    with pytest.raises(PolicyRefused) as err:
+        load_deployment(demo)
+    assert err.value.rule == "demo_trust_store"
+    real = tmp_path / "etc" / "deployment.yaml"
+    real.parent.mkdir()
+    real.write_text("demo: false\n")
+    monkeypatch.setattr(deployment_module, "DEFAULT_DEPLOYMENT", real)
+    with pytest.raises(PolicyRefused) as err:
+        load_deployment(write_demo_deployment(tmp_path / "demo2", None))
+    assert err.value.rule == "demo_on_real_deployment"
+    with pytest.raises(PolicyRefused) as err:
+        load_deployment(tmp_path / "absent.yaml")
+    assert err.value.rule == "no_deployment" and "ehl demo" in err.value.hint
+
+
+def test_outside_demo_the_actor_is_the_logged_in_account(workspace: Workspace, tmp_path: Path) -> None:
+    """A typed name is refused; the account must be named in the policy and be in the role's group."""
+    from ig_policies.identity import current_identity
+    from tests.deployment_files import real_deployment
+
+    me = current_identity().account
+    policy = write_demo_policy(
+        tmp_path / "p.yaml",
+        {"users": [{"name": me, "role": "researcher"}, {"name": OFFICER, "role": "ig_officer"}]},
+    )
+    groups = {"data_processor": "root", "researcher": "root", "ig_officer": "root"}
+    engine = PolicyEngine.load(
+        None,
+        workspace,
+        today=dt.date(2027, 1, 1),
+        deployment=real_deployment(
+            tmp_path / "etc",
+            trust_store=DEMO_TRUST_STORE,
+            policy=policy,
+            workspace=workspace.root,
+            groups=groups,
+        ),
+    )
+    assert engine.actor_for(Role.IG_OFFICER) == me
+    assert _step_refusal(engine, OFFICER, Role.IG_OFFICER, "output_release") == "not_authenticated_account"
+    assert _step_refusal(engine, me, Role.IG_OFFICER, "output_release") == "user_not_in_role"
+    with engine.step(me, Role.RESEARCHER, "output_request"):
+        pass
+    assert _entries(workspace)[-1]["decision"] == "allowed" and "mode" not in _entries(workspace)[-1]
+    engine = PolicyEngine.load(
+        None,
+        workspace,
+        today=dt.date(2027, 1, 1),
+        deployment=real_deployment(
+            tmp_path / "etc2",
+            trust_store=DEMO_TRUST_STORE,
+            policy=policy,
+            workspace=workspace.root,
+            groups={**groups, "researcher": "nogroup"},
+        ),
+    )
+    assert _step_refusal(engine, me, Role.RESEARCHER, "output_request") == "not_in_role_group"
 
 
 def test_unsigned_policy_is_refused(workspace: Workspace, tmp_path: Path) -> None:
@@ -71,10 +183,17 @@ def test_unsigned_policy_is_refused(workspace: Workspace, tmp_path: Path) -> Non
 
 def test_untrusted_key_is_refused(workspace: Workspace, tmp_path: Path) -> None:
     from ig_policies.signing import add_trusted_key
+    from tests.deployment_files import real_deployment
 
     other = create_officer_key(tmp_path / "o.pem", tmp_path / "o.pub", "passphrase-o")
     add_trusted_key(tmp_path / "other_store.yaml", other.public_key, "someone-else")
-    assert _load_refusal(workspace, DEMO_POLICY, trust_store=tmp_path / "other_store.yaml") == "untrusted_key"
+    deployment = real_deployment(
+        tmp_path / "etc",
+        trust_store=tmp_path / "other_store.yaml",
+        policy=DEMO_POLICY,
+        workspace=workspace.root,
+    )
+    assert _load_refusal(workspace, DEMO_POLICY, trust_store=None, deployment=deployment) == "untrusted_key"
 
 
 def test_edited_after_signing_is_refused(workspace: Workspace, tmp_path: Path) -> None:
@@ -108,9 +227,14 @@ def test_invalid_policy_is_refused_and_audited(workspace: Workspace, tmp_path: P
 
 
 def test_broken_trust_store_is_refused_and_audited(workspace: Workspace, tmp_path: Path) -> None:
+    from tests.deployment_files import real_deployment
+
     (tmp_path / "store.yaml").write_text("keys: [{key_id: nope}]\n")
+    deployment = real_deployment(
+        tmp_path / "etc", trust_store=tmp_path / "store.yaml", policy=DEMO_POLICY, workspace=workspace.root
+    )
     with pytest.raises(ConfigError, match="the trust store is not valid"):
-        PolicyEngine.load(DEMO_POLICY, workspace, trust_store=tmp_path / "store.yaml")
+        PolicyEngine.load(DEMO_POLICY, workspace, deployment=deployment)
     assert _entries(workspace)[-1]["rule"] == "invalid_trust_store"
 
 

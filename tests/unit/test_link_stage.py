@@ -74,7 +74,7 @@ def test_cli_link_report_and_evaluate(
     config = tmp_path / "link.yaml"
     config.write_text("u_max_pairs: 20000\n")
     runner = CliRunner()
-    common = ["--workspace", str(ws.root), "--policy", str(POLICY), "--user", "demo-processor"]
+    common = ["--workspace", str(ws.root), "--policy", str(POLICY)]
 
     linked = runner.invoke(app, ["link", *common, "--backend", "duckdb", "--config", str(config)])
     assert linked.exit_code == 0, linked.output

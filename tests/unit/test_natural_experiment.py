@@ -255,7 +255,7 @@ def test_cli_runs_the_analysis_and_says_what_is_missing(workspace) -> None:
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
     from ig_policies.errors import EXIT_BAD_INPUT
     from ig_policies.workspace import write_parquet
 
@@ -268,8 +268,6 @@ def test_cli_runs_the_analysis_and_says_what_is_missing(workspace) -> None:
         str(DEMO_POLICY),
         "--trust-store",
         str(DEMO_TRUST_STORE),
-        "--user",
-        DEMO_USERS["researcher"],
     ]
     runner = CliRunner()
     missing = runner.invoke(app, common)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from analysis.disclosure.workflow import (
 from ig_policies.demo import DEMO_OFFICER_KEY, DEMO_PASSPHRASE, DEMO_TRUST_STORE, write_demo_policy
 from ig_policies.engine import PolicyEngine
 from ig_policies.errors import DisclosureBlocked, InputError, PolicyRefused, TamperedError
+from ig_policies.identity import Identity
 from ig_policies.review import Direction, diff_policies
 from ig_policies.signing import add_trusted_key, create_officer_key
 from ig_policies.workspace import Workspace, file_sha256
@@ -52,8 +54,19 @@ def officers(tmp_path: Path) -> tuple[Path, OfficerSigner]:
 
 
 def engine_for(workspace: Workspace, tmp_path: Path, store: Path, **changes: object) -> PolicyEngine:
+    """An engine on a signed demo-policy variant; a trust store other than the demo one needs a real
+    (root-owned) deployment naming it, as a TRE administrator would write."""
     policy = write_demo_policy(tmp_path / f"policy-{len(changes)}.yaml", {"users": USERS, **changes})
-    return PolicyEngine.load(policy, workspace, trust_store=store, today=TODAY)
+    if store == DEMO_TRUST_STORE:
+        return PolicyEngine.load(policy, workspace, trust_store=store, today=TODAY)
+    from tests.deployment_files import real_deployment
+
+    deployment = real_deployment(tmp_path / "etc", trust_store=store, policy=policy, workspace=workspace.root)
+    engine = PolicyEngine.load(None, workspace, today=TODAY, deployment=deployment)
+    # One test process plays two officers and a researcher: act under the policy's names, as in
+    # DEMO mode (who is logged in is the identity layer's concern; here it is whose key signs).
+    engine.identity = Identity(account="test", uid=os.getuid(), groups=frozenset(), demo=True)
+    return engine
 
 
 def age_table(counts: list[int]) -> FrequencyTable:
@@ -212,15 +225,15 @@ def test_request_changes_round_trip_and_cli(
         str(DEMO_TRUST_STORE),
     ]
     runner = CliRunner()
-    res = runner.invoke(app, ["outputs", "request", "age", "-j", "board", *common, "--user", RESEARCHER])
+    res = runner.invoke(app, ["outputs", "request", "age", "-j", "board", *common])
     assert res.exit_code == 0, res.output
     [req] = list_requests(workspace)
     monkeypatch.delenv("EHL_OFFICER_KEY", raising=False)
-    res = runner.invoke(app, ["outputs", "release", req.request_id, *common, "--user", OFFICER])
+    res = runner.invoke(app, ["outputs", "release", req.request_id, *common])
     assert res.exit_code == 4 and "signed with your own key" in res.output  # no key, no decision
     monkeypatch.setenv("EHL_OFFICER_KEY_PASSPHRASE", DEMO_PASSPHRASE)
     args = ["outputs", "request-changes", req.request_id, "--comments", "merge the two oldest bands"]
-    res = runner.invoke(app, [*args, *common, "--user", OFFICER, "--key", str(DEMO_OFFICER_KEY)])
+    res = runner.invoke(app, [*args, *common, "--key", str(DEMO_OFFICER_KEY)])
     assert res.exit_code == 0, res.output
     [req] = list_requests(workspace)
     assert req.status == "changes_requested" and req.decision_reason == "merge the two oldest bands"
@@ -228,23 +241,21 @@ def test_request_changes_round_trip_and_cli(
     assert "merge the two oldest bands" in res.output
     res = runner.invoke(
         app,
-        ["outputs", "release", req.request_id, *common, "--user", OFFICER, "--key", str(DEMO_OFFICER_KEY)],
+        ["outputs", "release", req.request_id, *common, "--key", str(DEMO_OFFICER_KEY)],
     )
     assert res.exit_code == 6  # sent back: not releasable
     # The researcher resubmits; the new request is released, and verify passes.
-    res = runner.invoke(
-        app, ["outputs", "request", "age", "-j", "board, bands merged", *common, "--user", RESEARCHER]
-    )
+    res = runner.invoke(app, ["outputs", "request", "age", "-j", "board, bands merged", *common])
     assert res.exit_code == 0, res.output
     new = next(r for r in list_requests(workspace) if r.status == "pending")
     monkeypatch.setenv("EHL_OFFICER_KEY", str(DEMO_OFFICER_KEY))
-    res = runner.invoke(app, ["outputs", "release", new.request_id, *common, "--user", OFFICER])
+    res = runner.invoke(app, ["outputs", "release", new.request_id, *common])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["outputs", "verify", *common, "--user", OFFICER])
+    res = runner.invoke(app, ["outputs", "verify", *common])
     assert res.exit_code == 0, res.output
     csv = workspace.released / new.request_id / "age.csv"
     csv.write_text(csv.read_text() + "\n")
-    res = runner.invoke(app, ["outputs", "verify", *common, "--user", OFFICER])
+    res = runner.invoke(app, ["outputs", "verify", *common])
     assert res.exit_code == 5 and new.request_id in res.output
 
 

@@ -222,23 +222,21 @@ def test_cli_request_review_release_list_verify(
     monkeypatch.setenv("EHL_OFFICER_KEY_PASSPHRASE", DEMO_PASSPHRASE)
 
     # The real date is used by the CLI; the demo policy is valid then, as the engine fixture checks.
-    res = runner.invoke(
-        app, ["outputs", "request", "age", "-j", "board report", *common, "--user", RESEARCHER]
-    )
+    res = runner.invoke(app, ["outputs", "request", "age", "-j", "board report", *common])
     assert res.exit_code == 0, res.output
     assert "Outcome: PASS" in res.output
     [req] = list_requests(workspace)
-    res = runner.invoke(app, ["outputs", "review", *common, "--user", OFFICER])
+    res = runner.invoke(app, ["outputs", "review", *common])
     assert res.exit_code == 0 and req.request_id in res.output and "board report" in res.output
-    res = runner.invoke(app, ["outputs", "release", req.request_id, *common, "--user", RESEARCHER])
-    assert res.exit_code == 3, res.output  # refused: not an IG officer
     res = runner.invoke(app, ["outputs", "release", req.request_id, *common, "--user", OFFICER])
+    assert res.exit_code == 2, res.output  # nobody types who they are: there is no such option
+    res = runner.invoke(app, ["outputs", "release", req.request_id, *common])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["outputs", "list", "--workspace", str(workspace.root)])
     assert res.exit_code == 0 and "released" in res.output
-    res = runner.invoke(app, ["outputs", "verify", *common, "--user", OFFICER])
+    res = runner.invoke(app, ["outputs", "verify", *common])
     assert res.exit_code == 0 and "pass the independent re-check" in res.output
-    res = runner.invoke(app, ["outputs", "request", "nothing", "-j", "x", *common, "--user", RESEARCHER])
+    res = runner.invoke(app, ["outputs", "request", "nothing", "-j", "x", *common])
     assert res.exit_code == 4 and "Traceback" not in res.output
 
 
@@ -264,7 +262,7 @@ def test_cli_request_attaches_a_justification_to_an_analysis_request(
         workspace, engine, RESEARCHER, age_table([30, 300, 200]), "age", "default from analysis"
     )
     common = ["--workspace", str(workspace.root), "--policy", str(DEMO / "policy.yaml")]
-    common += ["--trust-store", str(DEMO / "trust_store.yaml"), "--user", RESEARCHER]
+    common += ["--trust-store", str(DEMO / "trust_store.yaml")]
     res = CliRunner().invoke(app, ["outputs", "request", "age", "-j", "for the board", *common])
     assert res.exit_code == 0, res.output
     [req] = list_requests(workspace)

@@ -327,7 +327,7 @@ def test_key_rotation_through_the_cli_re_pseudonymises(run, monkeypatch):
     monkeypatch.setenv("EHL_MASTER_SECRET", TEST_MASTER_SECRET)
     monkeypatch.setenv("EHL_TRUST_STORE", str(DEMO_TRUST))
     monkeypatch.setenv("EHL_POLICY", str(DEMO_POLICY))
-    args = ["pseudonymise", "--workspace", str(ws.root), "--user", PROCESSOR, "--key-version", "2"]
+    args = ["pseudonymise", "--workspace", str(ws.root), "--key-version", "2"]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     assert "key version 2" in out.output

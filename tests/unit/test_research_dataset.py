@@ -232,7 +232,7 @@ def test_cli_builds_the_research_dataset_and_refuses_a_researcher(workspace: Wor
     from typer.testing import CliRunner
 
     from flows.cli import app
-    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+    from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS, write_demo_policy
     from ig_policies.errors import EXIT_REFUSED
 
     _write_inputs(workspace)
@@ -245,13 +245,17 @@ def test_cli_builds_the_research_dataset_and_refuses_a_researcher(workspace: Wor
         str(DEMO_TRUST_STORE),
     ]
     runner = CliRunner()
-    ok = runner.invoke(
-        app, ["research-dataset", *common, "--user", DEMO_USERS["data_processor"], "--months-before", "6"]
-    )
+    ok = runner.invoke(app, ["research-dataset", *common, "--months-before", "6"])
     assert ok.exit_code == 0, ok.output
     assert "4 enrolments (3 linked)" in ok.output and "analysis/panel.parquet" in ok.output
     assert pd.read_parquet(workspace.analysis / "panel.parquet")["event_time"].min() >= -6
-    refused = runner.invoke(app, ["research-dataset", *common, "--user", DEMO_USERS["researcher"]])
+    no_processor = write_demo_policy(
+        workspace.root.parent / "no-processor.yaml",
+        {"users": [{"name": DEMO_USERS["researcher"], "role": "researcher"}]},
+    )
+    refused = runner.invoke(
+        app, ["research-dataset", *[str(no_processor) if c == str(DEMO_POLICY) else c for c in common]]
+    )
     assert refused.exit_code == EXIT_REFUSED and "Traceback" not in refused.output
 
 

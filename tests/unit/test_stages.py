@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import errno
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from flows.cli import app
 from flows.settings import Settings, SettingsError, load_settings
 from flows.stages import PipelineContext
 from ig_policies.audit import AuditLog
-from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
+from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS, write_demo_policy
 from ig_policies.errors import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
@@ -40,9 +41,8 @@ FLOWS = Path(stages.__file__).resolve().parent
 
 
 def _context(ws: Workspace, settings: Settings | None = None, **fields) -> PipelineContext:
-    roles = {"processor": PROCESSOR, "researcher": RESEARCHER, **fields}
     return PipelineContext(
-        ws, DEMO_POLICY, settings=settings or Settings(), trust_store=DEMO_TRUST_STORE, **roles
+        ws, DEMO_POLICY, settings=settings or Settings(), trust_store=DEMO_TRUST_STORE, **fields
     )
 
 
@@ -91,8 +91,11 @@ def test_link_stage_reads_config_and_model_from_the_settings(tmp_path: Path, mas
     assert not again.skipped and not again.result.trained  # a new option is a new run, re-using the model
     assert again.result.model_sha256 == linked.result.model_sha256
 
-    with pytest.raises(PolicyRefused):  # the researcher may not link
-        stages.run_link(_context(ws, settings, processor=RESEARCHER, resume=False))
+    no_processor = write_demo_policy(
+        tmp_path / "no-processor.yaml", {"users": [{"name": RESEARCHER, "role": "researcher"}]}
+    )
+    with pytest.raises(PolicyRefused, match="user_not_in_role"):  # only a data processor may link
+        stages.run_link(replace(_context(ws, settings, resume=False), policy_path=no_processor))
 
 
 def test_research_dataset_and_analysis_stages_take_their_options_from_the_settings(
@@ -124,8 +127,13 @@ def test_research_dataset_and_analysis_stages_take_their_options_from_the_settin
     assert stages.run_analysis(ctx, Analysis.NATURAL_EXPERIMENT).skipped
     assert AuditLog.for_workspace(workspace).verify().ok
 
-    with pytest.raises(PolicyRefused):  # the data processor may not analyse
-        stages.run_analysis(_context(workspace, settings, researcher=PROCESSOR, resume=False), "concordance")
+    no_researcher = write_demo_policy(
+        tmp_path / "no-researcher.yaml", {"users": [{"name": PROCESSOR, "role": "data_processor"}]}
+    )
+    with pytest.raises(PolicyRefused, match="user_not_in_role"):  # only a researcher may analyse
+        stages.run_analysis(
+            replace(_context(workspace, settings, resume=False), policy_path=no_researcher), "concordance"
+        )
 
 
 # ---- one list of analyses ------------------------------------------------------------------
@@ -186,15 +194,15 @@ def test_a_bad_settings_file_exits_4_naming_the_key_on_every_path(
     ]
     runner = CliRunner()
     for command in (
-        ["run", "approved", "--processor", PROCESSOR, "--researcher", RESEARCHER],
-        ["research-dataset", "--user", PROCESSOR],
-        ["link", "--user", PROCESSOR],
+        ["run", "approved"],
+        ["research-dataset"],
+        ["link"],
     ):
         result = runner.invoke(app, [*command, *ws, "--settings", str(bad)])
         assert result.exit_code == EXIT_BAD_INPUT, (command, result.output)
         assert "research_dataset.months_before" in result.output and "Unexpected error" not in result.output
 
-    wrong = runner.invoke(app, ["analyse", "equity", *ws, "--user", RESEARCHER, "--population", "everyone"])
+    wrong = runner.invoke(app, ["analyse", "equity", *ws, "--population", "everyone"])
     assert wrong.exit_code == EXIT_BAD_INPUT and "analyses.equity_audit.population" in wrong.output
 
 

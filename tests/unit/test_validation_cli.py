@@ -34,8 +34,6 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, master_secret_env: 
         str(DEMO / "policy.yaml"),
         "--trust-store",
         str(DEMO / "trust_store.yaml"),
-        "-u",
-        "demo-processor",
     ]
 
 
