@@ -13,7 +13,14 @@ How an analysis output reaches the outside world:
    bundle independently and records it in the release ledger; ``reject_output`` records why not.
 
 Only a user named as IG officer in the policy can release or reject (the policy engine refuses
-anyone else), and nobody can release their own request. Every step is audited.
+anyone else), and nobody can decide on their own request (the requester is taken from the
+request's audit entry). Every decision (release, approval, reject, request changes, exception) is
+signed with the deciding officer's own key over a canonical statement (request, decision, the
+pending files' hash, the bundle's hash, the reason, the officer, the time); the signature must
+verify against the engine's trust store as that officer's key. With ``outputs.reviews_required: 2``
+two different officers must approve. A release is audited before its bundle is renamed into
+place, and ``verify_release_decision`` later checks each bundle against that audit entry and the
+signed decision. Every step is audited.
 """
 
 from __future__ import annotations

@@ -151,7 +151,9 @@ def review(
             say(f"  {f.line()}")
     say("=" * 78)
     say(
-        f"{len(reviews)} request(s) pending. Release with 'ehl outputs release ID', reject with 'ehl outputs reject ID --reason ...'."
+        f"{len(reviews)} request(s) pending. Release with 'ehl outputs release ID', send back with "
+        "'ehl outputs request-changes ID --comments ...', reject with 'ehl outputs reject ID --reason ...' "
+        "(each signed with your key: --key / EHL_OFFICER_KEY)."
     )
 
 

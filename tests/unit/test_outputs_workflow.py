@@ -305,3 +305,23 @@ def test_model_and_magnitude_bundles_pass_the_independent_recheck(
         workspace.released / list_requests(workspace, "released")[1].request_id / "visits.csv"
     )
     assert visits.set_index("sex")["sum_visits"].isna().to_dict() == {"F": False, "M": True}  # M is dominated
+
+
+def test_a_pending_figure_swapped_for_another_picture_is_not_released(
+    workspace: Workspace, engine: PolicyEngine
+) -> None:
+    from ig_policies.errors import TamperedError
+
+    figure = Figure(age_table([3, 300, 200]), "Clients by age band", render=_bar_chart)
+    stage_output(workspace, figure, "age_chart", engine.policy.outputs)
+    from analysis.disclosure import request_staged
+
+    rid = request_staged(workspace, engine, RESEARCHER, "age_chart", "chart for the report")
+    [png] = list((workspace.pending / rid / "output").rglob("*.png"))
+    raw = pd.DataFrame({"age_band": ["16-24", "25-49", "50-64"], "count_people_rounded": [3, 300, 200]})
+    png.write_bytes(_bar_chart(raw))  # the unprotected counts, 3 included
+    with pytest.raises(TamperedError) as tampered:
+        release_output(workspace, engine, OFFICER, rid, SIGNER)
+    assert tampered.value.exit_code == 5
+    assert not (workspace.released / rid).exists()
+    assert list_requests(workspace)[0].status == "pending"
