@@ -85,30 +85,39 @@ def review_as_demo_officer(workspace: Workspace, trust_store: Path = DEMO_TRUST_
     Outputs whose checks say *review* are left pending: a real officer must look at them
     (``ehl outputs review``); the demo does not pretend to judge them.
     """
-    from analysis.disclosure.workflow import BLOCKED, list_requests, reject_output, release_output
+    from analysis.disclosure.workflow import (
+        BLOCKED,
+        OfficerSigner,
+        list_requests,
+        reject_output,
+        release_output,
+    )
     from flows.stages import PipelineContext
+    from ig_policies.demo import DEMO_OFFICER_KEY, DEMO_PASSPHRASE
     from ig_policies.errors import DisclosureBlocked
     from ig_policies.policy import Role
 
     context = PipelineContext(workspace, DEMO_POLICY, trust_store=trust_store)
     officer = context.acting(Role.IG_OFFICER)
     engine = context.engine(actor=officer)
+    signer = OfficerSigner.from_file(DEMO_OFFICER_KEY, DEMO_PASSPHRASE)  # DEMO ONLY key
     released, rejected, left = [], [], []
     for req in list_requests(workspace):
         if req.status == "pending" and req.outcome == "pass":
             try:
-                release_output(workspace, engine, officer, req.request_id)
+                release_output(workspace, engine, officer, req.request_id, signer)
             except DisclosureBlocked as exc:  # the release-time re-check sees earlier releases too
                 reject_output(
-                    workspace, engine, officer, req.request_id, f"Re-check at release failed: {exc.message}"
-                )
+                    workspace, engine, officer, req.request_id,
+                    f"Re-check at release failed: {exc.message}", signer,
+                )  # fmt: skip
                 rejected.append(req.request_id)
                 continue
             released.append(req.request_id)
         elif req.status in ("pending", BLOCKED) and req.outcome == "fail":
             reject_output(
                 workspace, engine, officer, req.request_id,
-                f"Automatic disclosure checks failed: {req.summary}",
+                f"Automatic disclosure checks failed: {req.summary}", signer,
             )  # fmt: skip
             rejected.append(req.request_id)
         elif req.status == "pending":

@@ -35,7 +35,7 @@ from analysis.registry import registered  # noqa: E402
 from flows import stages  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from flows.stages import PipelineContext, StageOutcome  # noqa: E402
-from ig_policies.errors import EhlError  # noqa: E402
+from ig_policies.errors import EhlError, PolicyRefused  # noqa: E402
 from ig_policies.policy import Role  # noqa: E402
 from ig_policies.workspace import Workspace  # noqa: E402
 
@@ -247,7 +247,14 @@ def output_release_flow(
     The officer resumes the run (Prefect UI or API) with a ``ReleaseDecision``; the policy engine
     checks that they are named as an IG officer in the policy before anything is released.
     """
-    from analysis.disclosure.workflow import list_requests, reject_output, release_output
+    from analysis.disclosure.workflow import (
+        OFFICER_KEY_ENV,
+        OFFICER_KEY_PASSPHRASE_ENV,
+        OfficerSigner,
+        list_requests,
+        reject_output,
+        release_output,
+    )
 
     ws = Workspace.open(workspace)
     logger = get_run_logger()
@@ -261,9 +268,19 @@ def output_release_flow(
     ctx = _context(workspace, policy, None, trust_store)
     officer = ctx.acting(Role.IG_OFFICER)
     engine = ctx.engine(actor=officer)
-    released = [release_output(ws, engine, officer, rid).request_id for rid in decision.release]
+    # The officer's decisions are signed with their own key, read from the worker's environment.
+    key, passphrase = os.environ.get(OFFICER_KEY_ENV), os.environ.get(OFFICER_KEY_PASSPHRASE_ENV)
+    if not key or not passphrase:
+        raise PolicyRefused(
+            "no_officer_key",
+            "A release needs the deciding officer's own signing key, and none is set.",
+            hint=f"set {OFFICER_KEY_ENV} and {OFFICER_KEY_PASSPHRASE_ENV} where the run executes, "
+            "or release with 'ehl outputs release ID --key FILE'",
+        )
+    signer = OfficerSigner.from_file(key, passphrase)
+    released = [release_output(ws, engine, officer, rid, signer).request_id for rid in decision.release]
     for rid, reason in decision.reject.items():
-        reject_output(ws, engine, officer, rid, reason)
+        reject_output(ws, engine, officer, rid, reason, signer)
     return {"released": released, "rejected": list(decision.reject)}
 
 

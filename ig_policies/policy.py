@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -159,6 +159,8 @@ class OutputRules(_Frozen):
     p_percent: float = Field(0.10, ge=0.0, le=1.0)
     min_residual_df: int = Field(10, ge=0)
     zeros_disclosive: bool = True
+    #: How many different IG officers must approve a release (four eyes always: never the requester).
+    reviews_required: Literal[1, 2] = 1
 
 
 class LinkageRules(_Frozen):

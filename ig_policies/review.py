@@ -254,6 +254,14 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
     add(_less_is_wider("outputs.rounding_base", o.rounding_base, n.rounding_base, "rounding base"))
     add(_less_is_wider("outputs.dominance.n", o.dominance.n, n.dominance.n, "dominance rule n"))
     add(_more_is_wider("outputs.dominance.k", o.dominance.k, n.dominance.k, "dominance rule k"))
+    add(
+        _less_is_wider(
+            "outputs.reviews_required",
+            o.reviews_required,
+            n.reviews_required,
+            "IG officer reviews per release",
+        )
+    )
     add(_less_is_wider("outputs.p_percent", o.p_percent, n.p_percent, "p% rule p"))
     add(
         _less_is_wider("outputs.min_residual_df", o.min_residual_df, n.min_residual_df, "minimum residual df")

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ig_policies.config_file import load_config_file, read_config_file
-from ig_policies.errors import ConfigError, PolicyRefused
+from ig_policies.errors import ConfigError, PolicyRefused, TamperedError
 from ig_policies.policy import policy_from_document, read_policy_document
 from ig_policies.workspace import write_bytes, write_text
 
@@ -391,3 +391,54 @@ def verify_policy_signature(
     return SignatureCheck(
         record["key_id"], trusted[0].officer, current_hash, str(record.get("signed_at", ""))
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Signed officer decisions on outputs (release, reject, request changes, exceptions)
+
+DECISION_FORMAT = "ehl-output-decision-v1"
+
+
+def _decision_message(statement: dict[str, Any]) -> bytes:
+    # Domain separation: a decision signature can never pass as a policy signature, or the reverse.
+    return DECISION_FORMAT.encode() + b"\n" + canonical_bytes(statement)
+
+
+def statement_hash(statement: dict[str, Any]) -> str:
+    """SHA-256 of a decision statement's canonical form (what the audit log records)."""
+    return hashlib.sha256(_decision_message(statement)).hexdigest()
+
+
+def sign_statement(private_key: Ed25519PrivateKey, statement: dict[str, Any]) -> tuple[str, str]:
+    """Sign a decision statement with an officer's key; returns (key id, hex signature).
+
+    Hex, not base64, so that the audit log's identifier redaction can never alter a signature.
+    """
+    signature = private_key.sign(_decision_message(statement))
+    return key_id(private_key.public_key()), signature.hex()
+
+
+def verify_statement(
+    store: TrustStore, statement: dict[str, Any], kid: str, signature_hex: str, officer: str
+) -> None:
+    """Refuse unless ``kid`` is trusted, belongs to ``officer`` and signed exactly ``statement``."""
+    entry = store.keys.get(kid)
+    if entry is None:
+        raise PolicyRefused(
+            "decision_key_not_trusted",
+            f"The key {kid} that signed this decision is not in the trust store {store.path}.",
+            hint="sign with your own IG officer key (--key / EHL_OFFICER_KEY), the one you sign policies with",
+        )
+    if entry[0].officer != officer:
+        raise PolicyRefused(
+            "decision_key_not_officers",
+            f"The key {kid} belongs to '{entry[0].officer}', not to '{officer}' who is deciding.",
+            hint="each IG officer signs decisions with their own key; use yours (--key / EHL_OFFICER_KEY)",
+        )
+    try:
+        entry[1].verify(bytes.fromhex(signature_hex), _decision_message(statement))
+    except (InvalidSignature, ValueError, TypeError):
+        raise TamperedError(
+            f"The signature of the decision by '{officer}' does not match what it says.",
+            hint="the decision file has been changed after it was signed; tell the IG officer",
+        ) from None

@@ -13,15 +13,24 @@ How an analysis output reaches the outside world:
    bundle independently and records it in the release ledger; ``reject_output`` records why not.
 
 Only a user named as IG officer in the policy can release or reject (the policy engine refuses
-anyone else), and nobody can release their own request. Every step is audited.
+anyone else), and nobody can decide on their own request (the requester is taken from the
+request's audit entry). Every decision (release, approval, reject, request changes, exception) is
+signed with the deciding officer's own key over a canonical statement (request, decision, the
+pending files' hash, the bundle's hash, the reason, the officer, the time); the signature must
+verify against the engine's trust store as that officer's key. With ``outputs.reviews_required: 2``
+two different officers must approve. A release is audited before its bundle is renamed into
+place, and ``verify_release_decision`` later checks each bundle against that audit entry and the
+signed decision. Every step is audited.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +51,20 @@ from analysis.disclosure.outputs import DisclosureOutput, Figure, kind_of, load_
 from analysis.disclosure.protection import check_output
 from analysis.disclosure.report import CheckReport, Finding, Outcome
 from analysis.disclosure.suppression import round_to_base
-from ig_policies.errors import DisclosureBlocked, InputError, PolicyRefused
+from ig_policies.errors import DisclosureBlocked, InputError, PolicyRefused, TamperedError
 from ig_policies.formulas import neutralise_formulas
 from ig_policies.policy import OutputRules, Role
+from ig_policies.signing import (
+    Ed25519PrivateKey,
+    load_private_key,
+    sign_statement,
+    statement_hash,
+    verify_statement,
+)
 from ig_policies.workspace import (
     Workspace,
     atomic_directory,
+    content_hash,
     file_sha256,
     write_bytes,
     write_csv,
@@ -58,6 +75,27 @@ from ig_policies.workspace import (
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 PENDING, BLOCKED, RELEASED, REJECTED = "pending", "blocked", "released", "rejected"
+CHANGES_REQUESTED = "changes_requested"
+STATUSES = (PENDING, BLOCKED, RELEASED, REJECTED, CHANGES_REQUESTED)
+
+#: Environment variables the CLI reads an officer's signing key and its passphrase from.
+OFFICER_KEY_ENV, OFFICER_KEY_PASSPHRASE_ENV = "EHL_OFFICER_KEY", "EHL_OFFICER_KEY_PASSPHRASE"
+
+
+@dataclass(frozen=True)
+class OfficerSigner:
+    """An IG officer's private key, unlocked, to sign decisions on outputs.
+
+    The same passphrase-protected key the officer signs policies with: a decision counts only if
+    the trust store says the key belongs to the officer making it, so typing an officer's name is
+    not enough to act as them.
+    """
+
+    private_key: Ed25519PrivateKey = field(repr=False)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], passphrase: str) -> OfficerSigner:
+        return cls(load_private_key(path, passphrase))
 
 
 @dataclass(frozen=True)
@@ -78,15 +116,22 @@ class OutputRequest:
     decided_by: str = ""
     decided_at: str = ""
     decision_reason: str = ""
+    #: Signed approvals so far (officer, statement hash), when the policy needs two reviews.
+    approvals: tuple[dict[str, str], ...] = ()
+    #: A signed exception letting an output whose checks say *review* be released.
+    exception: dict[str, str] | None = None
     directory: Path = field(default=Path("."), compare=False)
 
     @classmethod
     def read(cls, directory: Path) -> OutputRequest:
         data = json.loads((directory / "request.json").read_text())
+        data["approvals"] = tuple(data.get("approvals", ()))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__}, directory=directory)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "directory"}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "directory"}
+        out["approvals"] = list(self.approvals)
+        return out
 
 
 @dataclass(frozen=True)
@@ -101,9 +146,13 @@ class PendingReview:
 
 @dataclass(frozen=True)
 class ReleaseResult:
+    """What ``release_output`` did: released the bundle, or recorded an approval (two reviews)."""
+
     request_id: str
     directory: Path
     files: tuple[Path, ...]
+    released: bool = True
+    approvals_needed: int = 0
 
 
 @dataclass(frozen=True)
@@ -240,6 +289,8 @@ def request_output(
         step.outputs(final)
         step.counts(items_withheld=len({f.key for f in report.withheld}))
         step.detail(request_id=request_id, kind=kind, source=output.source, outcome=report.outcome.value)
+        # What release re-checks the pending files against: a file swapped later is refused.
+        step.detail(output_sha256=content_hash(final / "output"))
     return request_id
 
 
@@ -340,14 +391,115 @@ def pending_reviews(workspace: Workspace, rules: OutputRules) -> list[PendingRev
     return reviews
 
 
-def _decide(request: OutputRequest, status: str, actor: str, reason: str = "") -> None:
+def _decide(request: OutputRequest, status: str, actor: str, reason: str = "", **extra: Any) -> None:
     data = request.to_dict() | {
         "status": status,
         "decided_by": actor,
         "decided_at": _now(),
         "decision_reason": reason,
+        **extra,
     }
     write_json(request.directory / "request.json", data)
+
+
+def _audit_entries(engine: Any, action: str, request_id: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in engine.audit.entries()
+        if e.get("action") == action
+        and e.get("decision") == "allowed"
+        and (e.get("details") or {}).get("request_id") == request_id
+    ]
+
+
+def _checked_pending_hash(engine: Any, request: OutputRequest) -> tuple[str, str]:
+    """The pending output's hash and who requested it, both as the request's audit entry says.
+
+    Refused (tampering) when the files differ from those recorded at the request: a figure
+    swapped for another picture, an edited table. ``request.json`` is not trusted for either.
+    """
+    entries = _audit_entries(engine, "output_request", request.request_id)
+    recorded = (entries[-1].get("details") or {}).get("output_sha256") if entries else None
+    if not recorded:
+        raise TamperedError(
+            f"Request {request.request_id} has no request entry with its files' hash in the audit log.",
+            hint="do not release it; ask the researcher to request the output again and tell the IG lead",
+        )
+    now = content_hash(request.directory / "output")
+    if now != recorded:
+        raise TamperedError(
+            f"The files of request {request.request_id} have changed since it was requested "
+            f"(recorded {recorded[:12]}, now {now[:12]}).",
+            hint="do not release it: reject it, ask the researcher to request the output again, "
+            "and tell the IG lead that pending files were altered",
+        )
+    return now, str(entries[-1].get("actor") or "")
+
+
+def _sign_decision(
+    engine: Any,
+    signer: OfficerSigner,
+    actor: str,
+    request: OutputRequest,
+    decision: str,
+    text: str,
+    pending_sha256: str,
+    bundle_sha256: str = "",
+) -> dict[str, Any]:
+    """Sign the canonical statement of a decision and check it against the engine's trust store."""
+    store = getattr(engine, "trust_store", None)
+    if store is None:
+        raise PolicyRefused(
+            "no_trust_store",
+            "The policy engine has no trust store, so no officer's decision can be checked.",
+            hint="load the policy with a trust store (--trust-store / EHL_TRUST_STORE)",
+        )
+    statement = {
+        "request_id": request.request_id,
+        "decision": decision,
+        "pending_sha256": pending_sha256,
+        "bundle_sha256": bundle_sha256,
+        "text": text,
+        "officer": actor,
+        "decided_at": _now(),
+        "policy_hash": engine.policy_hash,
+    }
+    kid, signature = sign_statement(signer.private_key, statement)
+    verify_statement(store, statement, kid, signature, actor)
+    return {
+        "statement": statement,
+        "statement_sha256": statement_hash(statement),
+        "key_id": kid,
+        "signature": signature,
+    }
+
+
+def _record_decision(step: Any, signed: dict[str, Any]) -> None:
+    step.detail(
+        decision=signed["statement"]["decision"],
+        statement_sha256=signed["statement_sha256"],
+        key_id=signed["key_id"],
+        signature=signed["signature"],
+        pending_sha256=signed["statement"]["pending_sha256"],
+        bundle_sha256=signed["statement"]["bundle_sha256"],
+    )
+
+
+def _write_decision(request: OutputRequest, signed: dict[str, Any]) -> Path:
+    """Keep the signed decision with the request: ``decisions/<n>-<decision>.json``."""
+    folder = request.directory / "decisions"
+    n = len(list(folder.glob("*.json"))) + 1 if folder.exists() else 1
+    return write_json(folder / f"{n:02d}-{signed['statement']['decision']}.json", signed)
+
+
+def _refuse_own_request(request: OutputRequest, requester: str, actor: str, what: str) -> None:
+    """Four eyes: whoever requested (as the audit log says, or request.json) never decides."""
+    if actor in (request.requested_by, requester):
+        raise PolicyRefused(
+            "four_eyes",
+            f"'{actor}' made request {request.request_id} and cannot also {what} it.",
+            hint="another IG officer named in the policy must review it",
+        )
 
 
 def _manifest_checks(report: CheckReport) -> dict[str, Any]:
@@ -374,103 +526,247 @@ def _column_descriptions(protected: pd.DataFrame, rules: OutputRules) -> dict[st
     return out
 
 
-def release_output(workspace: Workspace, engine: Any, actor: str, request_id: str) -> ReleaseResult:
-    """Release a pending request (IG officer only): re-check, write the bundle, verify, record.
+def release_output(
+    workspace: Workspace, engine: Any, actor: str, request_id: str, signer: OfficerSigner
+) -> ReleaseResult:
+    """Release a pending request (IG officer only): re-check, sign, write, audit, then publish.
 
-    Raises ``DisclosureBlocked`` if the re-check fails (e.g. a table released since would let this
-    one be subtracted from it) and ``PolicyRefused`` if the officer made the request themselves.
+    ``signer`` is the acting officer's own key: the signed decision must verify against the trust
+    store as that officer's. With ``outputs.reviews_required: 2`` the first officer's call records
+    a signed approval and a second, different officer releases. The bundle is built in a hidden
+    folder inside ``outputs/released/`` and renamed into place only after the audit entry (with the
+    bundle's hash and the signature) is written: if the audit cannot be written, nothing is
+    released and the request stays pending.
+
+    Raises ``DisclosureBlocked`` if the re-check fails, ``PolicyRefused`` for four eyes, a key that
+    is not the officer's, or a *review* outcome without a signed exception, and ``TamperedError``
+    if the pending files differ from those recorded when the request was made.
     """
     request = _find_request(workspace, request_id)
     rules: OutputRules = engine.policy.outputs
     ledger_dir(workspace).mkdir(parents=True, exist_ok=True)
+    final = workspace.released / request.request_id
+    tmp: Path | None = None
     # One release at a time: the re-check against the ledger and the ledger update must not
     # interleave with another release, or two tables that difference could both slip out.
     lock = FileLock(str(ledger_dir(workspace) / ".release.lock"), timeout=300)
-    with lock, engine.step(actor, Role.IG_OFFICER, "output_release") as step:
-        request = OutputRequest.read(request.directory)  # as it is now, under the lock
-        if request.status != PENDING:
-            raise DisclosureBlocked(
-                f"Request {request.request_id} is {request.status}, so it cannot be released.",
-                hint="a blocked output must be changed and requested again; see its check report",
-            )
-        if request.requested_by == actor:
-            raise PolicyRefused(
-                "four_eyes",
-                f"'{actor}' made request {request.request_id} and cannot also release it.",
-                hint="another IG officer named in the policy must release it",
-            )
-        output = load_output(request.directory / "output")
-        report = check_output(output, rules, read_ledger(workspace, request.source))
-        if report.outcome is Outcome.FAIL:
-            reasons = "; ".join(f"{f.rule}: {f.item}: {f.reason}" for f in report.blocking)
-            raise DisclosureBlocked(
-                f"Request {request.request_id} fails its re-check at release: {reasons}.",
-                hint="reject it with the reason, and ask the researcher to change the output",
-            )
-        released_at = _now()
-        final = workspace.released / request.request_id
-        policy = engine.policy
-        with atomic_directory(final) as tmp:
-            files = _write_preview(tmp, request.name, report)
-            manifest = {
-                "request_id": request.request_id,
-                "name": request.name,
-                "title": request.title,
-                "description": getattr(output, "description", ""),
-                "population": getattr(
-                    output.table if isinstance(output, Figure) else output, "population", ""
-                ),
-                "kind": request.kind,
-                "source": request.source,
-                "policy": {
-                    "project_id": policy.project.id,
-                    "policy_version": getattr(policy, "policy_version", None),
-                    "policy_hash": engine.policy_hash,
-                    "output_rules": rules.model_dump(mode="json"),
-                },
-                "requested_by": request.requested_by,
-                "requested_at": request.requested_at,
-                "justification": request.justification,
-                "approved_by": actor,
-                "released_at": released_at,
-                "checks": _manifest_checks(report),
-                "model": report.model_summary or None,
-                "columns": _column_descriptions(report.protected, rules)
-                if report.protected is not None
-                else {},
-                "files": {f.name: file_sha256(f) for f in files},
-            }
-            write_json(tmp / "manifest.json", manifest)
-            sums = [f"{file_sha256(f)}  {f.name}" for f in [*files, tmp / "manifest.json"]]
-            write_text(tmp / "SHA256SUMS", "\n".join(sums) + "\n")
-            verification = verify_release(tmp, rules)
-            if not verification.ok:
-                raise DisclosureBlocked(
-                    f"The release bundle for {request.request_id} failed its independent re-check:\n"
-                    + verification.to_text(),
-                    hint="report this: the protected table should always pass",
+    try:
+        with lock:
+            with engine.step(actor, Role.IG_OFFICER, "output_release") as step:
+                request = OutputRequest.read(request.directory)  # as it is now, under the lock
+                if request.status != PENDING:
+                    raise DisclosureBlocked(
+                        f"Request {request.request_id} is {request.status}, so it cannot be released.",
+                        hint="a blocked output must be changed and requested again; see its check report",
+                    )
+                pending_sha256, requester = _checked_pending_hash(engine, request)
+                _refuse_own_request(request, requester, actor, "release")
+                if any(a.get("officer") == actor for a in request.approvals):
+                    raise PolicyRefused(
+                        "four_eyes",
+                        f"'{actor}' has already approved request {request.request_id}; "
+                        "a second approval must come from a different IG officer.",
+                        hint="ask another IG officer named in the policy to review and release it",
+                    )
+                output = load_output(request.directory / "output")
+                report = check_output(output, rules, read_ledger(workspace, request.source))
+                if report.outcome is Outcome.FAIL:
+                    reasons = "; ".join(f"{f.rule}: {f.item}: {f.reason}" for f in report.blocking)
+                    raise DisclosureBlocked(
+                        f"Request {request.request_id} fails its re-check at release: {reasons}.",
+                        hint="reject it with the reason, and ask the researcher to change the output",
+                    )
+                if report.outcome is Outcome.REVIEW and not request.exception:
+                    raise PolicyRefused(
+                        "review_needs_exception",
+                        f"The checks of request {request.request_id} say an IG officer must look at it "
+                        f"({report.summary()}), and no exception has been granted.",
+                        hint="if it is safe, grant a signed exception first: "
+                        "'ehl outputs grant-exception ID --justification ...'",
+                    )
+                step.inputs(request.directory / "output")
+                needed = rules.reviews_required - len(request.approvals) - 1
+                if needed > 0:
+                    signed = _sign_decision(engine, signer, actor, request, "approve", "", pending_sha256)
+                    _record_decision(step, signed)
+                    step.detail(request_id=request.request_id, approvals_needed=needed)
+                else:
+                    tmp = workspace.released / f".building-{request.request_id}-{secrets.token_hex(4)}"
+                    _build_bundle(tmp, engine, actor, request, output, report, rules)
+                    bundle_sha256 = content_hash(tmp)
+                    signed = _sign_decision(
+                        engine, signer, actor, request, "release", "", pending_sha256, bundle_sha256
+                    )
+                    _record_decision(step, signed)
+                    step.outputs(tmp)
+                    step.detail(
+                        request_id=request.request_id, kind=request.kind, outcome=report.outcome.value
+                    )
+            # The audit entry is written: only now does anything change.
+            if needed > 0:
+                _write_decision(request, signed)
+                approval = {"officer": actor, "statement_sha256": signed["statement_sha256"]}
+                write_json(
+                    request.directory / "request.json",
+                    request.to_dict() | {"approvals": [*request.approvals, approval]},
                 )
-        entry = ledger_entry_for(output, request.request_id, released_at, report)
-        if entry is not None:
-            append_ledger(workspace, entry)
-        _decide(request, RELEASED, actor)
-        step.inputs(request.directory / "output")
-        step.outputs(final)
-        step.detail(request_id=request.request_id, kind=request.kind, outcome=report.outcome.value)
+                return ReleaseResult(request.request_id, request.directory, (), False, needed)
+            assert tmp is not None
+            os.rename(tmp, final)
+            tmp = None
+            _write_decision(request, signed)
+            entry = ledger_entry_for(output, request.request_id, signed["statement"]["decided_at"], report)
+            if entry is not None:
+                append_ledger(workspace, entry)
+            _decide(request, RELEASED, actor)
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp)
     written = tuple(sorted(p for p in final.iterdir() if p.is_file()))
     return ReleaseResult(request.request_id, final, written)
 
 
-def reject_output(workspace: Workspace, engine: Any, actor: str, request_id: str, reason: str) -> None:
-    """Reject a pending or blocked request (IG officer only), recording the reason."""
+def _build_bundle(
+    tmp: Path,
+    engine: Any,
+    actor: str,
+    request: OutputRequest,
+    output: DisclosureOutput,
+    report: CheckReport,
+    rules: OutputRules,
+) -> list[Path]:
+    """Write the release bundle (tables, figure, manifest, checksums) into ``tmp`` and re-check it."""
+    tmp.mkdir(parents=True)
+    policy = engine.policy
+    files = _write_preview(tmp, request.name, report)
+    manifest = {
+        "request_id": request.request_id,
+        "name": request.name,
+        "title": request.title,
+        "description": getattr(output, "description", ""),
+        "population": getattr(output.table if isinstance(output, Figure) else output, "population", ""),
+        "kind": request.kind,
+        "source": request.source,
+        "policy": {
+            "project_id": policy.project.id,
+            "policy_version": getattr(policy, "policy_version", None),
+            "policy_hash": engine.policy_hash,
+            "output_rules": rules.model_dump(mode="json"),
+        },
+        "requested_by": request.requested_by,
+        "requested_at": request.requested_at,
+        "justification": request.justification,
+        "approved_by": actor,
+        "earlier_approvals": [a.get("officer", "") for a in request.approvals],
+        "exception": request.exception,
+        "released_at": _now(),
+        "checks": _manifest_checks(report),
+        "model": report.model_summary or None,
+        "columns": _column_descriptions(report.protected, rules) if report.protected is not None else {},
+        "files": {f.name: file_sha256(f) for f in files},
+    }
+    write_json(tmp / "manifest.json", manifest)
+    sums = [f"{file_sha256(f)}  {f.name}" for f in [*files, tmp / "manifest.json"]]
+    write_text(tmp / "SHA256SUMS", "\n".join(sums) + "\n")
+    verification = verify_release(tmp, rules)
+    if not verification.ok:
+        raise DisclosureBlocked(
+            f"The release bundle for {request.request_id} failed its independent re-check:\n"
+            + verification.to_text(),
+            hint="report this: the protected table should always pass",
+        )
+    return files
+
+
+def _officer_decision(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    request_id: str,
+    signer: OfficerSigner,
+    action: str,
+    decision: str,
+    text: str,
+    allowed: tuple[str, ...],
+) -> OutputRequest:
+    """Sign, audit, then record a decision that publishes nothing (reject, changes, exception)."""
+    request = _find_request(workspace, request_id)
+    with engine.step(actor, Role.IG_OFFICER, action) as step:
+        if request.status not in allowed:
+            raise InputError(request.request_id, f"the request is {request.status}", "nothing to do")
+        pending_sha256, requester = _checked_pending_hash(engine, request)
+        _refuse_own_request(request, requester, actor, decision.replace("_", " "))
+        signed = _sign_decision(engine, signer, actor, request, decision, text, pending_sha256)
+        _record_decision(step, signed)
+        step.detail(request_id=request.request_id, kind=request.kind, text=text)
+    _write_decision(request, signed)
+    return OutputRequest.read(request.directory)
+
+
+def reject_output(
+    workspace: Workspace, engine: Any, actor: str, request_id: str, reason: str, signer: OfficerSigner
+) -> None:
+    """Reject a pending or blocked request (IG officer only), with a signed, audited reason."""
     if not reason.strip():
         raise InputError(request_id, "a rejection needs a reason", "pass --reason 'what must change'")
+    request = _officer_decision(
+        workspace, engine, actor, request_id, signer, "output_reject", "reject", reason.strip(),
+        (PENDING, BLOCKED),
+    )  # fmt: skip
+    _decide(request, REJECTED, actor, reason.strip())
+
+
+def request_changes(
+    workspace: Workspace, engine: Any, actor: str, request_id: str, comments: str, signer: OfficerSigner
+) -> None:
+    """Send a request back to the researcher with comments (signed, audited).
+
+    The comments show in ``ehl outputs list`` and the request; the researcher changes the output
+    and requests it again (a new request).
+    """
+    if not comments.strip():
+        raise InputError(
+            request_id, "a request for changes needs comments", "pass --comments 'what to change'"
+        )
+    request = _officer_decision(
+        workspace, engine, actor, request_id, signer, "output_request_changes", "request_changes",
+        comments.strip(), (PENDING, BLOCKED),
+    )  # fmt: skip
+    _decide(request, CHANGES_REQUESTED, actor, comments.strip())
+
+
+def grant_exception(
+    workspace: Workspace, engine: Any, actor: str, request_id: str, justification: str, signer: OfficerSigner
+) -> None:
+    """Grant a signed exception so a request whose checks say *review* may be released.
+
+    Only for the *review* outcome (never for a failed check); the release itself still needs
+    its own signed decision, by the same or another officer.
+    """
+    if not justification.strip():
+        raise InputError(
+            request_id, "an exception needs a justification", "pass --justification 'why it is safe'"
+        )
     request = _find_request(workspace, request_id)
-    with engine.step(actor, Role.IG_OFFICER, "output_reject") as step:
-        if request.status not in (PENDING, BLOCKED):
-            raise InputError(request.request_id, f"the request is already {request.status}", "nothing to do")
-        _decide(request, REJECTED, actor, reason.strip())
-        step.detail(request_id=request.request_id, kind=request.kind)
+    if request.outcome != Outcome.REVIEW.value:
+        raise InputError(
+            request.request_id,
+            f"its checks say {request.outcome}, and exceptions are only for outputs whose checks say review",
+            "release a passing output directly; a failed output must be changed and requested again",
+        )
+    request = _officer_decision(
+        workspace, engine, actor, request_id, signer, "output_grant_exception", "grant_exception",
+        justification.strip(), (PENDING,),
+    )  # fmt: skip
+    signed = json.loads(
+        sorted((request.directory / "decisions").glob("*-grant_exception.json"))[-1].read_text()
+    )
+    exception = {
+        "officer": actor,
+        "justification": justification.strip(),
+        "statement_sha256": signed["statement_sha256"],
+    }
+    write_json(request.directory / "request.json", request.to_dict() | {"exception": exception})
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,20 +883,89 @@ def verify_release(path: str | Path, rules: OutputRules) -> VerificationReport:
     return VerificationReport(bundle, tuple(findings))
 
 
-def verify_all_releases(workspace: Workspace, rules: OutputRules) -> list[VerificationReport]:
-    """Re-check every released bundle (the demo ends with this)."""
+def verify_release_decision(workspace: Workspace, engine: Any, bundle: Path) -> list[Finding]:
+    """Check a released bundle against the audit log's release entry and the officer's signature.
+
+    Checksums alone prove nothing (whoever edits a CSV can recompute them); the bundle hash in the
+    audit log, and the officer's signed statement over it, cannot be recomputed without the audit
+    key and the officer's private key.
+    """
+    rid = bundle.name
+    entries = _audit_entries(engine, "output_release", rid)
+    entries = [e for e in entries if (e.get("details") or {}).get("decision") == "release"]
+    if not entries:
+        return [_fail(rid, "release_audit", "the audit log has no signed release entry for this bundle")]
+    details = entries[-1]["details"]
+    findings: list[Finding] = []
+    now = content_hash(bundle)
+    if now != details.get("bundle_sha256"):
+        findings.append(
+            _fail(
+                rid,
+                "release_audit",
+                f"the bundle's files differ from those released (audit entry {entries[-1].get('seq')} "
+                f"recorded {str(details.get('bundle_sha256'))[:12]}, the bundle now hashes to {now[:12]})",
+            )
+        )
+    decisions = sorted((workspace.pending / rid / "decisions").glob("*-release.json"))
+    if not decisions:
+        return [*findings, _fail(rid, "release_decision", "the officer's signed release decision is missing")]
+    signed = json.loads(decisions[-1].read_text())
+    statement = signed.get("statement", {})
+    try:
+        verify_statement(
+            engine.trust_store, statement, signed.get("key_id", ""), signed.get("signature", ""),
+            statement.get("officer", ""),
+        )  # fmt: skip
+    except (PolicyRefused, TamperedError) as exc:
+        findings.append(_fail(rid, "release_decision", exc.message))
+    if statement_hash(statement) != details.get("statement_sha256") or signed.get("signature") != details.get(
+        "signature"
+    ):
+        findings.append(
+            _fail(
+                rid, "release_decision", "the signed decision differs from the one recorded in the audit log"
+            )
+        )
+    if statement.get("bundle_sha256") != now:
+        findings.append(_fail(rid, "release_decision", "the officer's signed decision is for other files"))
+    return findings
+
+
+def verify_all_releases(
+    workspace: Workspace, rules: OutputRules, engine: Any | None = None
+) -> list[VerificationReport]:
+    """Re-check every released bundle (the demo ends with this).
+
+    With ``engine`` each bundle is also checked against its audit entry and signed decision
+    (``verify_release_decision``); ``ehl outputs verify`` always passes it.
+    """
     released = workspace.released
     if not released.exists():
         return []
-    return [
-        verify_release(p, rules)
-        for p in sorted(released.iterdir())
-        if p.is_dir() and not p.name.startswith(".")
-    ]
+    reports = []
+    for p in sorted(released.iterdir()):
+        if not p.is_dir() or p.name.startswith("."):
+            continue
+        report = verify_release(p, rules)
+        if engine is not None:
+            extra = verify_release_decision(workspace, engine, p)
+            if extra:
+                kept = tuple(f for f in report.findings if f.outcome is not Outcome.PASS)
+                report = VerificationReport(p, (*kept, *extra))
+        reports.append(report)
+    return reports
 
 
 __all__ = [
     "BLOCKED",
+    "CHANGES_REQUESTED",
+    "OFFICER_KEY_ENV",
+    "OFFICER_KEY_PASSPHRASE_ENV",
+    "OfficerSigner",
+    "grant_exception",
+    "request_changes",
+    "verify_release_decision",
     "PENDING",
     "REJECTED",
     "RELEASED",

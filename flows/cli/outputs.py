@@ -6,6 +6,7 @@ Researchers request; IG officers named in the policy review, release or reject. 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,12 +20,37 @@ from flows.cli.common import (
     print_outputs,
     progress,
 )
-from flows.cli.keys import say
-from ig_policies.errors import DisclosureBlocked, InputError
+from flows.cli.keys import read_passphrase, say
+from ig_policies.errors import ConfigError, DisclosureBlocked, InputError
 from ig_policies.policy import Role
 
 if TYPE_CHECKING:
+    from analysis.disclosure.workflow import OfficerSigner
     from flows.stages import PipelineContext
+
+KeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="EHL_OFFICER_KEY",
+        help="Your own IG officer private key (the one you sign policies with); default $EHL_OFFICER_KEY. "
+        "The passphrase comes from $EHL_OFFICER_KEY_PASSPHRASE or is asked for.",
+    ),
+]
+
+
+def _signer(key: str | None) -> OfficerSigner:
+    """The acting officer's unlocked key: every decision on an output is signed with it."""
+    from analysis.disclosure.workflow import OFFICER_KEY_PASSPHRASE_ENV, OfficerSigner
+
+    if not key:
+        raise ConfigError(
+            "an IG officer decision must be signed with your own key, and none was given",
+            hint="pass --key FILE or set EHL_OFFICER_KEY (the key you sign policies with)",
+        )
+    env = OFFICER_KEY_PASSPHRASE_ENV if os.environ.get(OFFICER_KEY_PASSPHRASE_ENV) else None
+    return OfficerSigner.from_file(key, read_passphrase(env, "Passphrase of your officer key", False))
+
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -125,7 +151,9 @@ def review(
             say(f"  {f.line()}")
     say("=" * 78)
     say(
-        f"{len(reviews)} request(s) pending. Release with 'ehl outputs release ID', reject with 'ehl outputs reject ID --reason ...'."
+        f"{len(reviews)} request(s) pending. Release with 'ehl outputs release ID', send back with "
+        "'ehl outputs request-changes ID --comments ...', reject with 'ehl outputs reject ID --reason ...' "
+        "(each signed with your key: --key / EHL_OFFICER_KEY)."
     )
 
 
@@ -135,14 +163,26 @@ def review(
 def release(
     request_id: Annotated[str, typer.Argument(help="The request id (see 'ehl outputs review').")],
     context: PipelineContext,
+    key: KeyOption = None,
 ) -> None:
-    """(IG officer) Re-check and release a pending request to outputs/released/."""
+    """(IG officer) Re-check, sign and release a pending request to outputs/released/.
+
+    When the policy needs two reviews, the first officer's release records a signed approval and a
+    second, different officer releases.
+    """
     from analysis.disclosure.workflow import release_output
 
     ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
     engine = context.engine(actor=actor)
+    signer = _signer(key)
     with progress(f"Re-checking and releasing {request_id}"):
-        result = release_output(ws, engine, actor, request_id)
+        result = release_output(ws, engine, actor, request_id, signer)
+    if not result.released:
+        say(
+            f"Your signed approval of {result.request_id} is recorded; {result.approvals_needed} more "
+            "approval by a different IG officer is needed before it is released."
+        )
+        return
     say(f"Released {result.request_id}; the bundle passed its independent re-check.")
     print_outputs([("released", result.directory), *((f.name, f) for f in result.files)])
 
@@ -154,40 +194,81 @@ def reject(
     request_id: Annotated[str, typer.Argument(help="The request id.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="What must change, for the researcher.")],
     context: PipelineContext,
+    key: KeyOption = None,
 ) -> None:
-    """(IG officer) Reject a request, recording the reason."""
+    """(IG officer) Reject a request, recording the reason (signed; kept in the audit log)."""
     from analysis.disclosure.workflow import reject_output
 
     ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
     engine = context.engine(actor=actor)
-    reject_output(ws, engine, actor, request_id, reason)
+    reject_output(ws, engine, actor, request_id, reason, _signer(key))
     say(f"Rejected {request_id}.")
+
+
+@app.command("request-changes")
+@handle_errors
+@acting
+def request_changes(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    comments: Annotated[str, typer.Option("--comments", "-c", help="What the researcher should change.")],
+    context: PipelineContext,
+    key: KeyOption = None,
+) -> None:
+    """(IG officer) Send a request back to the researcher with comments (signed)."""
+    from analysis.disclosure.workflow import request_changes as send_back
+
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    send_back(ws, context.engine(actor=actor), actor, request_id, comments, _signer(key))
+    say(f"Sent {request_id} back with your comments; the researcher can request it again.")
+
+
+@app.command("grant-exception")
+@handle_errors
+@acting
+def grant_exception(
+    request_id: Annotated[str, typer.Argument(help="The request id.")],
+    justification: Annotated[
+        str, typer.Option("--justification", "-j", help="Why the output is safe despite its checks.")
+    ],
+    context: PipelineContext,
+    key: KeyOption = None,
+) -> None:
+    """(IG officer) Grant a signed exception for a request whose checks say *review*."""
+    from analysis.disclosure.workflow import grant_exception as grant
+
+    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
+    grant(ws, context.engine(actor=actor), actor, request_id, justification, _signer(key))
+    say(f"Exception granted for {request_id}; it can now be released ('ehl outputs release').")
 
 
 @app.command("list")
 @handle_errors
 def list_(
     status: Annotated[
-        str | None, typer.Option("--status", help="Only pending, blocked, released or rejected requests.")
+        str | None,
+        typer.Option(
+            "--status", help="Only pending, blocked, released, rejected or changes_requested requests."
+        ),
     ] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """List output requests and their status (no data is shown)."""
     from rich.table import Table
 
-    from analysis.disclosure.workflow import list_requests
+    from analysis.disclosure.workflow import STATUSES, list_requests
 
-    if status is not None and status not in ("pending", "blocked", "released", "rejected"):
-        raise InputError(
-            "--status", f"unknown status {status!r}", "use pending, blocked, released or rejected"
-        )
+    if status is not None and status not in STATUSES:
+        raise InputError("--status", f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}")
     requests = list_requests(open_workspace(workspace), status)
     if not requests:
         say("No output requests.")
         return
-    table = Table("id", "kind", "status", "checks", "requested by", "decided by")
+    table = Table("id", "kind", "status", "checks", "requested by", "decided by", "officer's comments")
     for r in requests:
-        table.add_row(r.request_id, r.kind, r.status, r.summary, r.requested_by, r.decided_by or "-")
+        table.add_row(
+            r.request_id, r.kind, r.status, r.summary, r.requested_by, r.decided_by or "-",
+            r.decision_reason or "-",
+        )  # fmt: skip
     console.print(table)
 
 
@@ -197,14 +278,22 @@ def list_(
 def verify(
     context: PipelineContext,
 ) -> None:
-    """Re-check every released bundle independently: checksums, names and every published number."""
+    """Re-check every released bundle: checksums, every published number, the bundle hash in the
+    audit log's release entry and the officer's signed decision."""
     from analysis.disclosure.workflow import verify_all_releases
+    from ig_policies.errors import TamperedError
 
     ws, engine = context.workspace, context.engine()
-    reports = verify_all_releases(ws, engine.policy.outputs)
+    reports = verify_all_releases(ws, engine.policy.outputs, engine)
     for report in reports:
         say(report.to_text().rstrip())
     failed = [r for r in reports if not r.ok]
+    if any(f.rule.startswith("release_") for r in failed for f in r.findings):
+        raise TamperedError(
+            f"{len(failed)} of {len(reports)} released bundle(s) differ from what the IG officer released "
+            f"or signed: {', '.join(r.path.name for r in failed)}.",
+            hint="withdraw those outputs and tell the IG officer",
+        )
     if failed:
         raise DisclosureBlocked(
             f"{len(failed)} of {len(reports)} released bundle(s) fail the re-check.",

@@ -171,7 +171,7 @@ def demo(
         f"left {len(review.left_for_review)} for a human reviewer"
     )
     engine = PipelineContext(ws, DEMO_POLICY, trust_store=DEMO_TRUST_STORE).engine()
-    reports = verify_all_releases(ws, engine.policy.outputs)
+    reports = verify_all_releases(ws, engine.policy.outputs, engine)
     if not all(r.ok for r in reports):
         raise EhlError(
             "The independent re-check found a problem in a released output:\n"

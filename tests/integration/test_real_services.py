@@ -77,9 +77,15 @@ def test_flow_runs_on_a_real_prefect_server_and_release_waits_for_the_ig_officer
                 r["request_id"] for r in pending if r["status"] == "pending" and r["outcome"] == "pass"
             ][:1]
             assert to_release, "the pipeline produced no output that passes every check"
+            # The officer's decisions are signed with their key (DEMO ONLY key, in the demo).
+            from ig_policies.demo import DEMO_OFFICER_KEY, DEMO_PASSPHRASE
+
+            officer_env = {**env, "EHL_OFFICER_KEY": str(DEMO_OFFICER_KEY)}
+            officer_env["EHL_OFFICER_KEY_PASSPHRASE"] = DEMO_PASSPHRASE
             release = subprocess.Popen(
                     ehl("run", "release", "--workspace", str(ws.root), "--policy", str(pipeline_run_policy())),
-                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                    env=officer_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                    start_new_session=True,
                 )  # fmt: skip
             try:
                 paused = wait_for(

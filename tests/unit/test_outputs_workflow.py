@@ -27,6 +27,8 @@ from analysis.disclosure import (
     verify_release,
 )
 from analysis.disclosure.ledger import read_ledger
+from analysis.disclosure.workflow import OfficerSigner
+from ig_policies.demo import DEMO_OFFICER_KEY, DEMO_PASSPHRASE
 from ig_policies.engine import PolicyEngine
 from ig_policies.errors import DisclosureBlocked, InputError, PolicyRefused
 from ig_policies.workspace import Workspace
@@ -34,6 +36,7 @@ from ig_policies.workspace import Workspace
 DEMO = Path(ig_policies.__file__).parent / "configs" / "demo"
 TODAY = dt.date(2026, 6, 1)
 RESEARCHER, OFFICER = "demo-researcher", "demo-ig-officer"
+SIGNER = OfficerSigner.from_file(DEMO_OFFICER_KEY, DEMO_PASSPHRASE)  # the DEMO ONLY officer key
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ def test_request_review_release_and_verify(workspace: Workspace, engine: PolicyE
     [item] = review_requests(workspace, engine, OFFICER)
     assert item.request.request_id == rid and item.combinable_with == ()
 
-    result = release_output(workspace, engine, OFFICER, rid)
+    result = release_output(workspace, engine, OFFICER, rid, SIGNER)
     bundle = workspace.released / rid
     assert {p.name for p in bundle.iterdir()} == {"age.csv", "manifest.json", "SHA256SUMS"}
     released = pd.read_csv(bundle / "age.csv")
@@ -82,7 +85,7 @@ def test_request_review_release_and_verify(workspace: Workspace, engine: PolicyE
     assert "count_people_rounded" in manifest["columns"]
     assert verify_release(result.directory, engine.policy.outputs).ok
     with pytest.raises(DisclosureBlocked, match="is released"):
-        release_output(workspace, engine, OFFICER, rid)
+        release_output(workspace, engine, OFFICER, rid, SIGNER)
     [entry] = read_ledger(workspace, "analysis/clients")
     assert entry.request_id == rid and len(entry.hidden) == 2  # what readers could not see
     assert [r.status for r in list_requests(workspace)] == ["released"]
@@ -97,9 +100,9 @@ def test_only_an_ig_officer_named_in_the_policy_can_release(
     with pytest.raises(
         PolicyRefused, match="not named in the policy as a ig officer|not named in the policy"
     ):
-        release_output(workspace, engine, RESEARCHER, rid)
+        release_output(workspace, engine, RESEARCHER, rid, SIGNER)
     with pytest.raises(PolicyRefused):
-        release_output(workspace, engine, "someone-else", rid)
+        release_output(workspace, engine, "someone-else", rid, SIGNER)
     assert not (workspace.released / rid).exists()
     refused = [e for e in audit_entries(workspace) if e["action"] == "output_release"]
     assert [e["decision"] for e in refused] == ["refused", "refused"]
@@ -129,10 +132,10 @@ def test_a_blocked_request_cannot_be_released_and_can_be_rejected(
     [req] = list_requests(workspace)
     assert req.status == "blocked" and "residual_df" in req.summary
     with pytest.raises(DisclosureBlocked, match="blocked"):
-        release_output(workspace, engine, OFFICER, rid)
+        release_output(workspace, engine, OFFICER, rid, SIGNER)
     with pytest.raises(InputError, match="needs a reason"):
-        reject_output(workspace, engine, OFFICER, rid, " ")
-    reject_output(workspace, engine, OFFICER, rid, "too few observations for a model")
+        reject_output(workspace, engine, OFFICER, rid, " ", SIGNER)
+    reject_output(workspace, engine, OFFICER, rid, "too few observations for a model", SIGNER)
     [req] = list_requests(workspace)
     assert req.status == "rejected" and req.decision_reason == "too few observations for a model"
     assert not (workspace.released / rid).exists()
@@ -147,14 +150,14 @@ def test_differencing_against_earlier_releases_blocks_at_request_and_at_release(
         workspace, engine, RESEARCHER, age_table([117, 300, 200], "Outside LA X"), "other", "j"
     )
     assert [r.status for r in list_requests(workspace)] == ["pending", "pending"]
-    release_output(workspace, engine, OFFICER, first)
+    release_output(workspace, engine, OFFICER, first, SIGNER)
     # ... the officer's review now shows that it could be subtracted from the release ...
     [item] = review_requests(workspace, engine, OFFICER)
     assert [e.request_id for e in item.combinable_with] == [first]
     assert any(f.item == "table total" for f in item.differencing)
     # ... and the re-check at release refuses it.
     with pytest.raises(DisclosureBlocked, match="differ"):
-        release_output(workspace, engine, OFFICER, second)
+        release_output(workspace, engine, OFFICER, second, SIGNER)
     third = request_output(workspace, engine, RESEARCHER, age_table([118, 300, 200], "Again"), "again", "j")
     assert (workspace.pending / third / "request.json").exists()
     assert list_requests(workspace, "blocked")[0].request_id == third
@@ -162,7 +165,7 @@ def test_differencing_against_earlier_releases_blocks_at_request_and_at_release(
 
 def test_verify_release_catches_edited_bundles(workspace: Workspace, engine: PolicyEngine) -> None:
     rid = request_output(workspace, engine, RESEARCHER, age_table([30, 300, 200]), "age", "j")
-    bundle = release_output(workspace, engine, OFFICER, rid).directory
+    bundle = release_output(workspace, engine, OFFICER, rid, SIGNER).directory
     rules = engine.policy.outputs
     assert verify_release(bundle, rules).ok
     csv = bundle / "age.csv"
@@ -199,7 +202,7 @@ def test_figures_are_released_as_png_with_their_protected_table(
     from analysis.disclosure import request_staged
 
     rid = request_staged(workspace, engine, RESEARCHER, "age_chart", "chart for the report")
-    result = release_output(workspace, engine, OFFICER, rid)
+    result = release_output(workspace, engine, OFFICER, rid, SIGNER)
     names = {p.name for p in result.files}
     assert names == {"age_chart.csv", "age_chart.png", "manifest.json", "SHA256SUMS"}
     assert (result.directory / "age_chart.png").read_bytes().startswith(b"\x89PNG")
@@ -215,6 +218,8 @@ def test_cli_request_review_release_list_verify(
     common = ["--workspace", str(workspace.root), "--policy", str(DEMO / "policy.yaml")]
     common += ["--trust-store", str(DEMO / "trust_store.yaml")]
     runner = CliRunner()
+    monkeypatch.setenv("EHL_OFFICER_KEY", str(DEMO_OFFICER_KEY))
+    monkeypatch.setenv("EHL_OFFICER_KEY_PASSPHRASE", DEMO_PASSPHRASE)
 
     # The real date is used by the CLI; the demo policy is valid then, as the engine fixture checks.
     res = runner.invoke(app, ["outputs", "request", "age", "-j", "board report", *common])
@@ -243,7 +248,7 @@ def test_nobody_releases_their_own_request(workspace: Workspace, engine: PolicyE
         path.read_text().replace(f'"requested_by": "{RESEARCHER}"', f'"requested_by": "{OFFICER}"')
     )
     with pytest.raises(PolicyRefused) as refused:
-        release_output(workspace, engine, OFFICER, rid)
+        release_output(workspace, engine, OFFICER, rid, SIGNER)
     assert refused.value.rule == "four_eyes"
     assert not (workspace.released / rid).exists()
 
@@ -291,7 +296,7 @@ def test_model_and_magnitude_bundles_pass_the_independent_recheck(
     )
     for name, output in (("es", model), ("visits", magnitude)):
         rid = request_output(workspace, engine, RESEARCHER, output, name, "j")
-        result = release_output(workspace, engine, OFFICER, rid)
+        result = release_output(workspace, engine, OFFICER, rid, SIGNER)
         assert verify_release(result.directory, engine.policy.outputs).ok
     es = pd.read_csv(workspace.released / list_requests(workspace, "released")[0].request_id / "es.csv")
     assert es["estimate"].isna().tolist() == [False, True, False]  # event time 0 rests on 7 people
@@ -300,3 +305,23 @@ def test_model_and_magnitude_bundles_pass_the_independent_recheck(
         workspace.released / list_requests(workspace, "released")[1].request_id / "visits.csv"
     )
     assert visits.set_index("sex")["sum_visits"].isna().to_dict() == {"F": False, "M": True}  # M is dominated
+
+
+def test_a_pending_figure_swapped_for_another_picture_is_not_released(
+    workspace: Workspace, engine: PolicyEngine
+) -> None:
+    from ig_policies.errors import TamperedError
+
+    figure = Figure(age_table([3, 300, 200]), "Clients by age band", render=_bar_chart)
+    stage_output(workspace, figure, "age_chart", engine.policy.outputs)
+    from analysis.disclosure import request_staged
+
+    rid = request_staged(workspace, engine, RESEARCHER, "age_chart", "chart for the report")
+    [png] = list((workspace.pending / rid / "output").rglob("*.png"))
+    raw = pd.DataFrame({"age_band": ["16-24", "25-49", "50-64"], "count_people_rounded": [3, 300, 200]})
+    png.write_bytes(_bar_chart(raw))  # the unprotected counts, 3 included
+    with pytest.raises(TamperedError) as tampered:
+        release_output(workspace, engine, OFFICER, rid, SIGNER)
+    assert tampered.value.exit_code == 5
+    assert not (workspace.released / rid).exists()
+    assert list_requests(workspace)[0].status == "pending"
