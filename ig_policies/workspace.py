@@ -35,7 +35,7 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from ig_policies.errors import EnvironmentProblem
+from ig_policies.errors import EnvironmentProblem, environment_problem
 
 WORKSPACE_ENV = "EHL_WORKSPACE"
 DEFAULT_WORKSPACE = Path("workspace")
@@ -246,14 +246,14 @@ def apply_zone_permissions(workspace: Workspace, groups: ZoneGroups | None = Non
     uid = os.geteuid()
     root = workspace.root.stat()
     if uid in (0, root.st_uid):  # others may pass through the root to their zones, never list it
-        workspace.root.chmod(stat.S_IMODE(root.st_mode) & ~0o026)
+        _set_mode(workspace.root, stat.S_IMODE(root.st_mode) & ~0o026)
     for zone, access in ZONE_ACCESS.items():
         path = workspace.zone(zone)
         if not path.is_dir() or (uid != 0 and path.stat().st_uid != uid):
             continue
         group = getattr(groups, access.group) if groups is not None else None
         if group is None:
-            path.chmod(access.alone_mode)
+            _set_mode(path, access.alone_mode)
             continue
         gid = _group_id(zone, group)
         try:
@@ -264,7 +264,14 @@ def apply_zone_permissions(workspace: Workspace, groups: ZoneGroups | None = Non
                 f"cannot give workspace zone {zone!r} the OS group {group!r} ({exc.strerror})",
                 hint="set the workspace up as root or as an account that belongs to that group",
             ) from None
-        path.chmod(access.grouped_mode)
+        _set_mode(path, access.grouped_mode)
+
+
+def _set_mode(path: Path, mode: int) -> None:
+    try:
+        path.chmod(mode)
+    except OSError as exc:  # e.g. an immutable folder: the zone's rule cannot be guaranteed
+        raise environment_problem(exc, str(path), "write") from None
 
 
 def _pid_alive(pid: int) -> bool:
