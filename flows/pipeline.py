@@ -114,8 +114,11 @@ def _context(
     run_settings = load_settings(settings)
     if overrides:
         run_settings = run_settings.with_overrides(overrides, source="flow parameters")
+    from ig_policies.deployment import load_deployment
+
+    deployment = load_deployment()
     return PipelineContext(
-        workspace=Workspace.open(workspace),
+        workspace=deployment.open_workspace(Path(workspace)),
         policy_path=Path(policy) if policy else None,
         settings=run_settings,
         trust_store=Path(trust_store) if trust_store else None,

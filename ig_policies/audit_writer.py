@@ -110,14 +110,25 @@ class AuditWriter:
             return tail.rstrip(b"\n").decode("utf-8")
 
     def history(self) -> list[str]:
-        """What in the workspace shows it already has a past (so its log cannot start afresh)."""
+        """What in the workspace shows it already has a past (so its log cannot start afresh).
+
+        A zone the writer's account may not read is passed over: in a deployment with role
+        groups the writer cannot see the processors' ledger or the officers' outputs, and there the
+        anchor, which only the writer's account can change, is what refuses a new chain.
+        """
         found = []
-        if (self.workspace_root / ".state" / "stages.json").exists():
-            found.append("a stage ledger (.state/stages.json)")
+        try:
+            if (self.workspace_root / ".state" / "stages.json").exists():
+                found.append("a stage ledger (.state/stages.json)")
+        except PermissionError:
+            pass
         for zone in ("outputs/pending", "outputs/released"):
             folder = self.workspace_root / zone
-            if folder.is_dir() and any(folder.iterdir()):
-                found.append(f"outputs in {zone}/")
+            try:
+                if folder.is_dir() and any(folder.iterdir()):
+                    found.append(f"outputs in {zone}/")
+            except PermissionError:
+                continue
         return found
 
     def tip(self) -> tuple[int, str]:

@@ -24,10 +24,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ig_policies.audit import AuditSettings
+from ig_policies.audit import AuditLog, AuditSettings
 from ig_policies.config_file import load_config_file
 from ig_policies.errors import ConfigError, PolicyRefused
-from ig_policies.workspace import write_text
+from ig_policies.workspace import Workspace, ZoneGroups, write_text
 
 DEPLOYMENT_ENV = "EHL_DEPLOYMENT"
 DEFAULT_DEPLOYMENT = Path("/etc/ehl/deployment.yaml")
@@ -95,6 +95,19 @@ class Deployment(_Frozen):
                     "a deployment that is not a demo must fix " + ", ".join(missing) + " (demo: false)"
                 )
         return self
+
+    def open_workspace(self, requested: Path | None = None) -> Workspace:
+        """The workspace (``requested`` only if it is the deployed one), its zones given the
+        deployment's role groups, so no account's opening of it loosens or regroups a zone."""
+        groups = ZoneGroups(**self.groups.model_dump()) if self.groups is not None else None
+        return Workspace.open(self.workspace_root(requested), groups=groups)
+
+    def audit_log(self, workspace: Workspace) -> AuditLog:
+        """The workspace's audit log through this deployment's writer (in a DEMO deployment that
+        names none, the DEMO writer beside the workspace)."""
+        if self.audit is not None:
+            return AuditLog.open(workspace, self.audit)
+        return AuditLog.for_workspace(workspace)
 
     # ---- what the caller may and may not choose ----------------------------------------------
 

@@ -173,12 +173,10 @@ class PolicyEngine:
         """
         deployment = deployment if deployment is not None else load_deployment()
         identity = current_identity(demo=deployment.demo)
-        if audit is None:
-            audit = deployment.audit
         if isinstance(audit, AuditSettings):
             audit = AuditLog.open(workspace, audit)
         elif audit is None:
-            audit = AuditLog.for_workspace(workspace)  # DEMO only: a real deployment names its writer
+            audit = deployment.audit_log(workspace)
         policy_id: str | None = None
         policy_hash: str | None = None
 
@@ -385,6 +383,19 @@ class PolicyEngine:
             )
 
     # ---- steps -----------------------------------------------------------------------------
+
+    def require(self, actor: str, role: Role | str, action: str) -> None:
+        """Refuse (audited, as ``step`` would) before a step touches anything on disk; allow
+        silently, leaving the step's own entries to ``step``."""
+        try:
+            self.check(actor, role, action)
+        except PolicyRefused as exc:
+            self.audit.append(
+                actor=actor, role=str(getattr(role, "value", role)), action=action,
+                policy_id=self.policy.project.id, policy_hash=self.policy_hash, datasets=[], analysis=None,
+                **_mode(self.identity), decision="refused", rule=exc.rule, reason=exc.message,
+            )  # fmt: skip
+            raise
 
     @contextlib.contextmanager
     def step(

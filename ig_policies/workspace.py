@@ -50,6 +50,7 @@ ZONES: dict[str, str] = {
     "analysis": "analysis",
     "pending": "outputs/pending",
     "released": "outputs/released",
+    "ledger": "outputs/ledger",
     "audit": "audit",
     "reports": "reports",
     "reference": "reference",
@@ -108,6 +109,8 @@ ZONE_ACCESS: dict[str, ZoneAccess] = {
     # written by the release step (an officer), read by officers
     "released": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2770, 0o750),
     # the audit log's writer owns it; whoever verifies it reads it through the writer's group
+    # what has left: the true counts behind every release, for the differencing check (officers only)
+    "ledger": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2770, 0o750),
     "audit": ZoneAccess("audit_writer", frozenset(ZoneRole.__args__), "audit_writer", 0o2750, 0o750),  # type: ignore[attr-defined]
 }
 

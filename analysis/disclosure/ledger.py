@@ -80,7 +80,7 @@ class LedgerEntry:
 
 
 def ledger_dir(workspace: Workspace) -> Path:
-    return workspace.root / "outputs" / "ledger"
+    return workspace.zone("ledger")
 
 
 def _ledger_file(workspace: Workspace, source: str) -> Path:

@@ -228,11 +228,15 @@ def _drawn(
 
 
 def _new_request_id(workspace: Workspace, name: str) -> str:
-    """Time, name and a random suffix, so two processes requesting at once never share an id."""
+    """Time, name and a random suffix, so two processes requesting at once never share an id.
+
+    Only ``pending/`` is looked at: a researcher may not see ``released/`` (the officers' zone), and
+    every released bundle was pending first under the same id.
+    """
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     while True:
-        candidate = f"{stamp}-{name}-{secrets.token_hex(2)}"
-        if not (workspace.pending / candidate).exists() and not (workspace.released / candidate).exists():
+        candidate = f"{stamp}-{name}-{secrets.token_hex(4)}"
+        if not (workspace.pending / candidate).exists():
             return candidate
 
 
@@ -263,7 +267,13 @@ def request_output(
     kind = kind_of(output)
     rules: OutputRules = engine.policy.outputs
     with engine.step(actor, Role.RESEARCHER, "output_request") as step:
-        report = check_output(output, rules, read_ledger(workspace, output.source))
+        try:
+            earlier = read_ledger(workspace, output.source)
+        except PermissionError:
+            # With role groups the release ledger (true counts) is the officers' alone: the request
+            # is checked on its own here, and against every earlier release when an officer releases it.
+            earlier = ()
+        report = check_output(output, rules, earlier)
         request_id = _new_request_id(workspace, name)
         final = workspace.pending / request_id
         with atomic_directory(final) as tmp:
@@ -542,6 +552,7 @@ def release_output(
     is not the officer's, or a *review* outcome without a signed exception, and ``TamperedError``
     if the pending files differ from those recorded when the request was made.
     """
+    engine.require(actor, Role.IG_OFFICER, "output_release")  # before anything on disk is touched
     request = _find_request(workspace, request_id)
     rules: OutputRules = engine.policy.outputs
     ledger_dir(workspace).mkdir(parents=True, exist_ok=True)

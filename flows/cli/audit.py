@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import WorkspaceOption, console, err_console, handle_errors, open_workspace
+from flows.cli.common import WorkspaceOption, console, err_console, handle_errors
 from flows.cli.keys import say
 from ig_policies.errors import ConfigError
 
@@ -75,9 +75,11 @@ def show(
     """List audit entries, filtered by time, actor, action, policy and decision."""
     from rich.table import Table
 
-    from ig_policies.audit import AuditLog, entries_to_csv, filter_entries
+    from ig_policies.audit import entries_to_csv, filter_entries
+    from ig_policies.deployment import load_deployment
 
-    log = AuditLog.for_workspace(open_workspace(workspace))
+    deployment = load_deployment()
+    log = deployment.audit_log(deployment.open_workspace(workspace))
     report = log.verify()
     if not report.ok:
         err_console.print("[bold red]Warning:[/] the audit log fails verification; run 'ehl audit verify'.")
@@ -147,9 +149,10 @@ def verify(
     Needs only the writer's public key and anchor, no secret. The anchor outside the workspace is
     always compared, so a deleted, truncated or rolled-back log is reported without ``--anchor``.
     """
-    from ig_policies.audit import AuditLog
+    from ig_policies.deployment import load_deployment
 
-    log = AuditLog.for_workspace(open_workspace(workspace))
+    deployment = load_deployment()
+    log = deployment.audit_log(deployment.open_workspace(workspace))
     anchor_pair = None
     if anchor is not None:
         seq, _, digest = anchor.partition(":")
@@ -197,8 +200,9 @@ def serve(
     from ig_policies.audit import check_anchor_outside, load_signing_key
     from ig_policies.audit_writer import AuditWriter
     from ig_policies.audit_writer import serve as serve_socket
+    from ig_policies.workspace import Workspace
 
-    ws = open_workspace(workspace)
+    ws = Workspace.open(workspace, create=False)  # the writer creates no zone and changes none
     check_anchor_outside(ws, anchor)
     signing_key = load_signing_key(key)
     writer = AuditWriter(ws.root, ws.audit, signing_key, anchor)

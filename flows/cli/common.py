@@ -28,7 +28,12 @@ POLICY_ENV = "EHL_POLICY"
 
 WorkspaceOption = Annotated[
     Path | None,
-    typer.Option("--workspace", "-w", help="Workspace directory (default: $EHL_WORKSPACE or ./workspace)."),
+    typer.Option(
+        "--workspace",
+        "-w",
+        readable=False,
+        help="Workspace directory (default: $EHL_WORKSPACE or ./workspace).",
+    ),
 ]
 PolicyOption = Annotated[
     Path | None,
@@ -97,7 +102,7 @@ def command_context(
         )
     run_settings = load_settings(settings) if read_settings else Settings()
     context = PipelineContext(
-        open_workspace(deployment.workspace_root(workspace)),
+        deployment.open_workspace(workspace),
         policy_path(policy),
         settings=run_settings,
         trust_store=trust_store,
