@@ -118,7 +118,7 @@ class AuditWriter:
         """
         found = []
         try:
-            if (self.workspace_root / ".state" / "stages.json").exists():
+            if _governed_stages(self.workspace_root / ".state" / "stages.json"):
                 found.append("a stage ledger (.state/stages.json)")
         except PermissionError:
             pass
@@ -373,3 +373,27 @@ def request(socket_path: str | os.PathLike[str], payload: dict[str, Any]) -> dic
         cls = TamperedError if reply.get("kind") == "tampered" else AuditUnavailable
         raise cls(f"The audit writer refused: {reply.get('error')}", hint=reply.get("hint"))
     return reply
+
+
+#: Ledger entries that are not steps under a policy: making the synthetic region (demo, tests)
+#: writes no audit entry, so it is no sign of a past audit trail.
+_UNGOVERNED_STAGES = frozenset({"synth"})
+
+
+def _governed_stages(ledger: Path) -> list[str]:
+    """The stages a workspace's ledger records that ran under a policy (and so were audited).
+
+    ``PermissionError`` goes to the caller (a zone this account may not read); a ledger that cannot
+    be parsed counts as history (fail closed: it may hide audited stages).
+    """
+    if not ledger.exists():
+        return []
+    try:
+        recorded = json.loads(ledger.read_text(encoding="utf-8"))
+    except PermissionError:
+        raise
+    except (OSError, ValueError):
+        return ["(an unreadable stage ledger)"]
+    if not isinstance(recorded, dict):
+        return ["(an unreadable stage ledger)"]
+    return [name for name in recorded if name not in _UNGOVERNED_STAGES]

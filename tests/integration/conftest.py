@@ -94,7 +94,13 @@ def raw_region(tmp_path_factory: pytest.TempPathFactory, master_secret_session) 
 
 
 def copy_region(raw: Path, dest: Path) -> Workspace:
+    """A copy of a workspace, with its (DEMO) audit writer's key and anchor, so its log goes on."""
+    from ig_policies.audit import demo_writer_directory
+
     shutil.copytree(raw, dest)
+    writer = demo_writer_directory(Workspace(raw.resolve()))
+    if writer.exists():
+        shutil.copytree(writer, demo_writer_directory(Workspace(dest.resolve())))
     return Workspace.open(dest)
 
 

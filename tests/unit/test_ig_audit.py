@@ -266,12 +266,16 @@ def test_signing_key_readable_by_others_is_refused(tmp_path: Path) -> None:
 def test_new_chain_refused_in_a_workspace_with_history(tmp_path: Path) -> None:
     ws = Workspace.open(tmp_path / "ws")
     (ws.root / ".state").mkdir(exist_ok=True)
-    (ws.root / ".state" / "stages.json").write_text("{}")
+    (ws.root / ".state" / "stages.json").write_text('{"synth": {}, "validate": {}}')
     log = AuditLog.open(ws, create_demo_audit(tmp_path / "writer"))
     with pytest.raises(TamperedError, match="no_new_chain_with_history") as err:
         log.append(actor="a", role="researcher", action="b", decision="allowed")
     assert "stage ledger" in err.value.message and "restore the audit log" in (err.value.hint or "")
-    (ws.root / ".state" / "stages.json").unlink()
+    (ws.root / ".state" / "stages.json").write_text("not json")  # unreadable: it may hide audited stages
+    with pytest.raises(TamperedError, match="no_new_chain_with_history"):
+        log.append(actor="a", role="researcher", action="b", decision="allowed")
+    # the synthetic region is made before any policy step (demo, tests): no sign of an audit trail
+    (ws.root / ".state" / "stages.json").write_text('{"synth": {}}')
     (ws.pending / "req-1").mkdir(parents=True)
     with pytest.raises(TamperedError, match="outputs in outputs/pending"):
         log.append(actor="a", role="researcher", action="b", decision="allowed")
