@@ -134,6 +134,8 @@ def site() -> Iterator[Site]:
     _ensure_user(OFFICER_2, [GROUPS["ig_officer"], *readers])
     _ensure_user(WRITER, [GROUPS["audit_writer"], STAFF])  # it gives its socket to the staff group
 
+    # the administrator's umask: earlier commands in this process may have left the service's 027
+    umask = os.umask(0o022)
     base = Path(tempfile.mkdtemp(prefix="ehl-sod-", dir="/tmp"))
     base.chmod(0o755)
     restore = _traversable([Path(sys.executable).resolve(), Path(sys.executable), ROOT])
@@ -212,6 +214,7 @@ def site() -> Iterator[Site]:
         for path, mode in restore:
             path.chmod(mode)
         shutil.rmtree(base, ignore_errors=True)
+        os.umask(umask)
 
 
 _writer: list[subprocess.Popen] = []
