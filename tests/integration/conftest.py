@@ -21,6 +21,7 @@ import pytest
 from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE
 from ig_policies.workspace import Workspace
 from tests.conftest import TEST_MASTER_SECRET
+from tests.integration.os_site import site  # noqa: F401  (one TRE of real OS accounts, for any test)
 
 ROOT = Path(__file__).resolve().parents[2]
 PEOPLE = 3000
