@@ -92,6 +92,7 @@ class Site:
             "GX_ANALYTICS_ENABLED": "false",
             "SPARK_LOCAL_IP": "127.0.0.1",
             "EHL_DEPLOYMENT": str(self.deployment),
+            "PYTHONPATH": str(ROOT),  # this checkout, whichever one the interpreter was installed from
             **extra,
         }
 
@@ -104,7 +105,7 @@ class Site:
         return self.as_user(user, str(Path(sys.executable).with_name("ehl")), *args, **extra)
 
     def python(self, user: str, code: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return self.as_user(user, sys.executable, "-c", code, PYTHONPATH=str(ROOT), **extra)
+        return self.as_user(user, sys.executable, "-c", code, **extra)
 
     def audit_entries(self) -> list[dict]:
         log = self.workspace / "audit" / "audit.jsonl"
