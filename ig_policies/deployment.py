@@ -115,43 +115,38 @@ class Deployment(_Frozen):
         """The workspace to use: the deployment's; ``requested`` only if it is the same folder."""
         if self.workspace is None:
             return requested
-        fixed = self.workspace.resolve()
-        if requested is not None and Path(requested).resolve() != fixed:
-            raise PolicyRefused(
-                "workspace_not_deployed",
-                f"This machine's deployment ({self.source}) fixes the workspace {fixed}; "
-                f"{Path(requested).resolve()} is not it.",
-                hint="leave out --workspace (and EHL_WORKSPACE); only the TRE administrator can move the workspace",
-            )
-        return fixed
+        return _only_the_deployed(
+            self.workspace,
+            requested,
+            "workspace_not_deployed",
+            f"This machine's deployment ({self.source}) fixes the workspace {{fixed}}; {{requested}} is not it.",
+            "leave out --workspace (and EHL_WORKSPACE); only the TRE administrator can move the workspace",
+        )
 
     def trust_store_path(self, requested: Path | None) -> Path:
         """The trust store: the deployment's; ``requested`` only if it names the same file."""
-        fixed = self.trust_store.resolve()
-        if requested is not None and Path(requested).resolve() != fixed:
-            raise PolicyRefused(
-                "trust_store_not_deployed",
-                f"Only the trust store fixed by this machine's deployment ({fixed}) can be used; "
-                f"{Path(requested).resolve()} is not it.",
-                hint="leave out --trust-store (and EHL_TRUST_STORE); to trust a new officer key, the TRE "
-                "administrator adds it to the deployed trust store",
-            )
-        return fixed
+        return _only_the_deployed(
+            self.trust_store,
+            requested,
+            "trust_store_not_deployed",
+            "Only the trust store fixed by this machine's deployment ({fixed}) can be used; {requested} is not it.",
+            "leave out --trust-store (and EHL_TRUST_STORE); to trust a new officer key, the TRE "
+            "administrator adds it to the deployed trust store",
+        )
 
     def policy_path(self, requested: Path | None) -> Path | None:
         """The policy: the deployment's pinned file (checked against its hash); in a demo
         deployment without a pin, ``requested`` (the demo trust store still decides what loads)."""
         if self.policy is None:
             return requested
-        fixed = self.policy.path.resolve()
-        if requested is not None and Path(requested).resolve() != fixed:
-            raise PolicyRefused(
-                "policy_not_deployed",
-                f"Only the policy fixed by this machine's deployment ({fixed}) can be used; "
-                f"{Path(requested).resolve()} is not it.",
-                hint="leave out --policy (and EHL_POLICY); a new policy version is approved by the IG officer "
-                "and then pinned in the deployment by the TRE administrator",
-            )
+        fixed = _only_the_deployed(
+            self.policy.path,
+            requested,
+            "policy_not_deployed",
+            "Only the policy fixed by this machine's deployment ({fixed}) can be used; {requested} is not it.",
+            "leave out --policy (and EHL_POLICY); a new policy version is approved by the IG officer "
+            "and then pinned in the deployment by the TRE administrator",
+        )
         if self.policy.sha256 is not None:
             try:
                 digest = hashlib.sha256(fixed.read_bytes()).hexdigest()
@@ -168,6 +163,20 @@ class Deployment(_Frozen):
                     "or restores the approved one",
                 )
         return fixed
+
+
+def _only_the_deployed(fixed: Path, requested: Path | None, rule: str, message: str, hint: str) -> Path:
+    """``fixed`` (resolved); ``requested`` is refused under ``rule`` unless it names the same place.
+
+    ``message`` may use ``{fixed}`` and ``{requested}``: a caller can name the deployed file, never another.
+    """
+    deployed = fixed.resolve()
+    if requested is not None and Path(requested).resolve() != deployed:
+        named = message.replace("{fixed}", str(deployed)).replace(
+            "{requested}", str(Path(requested).resolve())
+        )
+        raise PolicyRefused(rule, named, hint=hint)
+    return deployed
 
 
 # --------------------------------------------------------------------------------------------
