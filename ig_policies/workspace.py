@@ -51,14 +51,16 @@ ZONES: dict[str, str] = {
     "pending": "outputs/pending",
     "released": "outputs/released",
     "ledger": "outputs/ledger",
+    "decisions": "outputs/decisions",
     "audit": "audit",
     "reports": "reports",
     "reference": "reference",
     "truth": "truth",
 }
 
-#: The roles that own or read zones: the three policy roles and the audit log's writer.
-ZoneRole = Literal["data_processor", "researcher", "ig_officer", "audit_writer"]
+#: The roles that own or read zones: the three policy roles, the audit log's writer and the output
+#: gate (the service that alone writes pending requests).
+ZoneRole = Literal["data_processor", "researcher", "ig_officer", "audit_writer", "output_gate"]
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,11 @@ ZONE_ACCESS: dict[str, ZoneAccess] = {
     "reference": ZoneAccess(
         "data_processor", frozenset({"data_processor", "researcher"}), "researcher", 0o2750, 0o750
     ),
-    # written only by the output gate's account, read by officers
-    "pending": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2750, 0o750),
+    # written only by the output gate's account (it owns the folder), read by officers
+    "pending": ZoneAccess("output_gate", frozenset({"ig_officer"}), "ig_officer", 0o2750, 0o750),
+    # officers' signed decisions on requests, one flat file each: any officer adds a file, and the
+    # sticky bit keeps each officer's files theirs (nobody removes or renames another's)
+    "decisions": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o3770, 0o750),
     # written by the release step (an officer), read by officers
     "released": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2770, 0o750),
     # the audit log's writer owns it; whoever verifies it reads it through the writer's group
@@ -132,6 +137,7 @@ class ZoneGroups(BaseModel):
     researcher: str | None = None
     ig_officer: str | None = None
     audit_writer: str | None = None
+    output_gate: str | None = None
 
 
 def restrict_umask() -> None:
