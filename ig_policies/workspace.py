@@ -265,6 +265,12 @@ def apply_zone_permissions(workspace: Workspace, groups: ZoneGroups | None = Non
             _set_mode(path, access.alone_mode)
             continue
         gid = _group_id(zone, group)
+        current = path.stat()
+        if current.st_gid == gid and stat.S_IMODE(current.st_mode) == access.grouped_mode:
+            # Already right: leave it. The owner may not be in the readers' group (the output gate
+            # owns pending/, whose group is the officers'), and a chmod by such an owner would
+            # clear the setgid bit that gives new folders the officers' group.
+            continue
         try:
             os.chown(path, -1, gid)
         except OSError as exc:
@@ -366,8 +372,19 @@ def make_zone_folder(directory: str | os.PathLike[str]) -> Path:
         mode = stat.S_IMODE(folder.parent.stat().st_mode) & 0o2750
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
-            folder.chmod(mode | 0o700)
+            _tighten_folder(folder, mode | 0o700)
     return directory
+
+
+def _tighten_folder(folder: Path, mode: int) -> None:
+    """Give ``folder`` ``mode`` unless it has it already.
+
+    A folder made in a setgid zone already has the zone's group and setgid bit; a chmod by an
+    owner outside that group (the output gate in the officers' ``pending/``) would clear the
+    setgid bit, and the folder's files would then get the owner's own group.
+    """
+    if stat.S_IMODE(folder.stat().st_mode) != mode:
+        folder.chmod(mode)
 
 
 def seal_tree(path: str | os.PathLike[str]) -> None:
@@ -381,10 +398,10 @@ def seal_tree(path: str | os.PathLike[str]) -> None:
     if top.is_file():
         top.chmod(file_mode)
         return
-    top.chmod(parent_mode)
+    _tighten_folder(top, parent_mode)
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames:
-            Path(dirpath, name).chmod(parent_mode)
+            _tighten_folder(Path(dirpath, name), parent_mode)
         for name in filenames:
             target = Path(dirpath, name)
             if not target.is_symlink():

@@ -646,7 +646,8 @@ def release_output(
     tmp: Path | None = None
     # One release at a time: the re-check against the ledger and the ledger update must not
     # interleave with another release, or two tables that difference could both slip out.
-    lock = FileLock(str(ledger_dir(workspace) / ".release.lock"), timeout=300)
+    # The lock file is shared by every officer: group-writable whatever the umask.
+    lock = FileLock(str(ledger_dir(workspace) / ".release.lock"), timeout=300, mode=0o660)
     try:
         with lock:
             with engine.step(actor, Role.IG_OFFICER, "output_release") as step:
