@@ -202,7 +202,7 @@ class PolicyEngine:
             )
 
         try:
-            _check_peer(deployment, own, identity)
+            identity = _acting_identity(deployment, own, identity)
             requested = trust_store or os.environ.get(TRUST_STORE_ENV) or None
             store = load_trust_store(deployment.trust_store_path(Path(requested) if requested else None))
             reading = "policy"
@@ -452,20 +452,25 @@ class PolicyEngine:
         )  # fmt: skip
 
 
-def _check_peer(deployment: Deployment, own: Identity, identity: Identity) -> None:
-    """Only the output gate's own process may act for another account, and only for a peer the
-    kernel named (``peer_identity``); any other process acts as itself."""
-    if identity is own or (identity.peer and identity.uid == own.uid):
-        return
+def _acting_identity(deployment: Deployment, own: Identity, claimed: Identity) -> Identity:
+    """Who the engine acts for: this process's own account, or, in the output gate's process
+    only, the peer the kernel named at the other end of its socket (``peer_identity``).
+
+    A claimed identity with this process's own uid is this process (its account and groups as
+    the system says, not as claimed); any other is refused outside the gate's account.
+    """
+    if claimed is own or claimed.uid == own.uid:
+        return own
     gate = deployment.gate.account if deployment.gate is not None else None
-    if not identity.peer or gate is None or own.account != gate:
+    if not claimed.peer or gate is None or own.account != gate:
         raise PolicyRefused(
             "peer_identity_only_for_gate",
-            f"This process runs as '{own.account}' and asked to act as '{identity.account}': only the "
+            f"This process runs as '{own.account}' and asked to act as '{claimed.account}': only the "
             f"output gate's account ({gate or 'none in this deployment'}) may act for another account, "
             "and only for the one at the other end of its socket.",
             hint="run the command as yourself; nobody can act under another person's name",
         )
+    return claimed
 
 
 def _mode(identity: Identity) -> dict[str, Any]:

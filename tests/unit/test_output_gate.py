@@ -105,7 +105,7 @@ def test_only_the_gates_own_process_may_act_for_another_account(workspace: Works
     me = os.getuid()
     claims = [
         Identity(account="somebody-else", uid=me + 4242, groups=frozenset(), demo=True, peer=True),
-        Identity(account="somebody-else", uid=me, groups=frozenset(), demo=True, peer=False),
+        Identity(account="somebody-else", uid=me + 4242, groups=frozenset(), demo=True, peer=False),
     ]
     for claimed in claims:
         with pytest.raises(PolicyRefused) as refused:
@@ -116,6 +116,10 @@ def test_only_the_gates_own_process_may_act_for_another_account(workspace: Works
     refusals = [e for e in AuditLog.for_workspace(workspace).entries() if e["action"] == "load_policy"]
     assert [e["actor"] for e in refusals] == ["somebody-else", "somebody-else"]
     assert {e["account"] for e in refusals} == {account_name(me)}  # who really asked
+    # a claim carrying this process's own uid is this process, whatever name and groups it claims
+    claimed = Identity(account="somebody-else", uid=me, groups=frozenset({"ehl-officers"}), peer=True)
+    engine = PolicyEngine.load(DEMO_POLICY, workspace, trust_store=DEMO_TRUST_STORE, identity=claimed)
+    assert engine.identity.account == account_name(me) and "ehl-officers" not in engine.identity.groups
 
 
 def test_release_checks_the_gates_signature_and_the_signed_hash(workspace: Workspace, tmp_path: Path) -> None:
