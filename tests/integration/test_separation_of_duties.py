@@ -49,12 +49,18 @@ def _request_as_researcher(site: Site) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+@pytest.fixture(scope="module")
+def requested(site: Site) -> str:
+    """One request made through the gate, shared by the tests (each OS-account command costs seconds)."""
+    return _request_as_researcher(site)
+
+
 def _researchers_key(site: Site) -> list[str]:
     return ["--key", str(site.base / "home" / RESEARCHER / "mine.pem")]
 
 
-def test_the_actor_is_the_account_and_typed_names_are_gone(site: Site) -> None:
-    rid = _request_as_researcher(site)
+def test_the_actor_is_the_account_and_typed_names_are_gone(site: Site, requested: str) -> None:
+    rid = requested
     request = next(e for e in reversed(site.audit_entries()) if e["action"] == "output_request")
     assert request["actor"] == RESEARCHER and request["account"] == GATE and "mode" not in request
 
@@ -81,10 +87,10 @@ def test_the_actor_is_the_account_and_typed_names_are_gone(site: Site) -> None:
     assert not any((site.workspace / "outputs" / "released").iterdir())
 
 
-def test_a_trust_store_or_policy_of_ones_own_is_refused(site: Site) -> None:
+def test_a_trust_store_or_policy_of_ones_own_is_refused(site: Site, requested: str) -> None:
     from ig_policies.demo import DEMO_POLICY
 
-    rid = _request_as_researcher(site)
+    rid = requested
     home = site.base / "home" / RESEARCHER
     code = (
         "from pathlib import Path\n"
@@ -153,9 +159,13 @@ def _officer(site: Site, officer: str, *args: str):
     return site.ehl(officer, "outputs", *args, **key)
 
 
-def test_the_gate_alone_writes_pending_and_the_researcher_cannot(site: Site) -> None:
-    rid = _request_as_researcher(site)
-    request = next(e for e in reversed(site.audit_entries()) if e["action"] == "output_request")
+def test_the_gate_alone_writes_pending_and_the_researcher_cannot(site: Site, requested: str) -> None:
+    rid = requested
+    request = next(
+        e
+        for e in site.audit_entries()
+        if e["action"] == "output_request" and (e.get("details") or {}).get("request_id") == rid
+    )
     # the researcher acted; the gate's account wrote it (the audit writer's peer credentials)
     assert (request["actor"], request["account"], request["decision"]) == (RESEARCHER, GATE, "allowed")
     folder = site.workspace / "outputs" / "pending" / rid
@@ -177,8 +187,8 @@ def test_the_gate_alone_writes_pending_and_the_researcher_cannot(site: Site) -> 
     assert (folder / "request.json").exists() and not (pending / "forged").exists()
 
 
-def test_a_request_forged_into_pending_is_refused_at_release(site: Site) -> None:
-    rid = _request_as_researcher(site)
+def test_a_request_forged_into_pending_is_refused_at_release(site: Site, requested: str) -> None:
+    rid = requested
     pending = site.workspace / "outputs" / "pending"
     # root (or anyone who gets write access) places requests the gate never made
     unsigned, resigned = pending / "20990101-000000-age-00000001", pending / "20990101-000000-age-00000002"
@@ -201,8 +211,8 @@ def test_a_request_forged_into_pending_is_refused_at_release(site: Site) -> None
     assert not any((site.workspace / "outputs" / "released").iterdir())
 
 
-def test_two_officers_review_and_release_and_nobody_reviews_twice(site: Site) -> None:
-    rid = _request_as_researcher(site)
+def test_two_officers_review_and_release_and_nobody_reviews_twice(site: Site, requested: str) -> None:
+    rid = requested
     released = site.workspace / "outputs" / "released"
     first = _officer(site, OFFICER_1, "release", rid)
     assert first.returncode == 0 and "more approval" in first.stdout, first.stdout + first.stderr
