@@ -28,7 +28,7 @@ from analysis.disclosure.gate import (
     read_frame,
     unpack_output,
 )
-from analysis.disclosure.workflow import OfficerSigner, release_output, submit_output
+from analysis.disclosure.workflow import OfficerSigner, justify_request, release_output, submit_output
 from ig_policies.demo import DEMO_OFFICER_KEY, DEMO_PASSPHRASE, DEMO_POLICY, DEMO_TRUST_STORE
 from ig_policies.deployment import Deployment, PolicyPin
 from ig_policies.engine import PolicyEngine
@@ -191,6 +191,13 @@ def test_through_the_socket_the_gate_checks_stores_signs_and_replies(
     assert receipt.status == "pending" and "Outcome: PASS" in receipt.report_text
     [request] = list_requests(workspace)
     assert request.request_id == receipt.request_id and request.requested_by == RESEARCHER
+    # the justification changes through the gate too, and the gate signs the request again
+    assert (
+        justify_request(workspace, engine, RESEARCHER, "age", "for the board, in May") == receipt.request_id
+    )
+    assert list_requests(workspace)[0].justification == "for the board, in May"
+    with pytest.raises(InputError, match="no output request has this id"):
+        justify_request(workspace, engine, RESEARCHER, "nothing-like-it", "x")
     entries = [e for e in engine.audit.entries() if e["action"] == "output_request"]
     assert [e["decision"] for e in entries] == ["started", "allowed"]
     assert entries[1]["details"]["request_id"] == receipt.request_id
@@ -203,3 +210,23 @@ def test_through_the_socket_the_gate_checks_stores_signs_and_replies(
         reply, _ = read_frame(conn, max_body=0)
     assert reply["ok"] is False and "takes at most" in reply["error"]
     assert json.dumps(reply)  # a reply is plain JSON, never a traceback
+
+
+def test_the_demo_runs_with_an_in_process_gate_and_a_demo_key(workspace: Workspace) -> None:
+    """One account, no services: the DEMO gate beside the workspace writes and signs the requests,
+    and the demo officer's review releases what passed."""
+    from analysis.disclosure import verify_all_releases
+    from analysis.stage import request_outputs
+    from flows.demo import review_as_demo_officer
+    from ig_policies.demo import demo_engine
+
+    engine = demo_engine(workspace, today=None)
+    requests, folders = request_outputs(
+        workspace, engine, RESEARCHER, [("age", age_table([30, 300, 200]))], "the demo"
+    )
+    [(name, rid, status)] = requests
+    assert (name, status) == ("age", "pending") and (folders[0] / "request.sig").exists()
+    assert demo_gate_directory(workspace).is_dir() and not (workspace.root / "signing.key").exists()
+    review = review_as_demo_officer(workspace)
+    assert review.released == (rid,)
+    assert all(r.ok for r in verify_all_releases(workspace, engine.policy.outputs, engine))
