@@ -31,6 +31,7 @@ import signal
 import socket
 import struct
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,11 @@ def encode_frame(header: dict[str, Any], body: bytes = b"") -> bytes:
     return MAGIC + _PREFIX.pack(len(head), len(body)) + head + body
 
 
-def _read_exactly(conn: socket.socket, n: int) -> bytes:
+def _read_exactly(conn: socket.socket, n: int, deadline: float | None = None) -> bytes:
     chunks, left = [], n
     while left:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError("the request did not arrive in time")
         chunk = conn.recv(min(left, 1 << 20))
         if not chunk:
             raise FrameError("the connection closed before the whole request arrived")
@@ -89,9 +92,15 @@ def _read_exactly(conn: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_frame(conn: socket.socket, max_body: int = MAX_OUTPUT_BYTES) -> tuple[dict[str, Any], bytes]:
-    """One frame from ``conn``; ``FrameError`` before reading a body larger than ``max_body``."""
-    prefix = _read_exactly(conn, len(MAGIC) + _PREFIX.size)
+def read_frame(
+    conn: socket.socket, max_body: int = MAX_OUTPUT_BYTES, deadline: float | None = None
+) -> tuple[dict[str, Any], bytes]:
+    """One frame from ``conn``; ``FrameError`` before reading a body larger than ``max_body``.
+
+    ``deadline`` (``time.monotonic()``) bounds the whole frame, so a caller trickling bytes cannot
+    hold the gate (which answers one request at a time) for longer.
+    """
+    prefix = _read_exactly(conn, len(MAGIC) + _PREFIX.size, deadline)
     if prefix[: len(MAGIC)] != MAGIC:
         raise FrameError("this is not a request to the output gate")
     head_length, body_length = _PREFIX.unpack(prefix[len(MAGIC) :])
@@ -103,14 +112,14 @@ def read_frame(conn: socket.socket, max_body: int = MAX_OUTPUT_BYTES) -> tuple[d
             f"{max_body / 2**20:.0f} MiB (an output of aggregates is far smaller)"
         )
     try:
-        header = json.loads(_read_exactly(conn, head_length).decode("utf-8"))
+        header = json.loads(_read_exactly(conn, head_length, deadline).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, FrameError):
             raise
         raise FrameError("the request's header is not JSON") from None
     if not isinstance(header, dict):
         raise FrameError("the request's header is not a JSON object")
-    return header, _read_exactly(conn, body_length)
+    return header, _read_exactly(conn, body_length, deadline)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,7 +342,7 @@ class GateService:
         try:
             conn.settimeout(TIMEOUT)
             peer = peer_identity(conn, demo=self.deployment.demo)
-            header, body = read_frame(conn)
+            header, body = read_frame(conn, deadline=time.monotonic() + 2 * TIMEOUT)
             kind = header.get("request")
             if kind not in ("output", "justify"):
                 raise FrameError(f"unknown request {kind!r} (known: output, justify)")

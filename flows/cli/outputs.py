@@ -21,7 +21,7 @@ from flows.cli.common import (
     progress,
 )
 from flows.cli.keys import read_passphrase, say
-from ig_policies.errors import ConfigError, DisclosureBlocked, InputError
+from ig_policies.errors import ConfigError, DisclosureBlocked, InputError, PolicyRefused
 from ig_policies.policy import Role
 
 if TYPE_CHECKING:
@@ -266,7 +266,16 @@ def list_(
 
     if status is not None and status not in STATUSES:
         raise InputError("--status", f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}")
-    requests = list_requests(open_workspace(workspace), status)
+    try:
+        requests = list_requests(open_workspace(workspace), status)
+    except PermissionError:
+        raise PolicyRefused(
+            "officers_zone",
+            "Output requests are kept where only the output gate writes and only IG officers read "
+            "(outputs/pending/), so this account cannot list them.",
+            hint="the id, status and check report of each of your requests were shown when you made it; "
+            "ask an IG officer for the decision on one",
+        ) from None
     if not requests:
         say("No output requests.")
         return

@@ -185,6 +185,8 @@ def test_the_gate_alone_writes_pending_and_the_researcher_cannot(site: Site, req
                 tried.stderr,
             )
     assert (folder / "request.json").exists() and not (pending / "forged").exists()
+    listed = site.ehl(RESEARCHER, "outputs", "list")  # the officers' zone: a plain refusal
+    assert listed.returncode == 3 and "officers_zone" in listed.stderr, listed.stdout + listed.stderr
 
 
 def test_a_request_forged_into_pending_is_refused_at_release(site: Site, requested: str) -> None:

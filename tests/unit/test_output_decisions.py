@@ -201,7 +201,10 @@ def test_a_pending_file_swapped_after_the_request_is_refused(
     victim.write_bytes(victim.read_bytes() + b"\n")
     with pytest.raises(TamperedError) as tampered:
         release_output(workspace, engine, OFFICER, rid, DEMO_SIGNER)
-    assert tampered.value.exit_code == 5 and "changed since the output gate signed them" in tampered.value.message
+    assert (
+        tampered.value.exit_code == 5
+        and "changed since the output gate signed them" in tampered.value.message
+    )
     assert not (workspace.released / rid).exists()
 
 

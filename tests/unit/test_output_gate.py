@@ -70,6 +70,16 @@ def test_a_frame_carries_a_header_and_bytes_and_refuses_anything_else() -> None:
         _frame_through_socket(MAGIC + (5).to_bytes(4, "big") + (0).to_bytes(8, "big") + b"{nope")
 
 
+def test_a_caller_trickling_bytes_cannot_hold_the_gate_past_its_deadline() -> None:
+    import time
+
+    left, right = socket.socketpair()
+    with left, right:
+        left.sendall(MAGIC[:3])  # and then nothing more
+        with pytest.raises(TimeoutError):
+            read_frame(right, deadline=time.monotonic() - 1)
+
+
 def test_an_output_over_the_size_limit_is_refused_before_its_bytes_are_read() -> None:
     # Only the prefix is sent: a gate that waited for the 5 GiB would hang here.
     claim = MAGIC + (2).to_bytes(4, "big") + (5 << 30).to_bytes(8, "big")
