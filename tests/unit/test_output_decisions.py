@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from analysis.disclosure import FrequencyTable, Outcome, list_requests, request_output
 from analysis.disclosure.workflow import (
     OfficerSigner,
+    decision_files,
     grant_exception,
     reject_output,
-    decision_files,
     release_output,
     request_changes,
     verify_all_releases,
