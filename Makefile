@@ -19,7 +19,7 @@ export GX_ANALYTICS_ENABLED := false
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test check install java browser prefect-server spark-cluster spark-cluster-stop audit-writer audit-writer-stop clean
+.PHONY: demo test check install java browser prefect-server spark-cluster spark-cluster-stop audit-writer audit-writer-stop output-gate output-gate-stop clean
 
 demo: $(STAMP) $(DOCS_ASSETS)
 	$(BIN)/ehl demo --workspace $(WORKSPACE) --people $(PEOPLE)
@@ -87,6 +87,14 @@ audit-writer: $(STAMP)
 
 audit-writer-stop:
 	infra/scripts/audit-writer.sh stop
+
+# The output gate of a local deployment, the one writer of outputs/pending/ (its key under
+# infra/.run/output-gate/); it audits through the audit writer, so start that first.
+output-gate: $(STAMP)
+	infra/scripts/output-gate.sh start
+
+output-gate-stop:
+	infra/scripts/output-gate.sh stop
 
 clean:
 	rm -rf $(VENV) .prefect build *.egg-info linkage/identifiable/validation/data_docs_assets

@@ -26,7 +26,8 @@ from typing import Any, ParamSpec
 
 import pandas as pd
 
-from analysis.disclosure import DisclosureOutput, ModelResult, Note, OutputRequest, request_output
+from analysis.disclosure import DisclosureOutput, ModelResult, Note
+from analysis.disclosure.workflow import submit_output
 from ig_policies.errors import InputError
 from ig_policies.workspace import Workspace
 
@@ -183,13 +184,16 @@ def request_outputs(
     outputs: Sequence[tuple[str, DisclosureOutput]],
     justification: str,
 ) -> tuple[tuple[Request, ...], tuple[Path, ...]]:
-    """Request each output through disclosure control; return (name, id, status) and the folders."""
+    """Request each output through the output gate; return (name, id, status) and the folders.
+
+    The status comes from the gate's receipt: with role groups the researcher cannot read
+    ``pending/`` (the officers' zone), and the gate alone writes it.
+    """
     done, folders = [], []
     for name, output in outputs:
-        request_id = request_output(workspace, engine, actor, output, name, justification)
-        folder = workspace.pending / request_id
-        done.append((name, request_id, OutputRequest.read(folder).status))
-        folders.append(folder)
+        receipt = submit_output(workspace, engine, actor, output, name, justification)
+        done.append((name, receipt.request_id, receipt.status))
+        folders.append(workspace.pending / receipt.request_id)
     return tuple(done), tuple(folders)
 
 

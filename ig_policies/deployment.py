@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ig_policies.audit import AuditLog, AuditSettings
 from ig_policies.config_file import load_config_file
 from ig_policies.errors import ConfigError, PolicyRefused
+from ig_policies.gate_keys import GateSettings, create_demo_gate, demo_gate_directory
 from ig_policies.workspace import Workspace, ZoneGroups, write_text
 
 DEPLOYMENT_ENV = "EHL_DEPLOYMENT"
@@ -72,6 +73,9 @@ class Deployment(_Frozen):
     groups: RoleGroups | None = None
     #: where the audit writer is; a demo deployment without one gets a DEMO writer beside each workspace
     audit: AuditSettings | None = None
+    #: where the output gate is (the only writer of outputs/pending/); a demo deployment without one
+    #: gets a DEMO gate, run in-process, beside each workspace
+    gate: GateSettings | None = None
     #: the file this was read from (set by the loader, never read from YAML)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -85,6 +89,7 @@ class Deployment(_Frozen):
                     ("policy", self.policy),
                     ("groups", self.groups),
                     ("audit", self.audit),
+                    ("gate", self.gate),
                 )
                 if value is None
             ]
@@ -108,6 +113,13 @@ class Deployment(_Frozen):
         if self.audit is not None:
             return AuditLog.open(workspace, self.audit)
         return AuditLog.for_workspace(workspace)
+
+    def output_gate(self, workspace: Workspace) -> GateSettings:
+        """The output gate of ``workspace``: this deployment's (in a DEMO deployment that names
+        none, the DEMO gate beside the workspace, its key pair made on first use)."""
+        if self.gate is not None:
+            return self.gate
+        return create_demo_gate(demo_gate_directory(workspace))
 
     # ---- what the caller may and may not choose ----------------------------------------------
 
@@ -251,6 +263,7 @@ def write_demo_deployment(
     workspace: Path | None,
     policy: Path | None = None,
     audit: AuditSettings | None = None,
+    gate: GateSettings | None = None,
 ) -> Path:
     """Write a DEMO deployment into ``directory`` (outside the workspace) and return its path.
 
@@ -272,6 +285,8 @@ def write_demo_deployment(
         doc["policy"] = {"path": str(Path(policy).resolve())}
     if audit is not None:
         doc["audit"] = audit.model_dump(mode="json", exclude_none=True)
+    if gate is not None:
+        doc["gate"] = gate.model_dump(mode="json", exclude_none=True)
     path = write_text(
         folder / "deployment.yaml",
         "# DEMO deployment, made by 'ehl demo': the local account acts in all three roles.\n"

@@ -158,6 +158,7 @@ class PolicyEngine:
         actor: str | None = None,
         allow_expired: bool = False,
         deployment: Deployment | None = None,
+        identity: Identity | None = None,
     ) -> PolicyEngine:
         """Load and verify a signed policy; refuse (and audit the refusal) if it cannot be used.
 
@@ -169,10 +170,13 @@ class PolicyEngine:
         policy load, and then only actions in ``ACTIONS_AFTER_EXPIRY`` are allowed. ``audit`` is the
         workspace's audit log or its writer's settings; by default the deployment's writer, and in
         a DEMO deployment without one the DEMO writer beside the workspace
-        (``AuditLog.for_workspace``).
+        (``AuditLog.for_workspace``). ``identity`` is only for the output gate acting for the
+        researcher at the other end of its socket (``ig_policies.identity.peer_identity``): it is
+        refused (rule ``peer_identity_only_for_gate``) unless this process runs as the gate's
+        account named by the deployment.
         """
         deployment = deployment if deployment is not None else load_deployment()
-        identity = current_identity(demo=deployment.demo)
+        own = current_identity(demo=deployment.demo)
         if isinstance(audit, AuditSettings):
             audit = AuditLog.open(workspace, audit)
         elif audit is None:
@@ -181,11 +185,12 @@ class PolicyEngine:
         policy_hash: str | None = None
 
         reading = "trust_store"
+        identity = identity if identity is not None else own
 
         def refuse(exc: PolicyRefused | ConfigError) -> None:
             rule = exc.rule if isinstance(exc, PolicyRefused) else f"invalid_{reading}"
             audit.append(
-                actor=actor,
+                actor=actor if actor is not None or identity is own else identity.account,
                 role=None,
                 action="load_policy",
                 policy_id=policy_id,
@@ -197,6 +202,7 @@ class PolicyEngine:
             )
 
         try:
+            identity = _acting_identity(deployment, own, identity)
             requested = trust_store or os.environ.get(TRUST_STORE_ENV) or None
             store = load_trust_store(deployment.trust_store_path(Path(requested) if requested else None))
             reading = "policy"
@@ -444,6 +450,27 @@ class PolicyEngine:
             **base, **record._record(hash_outputs=True), decision="allowed", rule=None, reason="",
             started_seq=started["seq"],
         )  # fmt: skip
+
+
+def _acting_identity(deployment: Deployment, own: Identity, claimed: Identity) -> Identity:
+    """Who the engine acts for: this process's own account, or, in the output gate's process
+    only, the peer the kernel named at the other end of its socket (``peer_identity``).
+
+    A claimed identity with this process's own uid is this process (its account and groups as
+    the system says, not as claimed); any other is refused outside the gate's account.
+    """
+    if claimed is own or claimed.uid == own.uid:
+        return own
+    gate = deployment.gate.account if deployment.gate is not None else None
+    if not claimed.peer or gate is None or own.account != gate:
+        raise PolicyRefused(
+            "peer_identity_only_for_gate",
+            f"This process runs as '{own.account}' and asked to act as '{claimed.account}': only the "
+            f"output gate's account ({gate or 'none in this deployment'}) may act for another account, "
+            "and only for the one at the other end of its socket.",
+            hint="run the command as yourself; nobody can act under another person's name",
+        )
+    return claimed
 
 
 def _mode(identity: Identity) -> dict[str, Any]:

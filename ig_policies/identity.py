@@ -9,6 +9,12 @@ variable) can change the account, because it comes from the kernel (``getuid``).
 In a DEMO deployment the one local account acts in all three roles, under the demo policy's
 persona names (``demo-processor``, ``demo-researcher``, ``demo-ig-officer``), so the synthetic demo
 runs on a bare machine; every audit entry it writes says DEMO.
+
+The output gate acts for another account: the researcher at the other end of its Unix socket.
+``peer_identity`` learns that account from the kernel (``SO_PEERCRED``), never from what the
+caller sends, and the policy engine accepts such an identity only in a process running as the
+gate's own account (``PolicyEngine.load(identity=...)``), so no other process can claim to act
+for someone else.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import socket
+import struct
 from dataclasses import dataclass
 
 from ig_policies.policy import Role
@@ -36,6 +44,8 @@ class Identity:
     uid: int
     groups: frozenset[str]
     demo: bool = False
+    #: learnt from a Unix socket's peer credentials (the output gate acting for its caller)
+    peer: bool = False
 
     def name_for(self, role: Role | str) -> str:
         """The name this process acts under in ``role``: the account, or the DEMO persona."""
@@ -82,3 +92,15 @@ def current_identity(demo: bool = False) -> Identity:
         groups=group_names(uid, (os.getgid(), *os.getgroups())),
         demo=demo,
     )
+
+
+def peer_identity(conn: socket.socket, demo: bool = False) -> Identity:
+    """The account at the other end of a connected Unix socket, from the kernel (``SO_PEERCRED``).
+
+    Its groups are the account's groups in the system's group database (the kernel's list for the
+    peer process is not available over the socket), so a group the administrator removed the
+    account from no longer counts, even for a process started before.
+    """
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, gid = struct.unpack("3i", creds)
+    return Identity(account=account_name(uid), uid=uid, groups=group_names(uid, (gid,)), demo=demo, peer=True)

@@ -51,14 +51,16 @@ ZONES: dict[str, str] = {
     "pending": "outputs/pending",
     "released": "outputs/released",
     "ledger": "outputs/ledger",
+    "decisions": "outputs/decisions",
     "audit": "audit",
     "reports": "reports",
     "reference": "reference",
     "truth": "truth",
 }
 
-#: The roles that own or read zones: the three policy roles and the audit log's writer.
-ZoneRole = Literal["data_processor", "researcher", "ig_officer", "audit_writer"]
+#: The roles that own or read zones: the three policy roles, the audit log's writer and the output
+#: gate (the service that alone writes pending requests).
+ZoneRole = Literal["data_processor", "researcher", "ig_officer", "audit_writer", "output_gate"]
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,11 @@ ZONE_ACCESS: dict[str, ZoneAccess] = {
     "reference": ZoneAccess(
         "data_processor", frozenset({"data_processor", "researcher"}), "researcher", 0o2750, 0o750
     ),
-    # written only by the output gate's account, read by officers
-    "pending": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2750, 0o750),
+    # written only by the output gate's account (it owns the folder), read by officers
+    "pending": ZoneAccess("output_gate", frozenset({"ig_officer"}), "ig_officer", 0o2750, 0o750),
+    # officers' signed decisions on requests, one flat file each: any officer adds a file, and the
+    # sticky bit keeps each officer's files theirs (nobody removes or renames another's)
+    "decisions": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o3770, 0o750),
     # written by the release step (an officer), read by officers
     "released": ZoneAccess("ig_officer", frozenset({"ig_officer"}), "ig_officer", 0o2770, 0o750),
     # the audit log's writer owns it; whoever verifies it reads it through the writer's group
@@ -132,6 +137,7 @@ class ZoneGroups(BaseModel):
     researcher: str | None = None
     ig_officer: str | None = None
     audit_writer: str | None = None
+    output_gate: str | None = None
 
 
 def restrict_umask() -> None:
@@ -259,6 +265,12 @@ def apply_zone_permissions(workspace: Workspace, groups: ZoneGroups | None = Non
             _set_mode(path, access.alone_mode)
             continue
         gid = _group_id(zone, group)
+        current = path.stat()
+        if current.st_gid == gid and stat.S_IMODE(current.st_mode) == access.grouped_mode:
+            # Already right: leave it. The owner may not be in the readers' group (the output gate
+            # owns pending/, whose group is the officers'), and a chmod by such an owner would
+            # clear the setgid bit that gives new folders the officers' group.
+            continue
         try:
             os.chown(path, -1, gid)
         except OSError as exc:
@@ -360,8 +372,19 @@ def make_zone_folder(directory: str | os.PathLike[str]) -> Path:
         mode = stat.S_IMODE(folder.parent.stat().st_mode) & 0o2750
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
-            folder.chmod(mode | 0o700)
+            _tighten_folder(folder, mode | 0o700)
     return directory
+
+
+def _tighten_folder(folder: Path, mode: int) -> None:
+    """Give ``folder`` ``mode`` unless it has it already.
+
+    A folder made in a setgid zone already has the zone's group and setgid bit; a chmod by an
+    owner outside that group (the output gate in the officers' ``pending/``) would clear the
+    setgid bit, and the folder's files would then get the owner's own group.
+    """
+    if stat.S_IMODE(folder.stat().st_mode) != mode:
+        folder.chmod(mode)
 
 
 def seal_tree(path: str | os.PathLike[str]) -> None:
@@ -375,10 +398,10 @@ def seal_tree(path: str | os.PathLike[str]) -> None:
     if top.is_file():
         top.chmod(file_mode)
         return
-    top.chmod(parent_mode)
+    _tighten_folder(top, parent_mode)
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames:
-            Path(dirpath, name).chmod(parent_mode)
+            _tighten_folder(Path(dirpath, name), parent_mode)
         for name in filenames:
             target = Path(dirpath, name)
             if not target.is_symlink():

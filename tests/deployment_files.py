@@ -15,6 +15,7 @@ import yaml
 
 from ig_policies.audit import create_demo_audit, demo_writer_directory
 from ig_policies.deployment import Deployment, load_deployment
+from ig_policies.gate_keys import create_demo_gate, demo_gate_directory
 from ig_policies.workspace import Workspace, write_text
 
 
@@ -32,7 +33,7 @@ def write_real_deployment(
     groups: dict[str, str] | None = None,
 ) -> Path:
     """A root-owned, non-demo deployment pinning ``policy`` (by its current bytes), with the
-    in-process audit writer the workspace's tests read the log with."""
+    in-process audit writer the workspace's tests read the log with, and an in-process output gate."""
     require_root()
     directory.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -43,6 +44,9 @@ def write_real_deployment(
         "policy": {"path": str(policy.resolve()), "sha256": hashlib.sha256(policy.read_bytes()).hexdigest()},
         "groups": groups or {"data_processor": "root", "researcher": "root", "ig_officer": "root"},
         "audit": create_demo_audit(demo_writer_directory(Workspace(workspace.resolve()))).model_dump(
+            mode="json", exclude_none=True
+        ),
+        "gate": create_demo_gate(demo_gate_directory(Workspace(workspace.resolve()))).model_dump(
             mode="json", exclude_none=True
         ),
     }

@@ -36,6 +36,7 @@ from analysis.disclosure.workflow import (
     request_staged,
     review_requests,
     stage_output,
+    submit_output,
     verify_all_releases,
     verify_release,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "review_requests",
     "save_output",
     "stage_output",
+    "submit_output",
     "verify_all_releases",
     "verify_release",
 ]

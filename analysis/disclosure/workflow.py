@@ -4,8 +4,10 @@ How an analysis output reaches the outside world:
 
 1. An analysis builds a typed output and calls ``request_output`` (or ``stage_output``, which
    parks it in ``analysis/outputs/<name>/`` for the researcher to request later with
-   ``ehl outputs request NAME --justification ...``). The request is checked at once and written
-   to ``outputs/pending/<id>/`` with its check report and a preview of the protected table.
+   ``ehl outputs request NAME --justification ...``). The output goes to the output gate
+   (``analysis.disclosure.gate``, its own OS account), which checks it at once and writes
+   ``outputs/pending/<id>/`` with its check report, a preview of the protected table and the
+   gate's signature over the request and the output's hash. Only the gate writes ``pending/``.
 2. The IG officer reviews pending requests (``review_requests``): each report, and which earlier
    releases from the same data it could be combined with.
 3. ``release_output`` re-checks the saved output against everything released since, writes
@@ -17,9 +19,12 @@ anyone else), and nobody can decide on their own request (the requester is taken
 request's audit entry). Every decision (release, approval, reject, request changes, exception) is
 signed with the deciding officer's own key over a canonical statement (request, decision, the
 pending files' hash, the bundle's hash, the reason, the officer, the time); the signature must
-verify against the engine's trust store as that officer's key. With ``outputs.reviews_required: 2``
+verify against the engine's trust store as that officer's key, and is kept as one flat file in
+the officers' zone ``outputs/decisions/`` (never in the gate's ``pending/``); a request's status
+is the gate's request plus those decisions. With ``outputs.reviews_required: 2``
 two different officers must approve. A release is audited before its bundle is renamed into
-place, and ``verify_release_decision`` later checks each bundle against that audit entry and the
+place, only after the gate's signature, the pending files' hash and every counted decision
+verify; ``verify_release_decision`` later checks each bundle against that audit entry and the
 signed decision. Every step is audited.
 """
 
@@ -31,9 +36,9 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from filelock import FileLock
@@ -72,7 +77,12 @@ from ig_policies.workspace import (
     write_text,
 )
 
+if TYPE_CHECKING:
+    from analysis.disclosure.gate import GateReceipt
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+#: a request id (time, name, random suffix) or an output name: never a path
+_NAME_OR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 PENDING, BLOCKED, RELEASED, REJECTED = "pending", "blocked", "released", "rejected"
 CHANGES_REQUESTED = "changes_requested"
@@ -249,6 +259,39 @@ def _write_preview(directory: Path, name: str, report: CheckReport) -> list[Path
     return files
 
 
+def _gate(workspace: Workspace, engine: Any) -> Any:
+    """The deployment's output gate: its socket, or (demo mode and tests) an in-process gate."""
+    return engine.deployment.output_gate(workspace)
+
+
+def submit_output(
+    workspace: Workspace,
+    engine: Any,
+    actor: str,
+    output: DisclosureOutput,
+    name: str,
+    justification: str,
+) -> GateReceipt:
+    """Send ``output`` to the output gate, which checks it and stores the signed request.
+
+    Only the gate writes ``outputs/pending/`` (see ``analysis.disclosure.gate``): through its
+    socket when the deployment runs it as a service (the files' bytes go, never a path), or in
+    this process with the DEMO gate key. The receipt carries the id, the status and the report.
+    """
+    from analysis.disclosure.gate import OutputGate, pack_output, submit
+    from ig_policies.gate_keys import load_gate_key
+
+    _check_name(name)
+    kind_of(output)
+    settings = _gate(workspace, engine)
+    if settings.socket is None:
+        gate = OutputGate(workspace, load_gate_key(settings.signing_key))
+        return gate.accept(engine, actor, output, name, justification)
+    listing, body = pack_output(_drawn(output, engine.policy.outputs))
+    header = {"request": "output", "name": name, "justification": justification, "files": listing}
+    return submit(settings.socket, header, body)
+
+
 def request_output(
     workspace: Workspace,
     engine: Any,
@@ -257,51 +300,13 @@ def request_output(
     name: str,
     justification: str,
 ) -> str:
-    """Check ``output`` and place it in ``outputs/pending/<id>/`` for an IG officer; return the id.
+    """Have the output gate check ``output`` and place it in ``outputs/pending/<id>/``; the id.
 
     The request is recorded whatever the outcome, so the researcher can read the report; an
     output that fails is marked ``blocked`` and cannot be released until it is changed and
-    requested again. Goes through the policy engine as a researcher step (audited).
+    requested again. The gate runs it as a researcher step (audited). See ``submit_output``.
     """
-    _check_name(name)
-    kind = kind_of(output)
-    rules: OutputRules = engine.policy.outputs
-    with engine.step(actor, Role.RESEARCHER, "output_request") as step:
-        try:
-            earlier = read_ledger(workspace, output.source)
-        except PermissionError:
-            # With role groups the release ledger (true counts) is the officers' alone: the request
-            # is checked on its own here, and against every earlier release when an officer releases it.
-            earlier = ()
-        report = check_output(output, rules, earlier)
-        request_id = _new_request_id(workspace, name)
-        final = workspace.pending / request_id
-        with atomic_directory(final) as tmp:
-            save_output(_drawn(output, rules, report), tmp / "output")
-            write_json(tmp / "check_report.json", report.to_dict())
-            write_text(tmp / "check_report.txt", report.to_text())
-            _write_preview(tmp / "preview", name, report)
-            status = BLOCKED if report.outcome is Outcome.FAIL else PENDING
-            request = OutputRequest(
-                request_id=request_id,
-                name=name,
-                kind=kind,
-                title=output.title,
-                source=output.source,
-                status=status,
-                outcome=report.outcome.value,
-                summary=report.summary(),
-                requested_by=actor,
-                requested_at=_now(),
-                justification=justification.strip(),
-            )
-            write_json(tmp / "request.json", request.to_dict())
-        step.outputs(final)
-        step.counts(items_withheld=len({f.key for f in report.withheld}))
-        step.detail(request_id=request_id, kind=kind, source=output.source, outcome=report.outcome.value)
-        # What release re-checks the pending files against: a file swapped later is refused.
-        step.detail(output_sha256=content_hash(final / "output"))
-    return request_id
+    return submit_output(workspace, engine, actor, output, name, justification).request_id
 
 
 def request_staged(workspace: Workspace, engine: Any, actor: str, name: str, justification: str) -> str:
@@ -319,8 +324,8 @@ def request_staged(workspace: Workspace, engine: Any, actor: str, name: str, jus
 
 def _find_request(workspace: Workspace, id_or_name: str) -> OutputRequest:
     direct = workspace.pending / id_or_name
-    if (direct / "request.json").exists():
-        return OutputRequest.read(direct)
+    if _NAME_OR_ID.match(id_or_name) and (direct / "request.json").exists():
+        return with_decisions(workspace, OutputRequest.read(direct))
     matches = [r for r in list_requests(workspace) if r.name == id_or_name and r.status in (PENDING, BLOCKED)]
     if len(matches) == 1:
         return matches[0]
@@ -336,27 +341,108 @@ def _find_request(workspace: Workspace, id_or_name: str) -> OutputRequest:
 def justify_request(
     workspace: Workspace, engine: Any, actor: str, id_or_name: str, justification: str
 ) -> str:
-    """Attach (or replace) the justification of an open request, e.g. one an analysis made."""
-    request = _find_request(workspace, id_or_name)
-    if request.status not in (PENDING, BLOCKED):
-        raise InputError(
-            request.request_id, f"the request is already {request.status}", "request the output again"
-        )
-    with engine.step(actor, Role.RESEARCHER, "output_justify") as step:
-        data = request.to_dict() | {"justification": justification.strip()}
-        write_json(request.directory / "request.json", data)
-        step.detail(request_id=request.request_id)
-    return request.request_id
+    """Attach (or replace) the justification of one's own open request, through the output gate."""
+    from analysis.disclosure.gate import OutputGate, submit
+    from ig_policies.gate_keys import load_gate_key
+
+    settings = _gate(workspace, engine)
+    if settings.socket is None:
+        gate = OutputGate(workspace, load_gate_key(settings.signing_key))
+        return gate.justify(engine, actor, id_or_name, justification).request_id
+    header = {"request": "justify", "name": id_or_name, "justification": justification}
+    return submit(settings.socket, header).request_id
 
 
 def list_requests(workspace: Workspace, status: str | None = None) -> list[OutputRequest]:
-    """All requests (oldest first), optionally only those with ``status``."""
+    """All requests (oldest first) as the gate stored them with the officers' decisions since,
+    optionally only those with ``status``."""
     if not workspace.pending.exists():
         return []
     found = [
-        OutputRequest.read(p) for p in sorted(workspace.pending.iterdir()) if (p / "request.json").exists()
+        with_decisions(workspace, OutputRequest.read(p))
+        for p in sorted(workspace.pending.iterdir())
+        if (p / "request.json").exists()
     ]
     return [r for r in found if status is None or r.status == status]
+
+
+# --------------------------------------------------------------------------------------------
+# Officers' decisions: flat files in the officers' zone, never in the gate's pending/
+
+
+def decision_files(workspace: Workspace, request_id: str) -> list[Path]:
+    """The signed decision files on ``request_id``, oldest first."""
+    folder = workspace.zone("decisions")
+    return sorted(folder.glob(f"{request_id}--*.json")) if folder.is_dir() else []
+
+
+def _signed_decisions(workspace: Workspace, request_id: str) -> list[dict[str, Any]]:
+    out = []
+    for path in decision_files(workspace, request_id):
+        try:
+            signed = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        statement = signed.get("statement") if isinstance(signed, dict) else None
+        if isinstance(statement, dict) and statement.get("request_id") == request_id:
+            out.append(signed | {"file": path.name})
+    return out
+
+
+def _apply_decisions(request: OutputRequest, decisions: list[dict[str, Any]]) -> OutputRequest:
+    """The request's state after ``decisions`` (approvals, exception, final decision)."""
+    approvals, exception = list(request.approvals), request.exception
+    changes: dict[str, Any] = {}
+    final = {"release": RELEASED, "reject": REJECTED, "request_changes": CHANGES_REQUESTED}
+    for signed in decisions:
+        statement = signed["statement"]
+        decision, officer = statement.get("decision"), str(statement.get("officer", ""))
+        if decision == "approve":
+            approvals.append({"officer": officer, "statement_sha256": signed.get("statement_sha256", "")})
+        elif decision == "grant_exception":
+            exception = {
+                "officer": officer,
+                "justification": str(statement.get("text", "")),
+                "statement_sha256": str(signed.get("statement_sha256", "")),
+            }
+        elif decision in final:
+            changes = {
+                "status": final[decision],
+                "decided_by": officer,
+                "decided_at": str(statement.get("decided_at", "")),
+                "decision_reason": str(statement.get("text", "")),
+            }
+    return replace(request, approvals=tuple(approvals), exception=exception, **changes)
+
+
+def with_decisions(workspace: Workspace, request: OutputRequest) -> OutputRequest:
+    """``request`` as the gate stored it, with the officers' decisions on it applied (unverified:
+    a release verifies every decision it counts)."""
+    try:
+        decisions = _signed_decisions(workspace, request.request_id)
+    except PermissionError:  # a researcher does not see the officers' zone
+        decisions = []
+    return _apply_decisions(request, decisions)
+
+
+def _verified_decisions(
+    engine: Any, workspace: Workspace, request: OutputRequest, pending_sha256: str
+) -> list[dict[str, Any]]:
+    """The decisions on ``request``, each checked: signed by the officer it names with a trusted
+    key, about these very pending files. Anything else is tampering (exit 5)."""
+    found = _signed_decisions(workspace, request.request_id)
+    for signed in found:
+        statement = signed["statement"]
+        verify_statement(
+            engine.trust_store, statement, str(signed.get("key_id", "")), str(signed.get("signature", "")),
+            str(statement.get("officer", "")),
+        )  # fmt: skip
+        if statement.get("pending_sha256") != pending_sha256:
+            raise TamperedError(
+                f"The decision {signed['file']} on request {request.request_id} was signed for other files.",
+                hint="do not release it; tell the IG lead that pending files or decisions were altered",
+            )
+    return found
 
 
 def review_requests(workspace: Workspace, engine: Any, actor: str) -> list[PendingReview]:
@@ -401,17 +487,6 @@ def pending_reviews(workspace: Workspace, rules: OutputRules) -> list[PendingRev
     return reviews
 
 
-def _decide(request: OutputRequest, status: str, actor: str, reason: str = "", **extra: Any) -> None:
-    data = request.to_dict() | {
-        "status": status,
-        "decided_by": actor,
-        "decided_at": _now(),
-        "decision_reason": reason,
-        **extra,
-    }
-    write_json(request.directory / "request.json", data)
-
-
 def _audit_entries(engine: Any, action: str, request_id: str) -> list[dict[str, Any]]:
     return [
         e
@@ -423,27 +498,34 @@ def _audit_entries(engine: Any, action: str, request_id: str) -> list[dict[str, 
 
 
 def _checked_pending_hash(engine: Any, request: OutputRequest) -> tuple[str, str]:
-    """The pending output's hash and who requested it, both as the request's audit entry says.
+    """The pending output's hash and who requested it, as the output gate signed them and the
+    request's audit entry recorded them.
 
-    Refused (tampering) when the files differ from those recorded at the request: a figure
-    swapped for another picture, an edited table. ``request.json`` is not trusted for either.
+    Refused (tampering, exit 5) when the request is not signed by the output gate (files placed in
+    ``pending/`` by anyone else), when its request file was edited, or when the output's files
+    differ from those the gate signed and the audit log recorded: a figure swapped for another
+    picture, an edited table.
     """
-    entries = _audit_entries(engine, "output_request", request.request_id)
-    recorded = (entries[-1].get("details") or {}).get("output_sha256") if entries else None
-    if not recorded:
-        raise TamperedError(
-            f"Request {request.request_id} has no request entry with its files' hash in the audit log.",
-            hint="do not release it; ask the researcher to request the output again and tell the IG lead",
-        )
+    from ig_policies.gate_keys import verify_request
+
+    public_key = engine.deployment.output_gate(engine.workspace).verifier()
+    fields, signed_sha256 = verify_request(public_key, request.directory, request.request_id)
     now = content_hash(request.directory / "output")
-    if now != recorded:
+    if now != signed_sha256:
         raise TamperedError(
-            f"The files of request {request.request_id} have changed since it was requested "
-            f"(recorded {recorded[:12]}, now {now[:12]}).",
+            f"The files of request {request.request_id} have changed since the output gate signed them "
+            f"(signed {signed_sha256[:12]}, now {now[:12]}).",
             hint="do not release it: reject it, ask the researcher to request the output again, "
             "and tell the IG lead that pending files were altered",
         )
-    return now, str(entries[-1].get("actor") or "")
+    entries = _audit_entries(engine, "output_request", request.request_id)
+    recorded = (entries[-1].get("details") or {}).get("output_sha256") if entries else None
+    if recorded != now:
+        raise TamperedError(
+            f"Request {request.request_id} has no request entry with these files' hash in the audit log.",
+            hint="do not release it; ask the researcher to request the output again and tell the IG lead",
+        )
+    return now, str(entries[-1].get("actor") or fields.get("requested_by") or "")
 
 
 def _sign_decision(
@@ -495,11 +577,15 @@ def _record_decision(step: Any, signed: dict[str, Any]) -> None:
     )
 
 
-def _write_decision(request: OutputRequest, signed: dict[str, Any]) -> Path:
-    """Keep the signed decision with the request: ``decisions/<n>-<decision>.json``."""
-    folder = request.directory / "decisions"
-    n = len(list(folder.glob("*.json"))) + 1 if folder.exists() else 1
-    return write_json(folder / f"{n:02d}-{signed['statement']['decision']}.json", signed)
+def _write_decision(workspace: Workspace, request: OutputRequest, signed: dict[str, Any]) -> Path:
+    """Keep the signed decision in the officers' zone: ``decisions/<id>--<time>-<decision>.json``.
+
+    One new flat file per decision (the zone lets any officer add a file and nobody change
+    another's), never a change to the gate's ``pending/``.
+    """
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    name = f"{request.request_id}--{stamp}-{signed['statement']['decision']}.json"
+    return write_json(workspace.zone("decisions") / name, signed)
 
 
 def _refuse_own_request(request: OutputRequest, requester: str, actor: str, what: str) -> None:
@@ -560,11 +646,13 @@ def release_output(
     tmp: Path | None = None
     # One release at a time: the re-check against the ledger and the ledger update must not
     # interleave with another release, or two tables that difference could both slip out.
-    lock = FileLock(str(ledger_dir(workspace) / ".release.lock"), timeout=300)
+    # The lock file is shared by every officer: group-writable whatever the umask.
+    lock = FileLock(str(ledger_dir(workspace) / ".release.lock"), timeout=300, mode=0o660)
     try:
         with lock:
             with engine.step(actor, Role.IG_OFFICER, "output_release") as step:
-                request = OutputRequest.read(request.directory)  # as it is now, under the lock
+                # as it is now, under the lock
+                request = with_decisions(workspace, OutputRequest.read(request.directory))
                 if request.status != PENDING:
                     raise DisclosureBlocked(
                         f"Request {request.request_id} is {request.status}, so it cannot be released.",
@@ -572,6 +660,11 @@ def release_output(
                     )
                 pending_sha256, requester = _checked_pending_hash(engine, request)
                 _refuse_own_request(request, requester, actor, "release")
+                # only decisions that verify count: an approval or exception nobody signed is tampering
+                request = _apply_decisions(
+                    OutputRequest.read(request.directory),
+                    _verified_decisions(engine, workspace, request, pending_sha256),
+                )
                 if any(a.get("officer") == actor for a in request.approvals):
                     raise PolicyRefused(
                         "four_eyes",
@@ -615,21 +708,15 @@ def release_output(
                     )
             # The audit entry is written: only now does anything change.
             if needed > 0:
-                _write_decision(request, signed)
-                approval = {"officer": actor, "statement_sha256": signed["statement_sha256"]}
-                write_json(
-                    request.directory / "request.json",
-                    request.to_dict() | {"approvals": [*request.approvals, approval]},
-                )
+                _write_decision(workspace, request, signed)
                 return ReleaseResult(request.request_id, request.directory, (), False, needed)
             assert tmp is not None
             os.rename(tmp, final)
             tmp = None
-            _write_decision(request, signed)
+            _write_decision(workspace, request, signed)
             entry = ledger_entry_for(output, request.request_id, signed["statement"]["decided_at"], report)
             if entry is not None:
                 append_ledger(workspace, entry)
-            _decide(request, RELEASED, actor)
     finally:
         if tmp is not None and tmp.exists():
             shutil.rmtree(tmp)
@@ -710,8 +797,8 @@ def _officer_decision(
         signed = _sign_decision(engine, signer, actor, request, decision, text, pending_sha256)
         _record_decision(step, signed)
         step.detail(request_id=request.request_id, kind=request.kind, text=text)
-    _write_decision(request, signed)
-    return OutputRequest.read(request.directory)
+    _write_decision(workspace, request, signed)
+    return with_decisions(workspace, OutputRequest.read(request.directory))
 
 
 def reject_output(
@@ -720,11 +807,10 @@ def reject_output(
     """Reject a pending or blocked request (IG officer only), with a signed, audited reason."""
     if not reason.strip():
         raise InputError(request_id, "a rejection needs a reason", "pass --reason 'what must change'")
-    request = _officer_decision(
+    _officer_decision(
         workspace, engine, actor, request_id, signer, "output_reject", "reject", reason.strip(),
         (PENDING, BLOCKED),
     )  # fmt: skip
-    _decide(request, REJECTED, actor, reason.strip())
 
 
 def request_changes(
@@ -739,11 +825,10 @@ def request_changes(
         raise InputError(
             request_id, "a request for changes needs comments", "pass --comments 'what to change'"
         )
-    request = _officer_decision(
+    _officer_decision(
         workspace, engine, actor, request_id, signer, "output_request_changes", "request_changes",
         comments.strip(), (PENDING, BLOCKED),
     )  # fmt: skip
-    _decide(request, CHANGES_REQUESTED, actor, comments.strip())
 
 
 def grant_exception(
@@ -765,19 +850,10 @@ def grant_exception(
             f"its checks say {request.outcome}, and exceptions are only for outputs whose checks say review",
             "release a passing output directly; a failed output must be changed and requested again",
         )
-    request = _officer_decision(
+    _officer_decision(
         workspace, engine, actor, request_id, signer, "output_grant_exception", "grant_exception",
         justification.strip(), (PENDING,),
     )  # fmt: skip
-    signed = json.loads(
-        sorted((request.directory / "decisions").glob("*-grant_exception.json"))[-1].read_text()
-    )
-    exception = {
-        "officer": actor,
-        "justification": justification.strip(),
-        "statement_sha256": signed["statement_sha256"],
-    }
-    write_json(request.directory / "request.json", request.to_dict() | {"exception": exception})
 
 
 # --------------------------------------------------------------------------------------------
@@ -918,7 +994,7 @@ def verify_release_decision(workspace: Workspace, engine: Any, bundle: Path) -> 
                 f"recorded {str(details.get('bundle_sha256'))[:12]}, the bundle now hashes to {now[:12]})",
             )
         )
-    decisions = sorted((workspace.pending / rid / "decisions").glob("*-release.json"))
+    decisions = [f for f in decision_files(workspace, rid) if f.name.endswith("-release.json")]
     if not decisions:
         return [*findings, _fail(rid, "release_decision", "the officer's signed release decision is missing")]
     signed = json.loads(decisions[-1].read_text())
@@ -977,6 +1053,9 @@ __all__ = [
     "grant_exception",
     "request_changes",
     "verify_release_decision",
+    "decision_files",
+    "submit_output",
+    "with_decisions",
     "PENDING",
     "REJECTED",
     "RELEASED",

@@ -11,6 +11,7 @@ import typer
 from flows.cli import (
     analyse,
     audit,
+    gate,
     keys,
     link,
     outputs,
@@ -48,6 +49,7 @@ app.add_typer(synth.app, name="synth")
 app.add_typer(keys.app, name="keys")
 app.add_typer(policy.app, name="policy")
 app.add_typer(audit.app, name="audit")
+app.add_typer(gate.app, name="gate")
 app.add_typer(retention.app, name="retention")
 app.add_typer(validate.app, name="validate")
 app.add_typer(pseudonymise.app, name="pseudonymise")

@@ -21,12 +21,14 @@ from flows.cli.common import (
     progress,
 )
 from flows.cli.keys import read_passphrase, say
-from ig_policies.errors import ConfigError, DisclosureBlocked, InputError
+from ig_policies.errors import ConfigError, DisclosureBlocked, InputError, PolicyRefused
 from ig_policies.policy import Role
 
 if TYPE_CHECKING:
     from analysis.disclosure.workflow import OfficerSigner
     from flows.stages import PipelineContext
+    from ig_policies.engine import PolicyEngine
+    from ig_policies.workspace import Workspace
 
 KeyOption = Annotated[
     str | None,
@@ -52,6 +54,15 @@ def _signer(key: str | None) -> OfficerSigner:
     return OfficerSigner.from_file(key, read_passphrase(env, "Passphrase of your officer key", False))
 
 
+def _officer_decision(
+    context: PipelineContext, key: str | None
+) -> tuple[Workspace, PolicyEngine, str, OfficerSigner]:
+    """What every officer decision starts with: the workspace, the engine, the acting officer's
+    name (the logged-in account) and their unlocked key."""
+    actor = context.acting(Role.IG_OFFICER)
+    return context.workspace, context.engine(actor=actor), actor, _signer(key)
+
+
 app = typer.Typer(
     no_args_is_help=True,
     help="Request outputs (researchers); review, release or reject them (IG officers); verify releases.",
@@ -72,14 +83,8 @@ def request(
 
     The output is checked at once; its check report is printed and kept with the request.
     """
-    from analysis.disclosure.workflow import (
-        BLOCKED,
-        OutputRequest,
-        justify_request,
-        list_requests,
-        list_staged,
-        request_staged,
-    )
+    from analysis.disclosure.outputs import load_output
+    from analysis.disclosure.workflow import BLOCKED, justify_request, list_staged, staged_dir, submit_output
 
     ws, actor = context.workspace, context.acting(Role.RESEARCHER)
     engine = context.engine(actor=actor)
@@ -87,26 +92,31 @@ def request(
         raise InputError(
             "--justification", "the justification is empty", "say why this output needs to leave"
         )
-    if name in list_staged(ws):
-        with progress(f"Checking {name} against the output rules"):
-            request_id = request_staged(ws, engine, actor, name, justification)
-    elif any(name in (r.request_id, r.name) for r in list_requests(ws) if r.status in ("pending", "blocked")):
-        request_id = justify_request(ws, engine, actor, name, justification)
+    staged = list_staged(ws)
+    if name in staged:
+        with progress(f"The output gate is checking {name} against the output rules"):
+            receipt = submit_output(
+                ws, engine, actor, load_output(staged_dir(ws) / name), name, justification
+            )
+        say(receipt.report_text)
     else:
-        staged = list_staged(ws)
-        raise InputError(
-            name,
-            "there is no prepared analysis output or open request with this name",
-            ("prepared outputs: " + ", ".join(staged))
-            if staged
-            else "run the analysis first ('ehl analyse ...')",
-        )
-    req = OutputRequest.read(ws.pending / request_id)
-    say((req.directory / "check_report.txt").read_text())
-    print_outputs([("request", request_id), ("pending", req.directory)])
-    if req.status == BLOCKED:
+        # an open request of one's own, by id or name: the gate says if there is none
+        try:
+            request_id = justify_request(ws, engine, actor, name, justification)
+        except InputError:
+            raise InputError(
+                name,
+                "there is no prepared analysis output or open request with this name",
+                ("prepared outputs: " + ", ".join(staged))
+                if staged
+                else "run the analysis first ('ehl analyse ...')",
+            ) from None
+        say(f"The justification of request {request_id} is replaced.")
+        return
+    print_outputs([("request", receipt.request_id), ("pending", ws.pending / receipt.request_id)])
+    if receipt.status == BLOCKED:
         raise DisclosureBlocked(
-            f"Request {request_id} is blocked by disclosure control ({req.summary}).",
+            f"Request {receipt.request_id} is blocked by disclosure control ({receipt.summary}).",
             hint="change the output as the report says (coarser categories, more people per cell) and request it again",
         )
 
@@ -172,9 +182,7 @@ def release(
     """
     from analysis.disclosure.workflow import release_output
 
-    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
-    engine = context.engine(actor=actor)
-    signer = _signer(key)
+    ws, engine, actor, signer = _officer_decision(context, key)
     with progress(f"Re-checking and releasing {request_id}"):
         result = release_output(ws, engine, actor, request_id, signer)
     if not result.released:
@@ -199,9 +207,8 @@ def reject(
     """(IG officer) Reject a request, recording the reason (signed; kept in the audit log)."""
     from analysis.disclosure.workflow import reject_output
 
-    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
-    engine = context.engine(actor=actor)
-    reject_output(ws, engine, actor, request_id, reason, _signer(key))
+    ws, engine, actor, signer = _officer_decision(context, key)
+    reject_output(ws, engine, actor, request_id, reason, signer)
     say(f"Rejected {request_id}.")
 
 
@@ -217,8 +224,8 @@ def request_changes(
     """(IG officer) Send a request back to the researcher with comments (signed)."""
     from analysis.disclosure.workflow import request_changes as send_back
 
-    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
-    send_back(ws, context.engine(actor=actor), actor, request_id, comments, _signer(key))
+    ws, engine, actor, signer = _officer_decision(context, key)
+    send_back(ws, engine, actor, request_id, comments, signer)
     say(f"Sent {request_id} back with your comments; the researcher can request it again.")
 
 
@@ -236,8 +243,8 @@ def grant_exception(
     """(IG officer) Grant a signed exception for a request whose checks say *review*."""
     from analysis.disclosure.workflow import grant_exception as grant
 
-    ws, actor = context.workspace, context.acting(Role.IG_OFFICER)
-    grant(ws, context.engine(actor=actor), actor, request_id, justification, _signer(key))
+    ws, engine, actor, signer = _officer_decision(context, key)
+    grant(ws, engine, actor, request_id, justification, signer)
     say(f"Exception granted for {request_id}; it can now be released ('ehl outputs release').")
 
 
@@ -259,7 +266,16 @@ def list_(
 
     if status is not None and status not in STATUSES:
         raise InputError("--status", f"unknown status {status!r}", f"use one of {', '.join(STATUSES)}")
-    requests = list_requests(open_workspace(workspace), status)
+    try:
+        requests = list_requests(open_workspace(workspace), status)
+    except PermissionError:
+        raise PolicyRefused(
+            "officers_zone",
+            "Output requests are kept where only the output gate writes and only IG officers read "
+            "(outputs/pending/), so this account cannot list them.",
+            hint="the id, status and check report of each of your requests were shown when you made it; "
+            "ask an IG officer for the decision on one",
+        ) from None
     if not requests:
         say("No output requests.")
         return

@@ -2,7 +2,8 @@
 
 It creates the OS accounts and groups it needs (``groupadd``/``useradd``; CI runs as root), a
 root-owned deployment, a workspace whose zones belong to the roles that write them, and the audit
-writer running as its own account. Every command of a test then runs as one of those accounts
+writer and the output gate each running as its own account. Its policy needs two officers'
+reviews for every release (``outputs.reviews_required: 2``). Every command of a test then runs as one of those accounts
 with ``runuser``. The interpreter's folders are made traversable by those accounts (``chmod o+x`` on
 parent folders that lack it, put back afterwards), because the accounts must start the project's
 Python.
@@ -28,6 +29,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSOR, RESEARCHER, OFFICER_1, OFFICER_2, WRITER = "ehlproc", "ehlres", "ehlig1", "ehlig2", "ehlaudit"
+#: the output gate's account: the one writer of outputs/pending/
+GATE = "ehlgate"
 GROUPS = {
     "data_processor": "ehl-processors",
     "researcher": "ehl-researchers",
@@ -132,6 +135,8 @@ def site() -> Iterator[Site]:
     _ensure_user(OFFICER_1, [GROUPS["ig_officer"], *readers])
     _ensure_user(OFFICER_2, [GROUPS["ig_officer"], *readers])
     _ensure_user(WRITER, [GROUPS["audit_writer"], STAFF])  # it gives its socket to the staff group
+    # the gate audits through the writer and gives its own socket to the researchers' group
+    _ensure_user(GATE, [*readers, GROUPS["researcher"]])
 
     # the administrator's umask: earlier commands in this process may have left the service's 027
     umask = os.umask(0o022)
@@ -165,6 +170,7 @@ def site() -> Iterator[Site]:
         for path in (mine.private_key, mine.public_key):
             shutil.chown(path, RESEARCHER, RESEARCHER)
         doc = yaml.safe_load(DEMO_POLICY.read_text())
+        doc["outputs"]["reviews_required"] = 2  # two officers review every release
         doc["users"] = [
             {"name": PROCESSOR, "role": "data_processor"},
             {"name": RESEARCHER, "role": "researcher"},
@@ -188,6 +194,7 @@ def site() -> Iterator[Site]:
         workspace = base / "workspace"
         _prepare_workspace(workspace)
         audit = _start_audit_writer(base, workspace)
+        gate = _output_gate_settings(base)
         deployment = write_text(
             etc / "deployment.yaml",
             yaml.safe_dump(
@@ -202,11 +209,13 @@ def site() -> Iterator[Site]:
                     },
                     "groups": GROUPS,
                     "audit": audit,
+                    "gate": gate,
                 },
                 sort_keys=False,
             ),
         )
         deployment.chmod(0o644)
+        _start_output_gate(base, deployment, gate)
         yield Site(base, deployment, workspace, policy, trust_store, keys, master_key, master_passphrase)
     finally:
         _stop_audit_writer()
@@ -253,6 +262,48 @@ def _start_audit_writer(base: Path, workspace: Path) -> dict[str, str]:
     return {"public_key": str(settings.public_key), "anchor": str(settings.anchor), "socket": str(socket)}
 
 
+def _output_gate_settings(base: Path) -> dict[str, str]:
+    """The gate's key pair (the private key its account's alone) and socket, for the deployment."""
+    from ig_policies.gate_keys import create_demo_gate
+
+    state = base / "output-gate"
+    settings = create_demo_gate(state)
+    for path in [state, *state.iterdir()]:
+        shutil.chown(path, GATE, GATE)
+    state.chmod(0o755)  # public.pem is read by every officer; signing.key stays 0600
+    run = base / "run-gate"
+    run.mkdir(mode=0o755)
+    shutil.chown(run, GATE, GATE)
+    return {
+        "public_key": str(settings.public_key),
+        "socket": str(run / "gate.sock"),
+        "account": GATE,
+    }
+
+
+def _start_output_gate(base: Path, deployment: Path, gate: dict[str, str]) -> None:
+    """The output gate, as its own account, on a socket only the researchers' group may use."""
+    socket = Path(gate["socket"])
+    key = base / "output-gate" / "signing.key"
+    proc = subprocess.Popen(
+        [
+            "runuser", "-u", GATE, "--", "env", f"PYTHONPATH={ROOT}", f"EHL_DEPLOYMENT={deployment}",
+            f"PATH={Path(sys.executable).parent}:/usr/bin:/bin", f"HOME={base}",
+            str(Path(sys.executable).with_name("ehl")), "gate", "serve", "--key", str(key),
+            "--socket", str(socket), "--group", GROUPS["researcher"],
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    _writer.append(proc)
+    deadline = time.monotonic() + 60
+    while not socket.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(
+                "the output gate did not start: " + (proc.stdout.read() if proc.stdout else "")
+            )
+        time.sleep(0.2)
+
+
 def _stop_audit_writer() -> None:
     for proc in _writer:
         proc.terminate()
@@ -269,9 +320,12 @@ def _prepare_workspace(workspace: Path) -> None:
     from ig_policies.workspace import ZONE_ACCESS, Workspace, ZoneGroups, apply_zone_permissions
 
     ws = Workspace.open(workspace)
-    # pending/ is written by the researcher's requests until the output gate runs apart (see #17)
-    owners = {"data_processor": PROCESSOR, "ig_officer": OFFICER_1, "audit_writer": WRITER}
+    owners = {
+        "data_processor": PROCESSOR,
+        "ig_officer": OFFICER_1,
+        "audit_writer": WRITER,
+        "output_gate": GATE,
+    }
     for zone, access in ZONE_ACCESS.items():
-        owner = RESEARCHER if zone == "pending" else owners[access.writer]
-        shutil.chown(ws.zone(zone), owner)
+        shutil.chown(ws.zone(zone), owners[access.writer])
     apply_zone_permissions(ws, ZoneGroups(**GROUPS))

@@ -10,17 +10,26 @@ the accounts must be able to start the project's Python.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 
-from tests.integration.os_site import OFFICER_1, PROCESSOR, RESEARCHER, Site
+from tests.integration.os_site import (
+    GATE,
+    OFFICER_1,
+    OFFICER_2,
+    OFFICER_PASSPHRASE,
+    PROCESSOR,
+    RESEARCHER,
+    Site,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def _request_as_researcher(site: Site) -> str:
-    """The researcher requests a small table (through the gate's library, as their own account)."""
+    """The researcher requests a small table as their own account: it goes to the output gate."""
     code = (
         "import pandas as pd\n"
         "from analysis.disclosure.outputs import FrequencyTable\n"
@@ -40,14 +49,20 @@ def _request_as_researcher(site: Site) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+@pytest.fixture(scope="module")
+def requested(site: Site) -> str:
+    """One request made through the gate, shared by the tests (each OS-account command costs seconds)."""
+    return _request_as_researcher(site)
+
+
 def _researchers_key(site: Site) -> list[str]:
     return ["--key", str(site.base / "home" / RESEARCHER / "mine.pem")]
 
 
-def test_the_actor_is_the_account_and_typed_names_are_gone(site: Site) -> None:
-    rid = _request_as_researcher(site)
+def test_the_actor_is_the_account_and_typed_names_are_gone(site: Site, requested: str) -> None:
+    rid = requested
     request = next(e for e in reversed(site.audit_entries()) if e["action"] == "output_request")
-    assert request["actor"] == RESEARCHER and request["account"] == RESEARCHER and "mode" not in request
+    assert request["actor"] == RESEARCHER and request["account"] == GATE and "mode" not in request
 
     # 1. the researcher "releases" by typing the officer's name: there is no such option
     typed = site.ehl(RESEARCHER, "outputs", "release", rid, "--user", OFFICER_1)
@@ -72,10 +87,10 @@ def test_the_actor_is_the_account_and_typed_names_are_gone(site: Site) -> None:
     assert not any((site.workspace / "outputs" / "released").iterdir())
 
 
-def test_a_trust_store_or_policy_of_ones_own_is_refused(site: Site) -> None:
+def test_a_trust_store_or_policy_of_ones_own_is_refused(site: Site, requested: str) -> None:
     from ig_policies.demo import DEMO_POLICY
 
-    rid = _request_as_researcher(site)
+    rid = requested
     home = site.base / "home" / RESEARCHER
     code = (
         "from pathlib import Path\n"
@@ -134,3 +149,83 @@ def test_the_audit_log_cannot_be_written_or_removed_by_the_roles(site: Site) -> 
         assert forged.returncode != 0 and "Permission denied" in forged.stderr
         removed = site.as_user(user, "rm", "-f", str(log))
         assert removed.returncode != 0 and log.exists()
+
+
+def _officer(site: Site, officer: str, *args: str):
+    key = {
+        "EHL_OFFICER_KEY": str(site.officer_keys[officer]),
+        "EHL_OFFICER_KEY_PASSPHRASE": OFFICER_PASSPHRASE,
+    }
+    return site.ehl(officer, "outputs", *args, **key)
+
+
+def test_the_gate_alone_writes_pending_and_the_researcher_cannot(site: Site, requested: str) -> None:
+    rid = requested
+    request = next(
+        e
+        for e in site.audit_entries()
+        if e["action"] == "output_request" and (e.get("details") or {}).get("request_id") == rid
+    )
+    # the researcher acted; the gate's account wrote it (the audit writer's peer credentials)
+    assert (request["actor"], request["account"], request["decision"]) == (RESEARCHER, GATE, "allowed")
+    folder = site.workspace / "outputs" / "pending" / rid
+    assert folder.owner() == GATE and (folder / "request.sig").exists()
+    pending = folder.parent
+    for user in (RESEARCHER, OFFICER_1):
+        for attempt in (
+            f"mkdir {pending}/forged",
+            f"touch {folder}/request.json",
+            f"cp /etc/hostname {folder}/output/output.json",
+            f"rm -rf {folder}",
+        ):
+            tried = site.as_user(user, "sh", "-c", attempt)
+            assert tried.returncode != 0 and "Permission denied" in tried.stderr, (
+                user,
+                attempt,
+                tried.stderr,
+            )
+    assert (folder / "request.json").exists() and not (pending / "forged").exists()
+    listed = site.ehl(RESEARCHER, "outputs", "list")  # the officers' zone: a plain refusal
+    assert listed.returncode == 3 and "officers_zone" in listed.stderr, listed.stdout + listed.stderr
+
+
+def test_a_request_forged_into_pending_is_refused_at_release(site: Site, requested: str) -> None:
+    rid = requested
+    pending = site.workspace / "outputs" / "pending"
+    # root (or anyone who gets write access) places requests the gate never made
+    unsigned, resigned = pending / "20990101-000000-age-00000001", pending / "20990101-000000-age-00000002"
+    shutil.copytree(pending / rid, unsigned)
+    (unsigned / "request.sig").unlink()
+    shutil.copytree(pending / rid, resigned)  # a genuine signature, over another request's fields
+    for forged, message in ((unsigned, "not signed by the output gate"), (resigned, "does not match")):
+        fields = json.loads((forged / "request.json").read_text())
+        (forged / "request.json").write_text(json.dumps(fields | {"request_id": forged.name}))
+        tried = _officer(site, OFFICER_1, "release", forged.name)
+        assert tried.returncode == 5 and message in tried.stderr, tried.stdout + tried.stderr
+        refusal = site.audit_entries()[-1]
+        assert (refusal["action"], refusal["decision"], refusal["account"]) == (
+            "output_release",
+            "failed",
+            OFFICER_1,
+        )
+        assert "TamperedError" in refusal["reason"]
+        shutil.rmtree(forged)
+    assert not any((site.workspace / "outputs" / "released").iterdir())
+
+
+def test_two_officers_review_and_release_and_nobody_reviews_twice(site: Site, requested: str) -> None:
+    rid = requested
+    released = site.workspace / "outputs" / "released"
+    first = _officer(site, OFFICER_1, "release", rid)
+    assert first.returncode == 0 and "more approval" in first.stdout, first.stdout + first.stderr
+    assert not (released / rid).exists()  # one review is not yet a release
+    twice = _officer(site, OFFICER_1, "release", rid)
+    assert twice.returncode == 3 and "four_eyes" in twice.stderr, twice.stderr
+    # (the researcher is refused as no officer at all: see the first test)
+    second = _officer(site, OFFICER_2, "release", rid)
+    assert second.returncode == 0 and "Released" in second.stdout, second.stdout + second.stderr
+    assert (released / rid / "manifest.json").exists()
+    decisions = sorted((site.workspace / "outputs" / "decisions").glob(f"{rid}--*.json"))
+    assert [d.owner() for d in decisions] == [OFFICER_1, OFFICER_2]  # each officer's own file
+    verified = site.ehl(OFFICER_1, "outputs", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr

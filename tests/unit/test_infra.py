@@ -48,6 +48,24 @@ def test_only_the_audit_writer_holds_the_audit_signing_key() -> None:
     assert "audit-socket:/run/ehl-audit" in services["prefect-worker"]["volumes"]
 
 
+def test_only_the_output_gate_holds_the_gate_signing_key_and_runs_apart() -> None:
+    compose = yaml.safe_load((INFRA / "compose" / "compose.yaml").read_text())
+    services = compose["services"]
+    holders = [n for n, s in services.items() if "ehl_gate_signing_key" in (s.get("secrets") or [])]
+    assert holders == ["output-gate"]
+    users = {services[n]["user"].split(":")[0] for n in ("output-gate", "audit-writer")}
+    assert len(users) == 2 and "10001" not in users  # neither the flows' account nor the writer's
+    assert services["output-gate"]["entrypoint"][:3] == ["ehl", "gate", "serve"]
+    assert "gate-socket:/run/ehl-gate" in services["prefect-worker"]["volumes"]
+    pod = next(
+        d
+        for d in yaml.safe_load_all((INFRA / "kubernetes" / "prefect.yaml").read_text())
+        if d and d["kind"] == "Deployment" and "output-gate" in str(d)
+    )
+    [gate] = [c for c in pod["spec"]["template"]["spec"]["containers"] if c["name"] == "output-gate"]
+    assert gate["command"][:3] == ["ehl", "gate", "serve"] and gate["securityContext"]["runAsUser"] == 10003
+
+
 @pytest.mark.parametrize("manifest", sorted((INFRA / "kubernetes").glob("*.yaml")), ids=lambda p: p.name)
 def test_kubernetes_manifests_parse_and_pin_images(manifest: Path) -> None:
     docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from analysis.disclosure import FrequencyTable, Outcome, list_requests, request_output
 from analysis.disclosure.workflow import (
     OfficerSigner,
+    decision_files,
     grant_exception,
     reject_output,
     release_output,
@@ -51,6 +52,18 @@ def officers(tmp_path: Path) -> tuple[Path, OfficerSigner]:
     keys = create_officer_key(tmp_path / "second.pem", tmp_path / "second.pub", PASSPHRASE)
     add_trusted_key(store, keys.public_key, SECOND)
     return store, OfficerSigner.from_file(keys.private_key, PASSPHRASE)
+
+
+def resign(workspace: Workspace, rid: str, **changes: object) -> None:
+    """Change a pending request as the output gate itself would (its DEMO key signs it again)."""
+    from ig_policies.gate_keys import create_demo_gate, demo_gate_directory, load_gate_key, sign_request
+    from ig_policies.workspace import content_hash, write_json
+
+    folder = workspace.pending / rid
+    fields = json.loads((folder / "request.json").read_text()) | changes
+    key = load_gate_key(create_demo_gate(demo_gate_directory(workspace)).signing_key)
+    write_json(folder / "request.sig", sign_request(key, fields, content_hash(folder / "output")))
+    write_json(folder / "request.json", fields)
 
 
 def engine_for(workspace: Workspace, tmp_path: Path, store: Path, **changes: object) -> PolicyEngine:
@@ -101,7 +114,9 @@ def test_a_decision_is_signed_by_the_deciding_officers_own_key(
     [entry] = [e for e in audit(workspace) if e["action"] == "output_release" and e["decision"] == "allowed"]
     details = entry["details"]
     assert details["decision"] == "release" and len(details["signature"]) == 128
-    decision = json.loads(next((workspace.pending / rid / "decisions").glob("*-release.json")).read_text())
+    [release_file] = [f for f in decision_files(workspace, rid) if f.name.endswith("-release.json")]
+    assert release_file.parent == workspace.zone("decisions")  # the officers' zone, not pending/
+    decision = json.loads(release_file.read_text())
     assert decision["statement_sha256"] == details["statement_sha256"]
     assert decision["statement"]["officer"] == OFFICER
     assert decision["statement"]["bundle_sha256"] == details["bundle_sha256"]
@@ -133,11 +148,16 @@ def test_nobody_reviews_their_own_request_as_the_audit_log_records_it(
     both = [*USERS, {"name": SECOND, "role": "researcher"}]
     engine = engine_for(workspace, tmp_path, store, users=both)
     rid = request_output(workspace, engine, SECOND, age_table([30, 300, 200]), "age", "j")
-    # Rewriting request.json does not hide who requested: the audit entry says so.
+    # Rewriting request.json is tampering: the gate's signature no longer matches.
     path = workspace.pending / rid / "request.json"
-    path.write_text(
-        path.read_text().replace(f'"requested_by": "{SECOND}"', f'"requested_by": "{RESEARCHER}"')
-    )
+    original = path.read_text()
+    path.write_text(original.replace(f'"requested_by": "{SECOND}"', f'"requested_by": "{RESEARCHER}"'))
+    with pytest.raises(TamperedError) as tampered:
+        release_output(workspace, engine, SECOND, rid, second)
+    assert "does not match the output gate's signature" in tampered.value.message
+    path.write_text(original)
+    # Even a request file the gate signed does not hide who requested: the audit entry says so.
+    resign(workspace, rid, requested_by=RESEARCHER)
     for decide in (
         lambda: release_output(workspace, engine, SECOND, rid, second),
         lambda: reject_output(workspace, engine, SECOND, rid, "no", second),
@@ -166,7 +186,7 @@ def test_a_release_whose_audit_entry_fails_is_not_released(
         release_output(workspace, engine, OFFICER, rid, DEMO_SIGNER)
     assert list(workspace.released.iterdir()) == []  # no bundle, and no half-built folder
     assert list_requests(workspace)[0].status == "pending"
-    assert not (workspace.pending / rid / "decisions").exists()
+    assert not decision_files(workspace, rid)
     monkeypatch.setattr(engine.audit, "append", real_append)
     assert release_output(workspace, engine, OFFICER, rid, DEMO_SIGNER).released
 
@@ -181,7 +201,10 @@ def test_a_pending_file_swapped_after_the_request_is_refused(
     victim.write_bytes(victim.read_bytes() + b"\n")
     with pytest.raises(TamperedError) as tampered:
         release_output(workspace, engine, OFFICER, rid, DEMO_SIGNER)
-    assert tampered.value.exit_code == 5 and "changed since it was requested" in tampered.value.message
+    assert (
+        tampered.value.exit_code == 5
+        and "changed since the output gate signed them" in tampered.value.message
+    )
     assert not (workspace.released / rid).exists()
 
 
@@ -266,12 +289,11 @@ def test_a_review_outcome_needs_a_signed_exception(
     rid = request_output(workspace, engine, RESEARCHER, age_table([30, 300, 200]), "age", "j")
     with pytest.raises(InputError):  # a passing output needs no exception
         grant_exception(workspace, engine, OFFICER, rid, "safe", DEMO_SIGNER)
-    path = workspace.pending / rid / "request.json"
-    path.write_text(path.read_text().replace('"outcome": "pass"', '"outcome": "review"'))
+    resign(workspace, rid, outcome="review")
     grant_exception(workspace, engine, OFFICER, rid, "the model is of a whole population", DEMO_SIGNER)
     [req] = list_requests(workspace)
     assert req.exception and req.exception["officer"] == OFFICER
-    assert (workspace.pending / rid / "decisions" / "01-grant_exception.json").exists()
+    assert [f.name.endswith("-grant_exception.json") for f in decision_files(workspace, rid)] == [True]
     assert any(
         e["action"] == "output_grant_exception" and e["decision"] == "allowed" for e in audit(workspace)
     )
@@ -302,7 +324,8 @@ def test_a_rejection_is_signed_and_its_reason_is_in_the_audit_log(
     [entry] = [e for e in audit(workspace) if e["action"] == "output_reject" and e["decision"] == "allowed"]
     assert entry["details"]["decision"] == "reject" and entry["details"]["key_id"]
     assert entry["details"]["text"] == "cells too small"  # the reason is in the audit log
-    signed = json.loads((workspace.pending / rid / "decisions" / "01-reject.json").read_text())
+    [reject_file] = decision_files(workspace, rid)
+    signed = json.loads(reject_file.read_text())
     assert signed["statement"]["text"] == "cells too small"
     assert list_requests(workspace)[0].status == "rejected"
     with pytest.raises(DisclosureBlocked):

@@ -242,11 +242,16 @@ def test_cli_request_review_release_list_verify(
 
 def test_nobody_releases_their_own_request(workspace: Workspace, engine: PolicyEngine) -> None:
     rid = request_output(workspace, engine, RESEARCHER, age_table([30, 300, 200]), "age", "j")
-    # As if the officer had also been named a researcher in the policy and made the request.
-    path = workspace.pending / rid / "request.json"
-    path.write_text(
-        path.read_text().replace(f'"requested_by": "{RESEARCHER}"', f'"requested_by": "{OFFICER}"')
-    )
+    # As if the officer had also been named a researcher in the policy and made the request (the
+    # gate's own signature over it, so only four eyes can refuse it).
+    from ig_policies.gate_keys import create_demo_gate, demo_gate_directory, load_gate_key, sign_request
+    from ig_policies.workspace import content_hash, write_json
+
+    folder = workspace.pending / rid
+    fields = json.loads((folder / "request.json").read_text()) | {"requested_by": OFFICER}
+    key = load_gate_key(create_demo_gate(demo_gate_directory(workspace)).signing_key)
+    write_json(folder / "request.sig", sign_request(key, fields, content_hash(folder / "output")))
+    write_json(folder / "request.json", fields)
     with pytest.raises(PolicyRefused) as refused:
         release_output(workspace, engine, OFFICER, rid, SIGNER)
     assert refused.value.rule == "four_eyes"
