@@ -188,7 +188,9 @@ def request_outputs(
     for name, output in outputs:
         request_id = request_output(workspace, engine, actor, output, name, justification)
         folder = workspace.pending / request_id
-        done.append((name, request_id, OutputRequest.read(folder).status))
+        # read where it is staged: it is put in place with the analysis step's own audit entry
+        status = OutputRequest.read(engine.staged(folder)).status
+        done.append((name, request_id, status))
         folders.append(folder)
     return tuple(done), tuple(folders)
 

@@ -276,7 +276,8 @@ def request_output(
         report = check_output(output, rules, earlier)
         request_id = _new_request_id(workspace, name)
         final = workspace.pending / request_id
-        with atomic_directory(final) as tmp:
+        staged = step.stage(final)  # put in place only after the audit entry (see PolicyEngine.step)
+        with atomic_directory(staged) as tmp:
             save_output(_drawn(output, rules, report), tmp / "output")
             write_json(tmp / "check_report.json", report.to_dict())
             write_text(tmp / "check_report.txt", report.to_text())
@@ -296,11 +297,10 @@ def request_output(
                 justification=justification.strip(),
             )
             write_json(tmp / "request.json", request.to_dict())
-        step.outputs(final)
         step.counts(items_withheld=len({f.key for f in report.withheld}))
         step.detail(request_id=request_id, kind=kind, source=output.source, outcome=report.outcome.value)
         # What release re-checks the pending files against: a file swapped later is refused.
-        step.detail(output_sha256=content_hash(final / "output"))
+        step.detail(output_sha256=content_hash(staged / "output"))
     return request_id
 
 
