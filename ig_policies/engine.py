@@ -29,7 +29,14 @@ from typing import Any
 
 from ig_policies.audit import AuditLog, AuditSettings
 from ig_policies.deployment import Deployment, load_deployment
-from ig_policies.errors import AuditUnavailable, ConfigError, EhlError, PolicyRefused, TamperedError
+from ig_policies.errors import (
+    AuditUnavailable,
+    ConfigError,
+    EhlError,
+    PolicyRefused,
+    TamperedError,
+    environment_problem,
+)
 from ig_policies.identity import Identity, current_identity
 from ig_policies.policy import Analysis, Dataset, Policy, Role, policy_from_document, read_policy_document
 from ig_policies.signing import (
@@ -133,7 +140,10 @@ class Step:
                 if only_kept and not item.keep_on_failure:
                     continue
                 if item.staged.exists() or item.staged.is_symlink():
-                    put_in_place(item.staged, item.final)
+                    try:
+                        put_in_place(item.staged, item.final)
+                    except OSError as exc:  # the entry is written; the ledger will not claim it
+                        raise environment_problem(exc, str(item.final.parent), "write") from None
         finally:
             self._discard()
 
