@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from flows import stages
+from flows.cli import app
 from flows.stage_ledger import StageLedger
 from ig_policies.audit import AuditLog, unfinished_steps
 from ig_policies.demo import DEMO_POLICY, DEMO_TRUST_STORE, DEMO_USERS
@@ -186,13 +188,21 @@ def test_link_commits_nothing_when_its_closing_entry_fails(
     finals = [ws.linked / n for n in names]
     assert_fails_closed(ws, "link", "link", lambda: stages.run_link(ctx), monkeypatch, finals)
 
-    report = ws.reports / "linkage" / "report.md"  # the report written again, a governed step of its own
+    # the report written again by the command 'ehl link report', a governed step of its own
+    report = ws.reports / "linkage" / "report.md"
     before = report.read_bytes()
     report.unlink()
-    with audit_log_fails_when_closing("link_report", monkeypatch), pytest.raises(AuditUnavailable):
-        stages.run_link_report(ctx)
+    command = ["link", "report", "--workspace", str(ws.root), "--policy", str(DEMO_POLICY)]
+    command += ["--trust-store", str(DEMO_TRUST_STORE)]
+    with audit_log_fails_when_closing("link_report", monkeypatch):
+        refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 4, refused.output
+    assert "audit_before_commit" in refused.output and "What to do" in refused.output
+    assert "Traceback" not in refused.output
     assert not report.exists() and not list(ws.root.rglob(".staging-*"))
-    assert stages.run_link_report(ctx).result.path.read_bytes() == before
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert report.read_bytes() == before
 
 
 @needs_chattr
