@@ -302,7 +302,6 @@ def run_link(ctx: PipelineContext) -> StageOutcome:
     from linkage.link import link_records
     from linkage.link_backend import db_api_for_run
     from linkage.linkage_config import load_linkage_config
-    from linkage.quality import write_report
 
     ws, options = ctx.workspace, ctx.settings.linkage
     inputs = [ws.pseudonymised / "employment_support", ws.pseudonymised / "health_demographics"]
@@ -332,8 +331,9 @@ def run_link(ctx: PipelineContext) -> StageOutcome:
             model_path=options.model,
             config=config,
             seed=options.seed,
+            report=True,  # the report is staged and audited with the links it describes
         )
-        report = write_report(ws)
+        report = result.report_path
         summary = {
             "clients": result.clients,
             "matched": result.matched,

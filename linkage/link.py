@@ -13,6 +13,7 @@ candidate is the same patient are duplicate enrolments of one person and share a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class LinkResult:
     comparisons: int
     trained: bool
     timings: dict[str, float] = field(default_factory=dict)
+    #: ``reports/linkage/report.md`` when the step wrote the report too (``link_records(report=True)``)
+    report_path: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,11 +391,14 @@ def link_records(
     model_path: str | Path | None = None,
     config: LinkageConfig | None = None,
     seed: int = 42,
+    report: bool = False,
 ) -> LinkResult:
     """The link stage, through the policy engine (audited): link clients to patients, write ``linked/``.
 
     The threshold and clerical review band come from the signed policy. With ``model_path`` an
-    approved model is re-used as it is (no training); its hash is recorded either way.
+    approved model is re-used as it is (no training); its hash is recorded either way. With
+    ``report`` the linkage report (``reports/linkage/``) is written in the same step, from the
+    staged tables, and put in place with them.
     """
     from ig_policies.policy import DatasetKind, Role
 
@@ -416,6 +422,11 @@ def link_records(
             seed=seed,
         )
         result = write_linked(workspace, outcome, config, place=step.stage)
+        if report:
+            from linkage import quality
+
+            written = quality.write_report(workspace, place=step.stage, read=step.staged)
+            result = dataclasses.replace(result, report_path=written)
         step.counts(rows_in=result.clients, rows_accepted=result.matched)
         step.detail(
             model_sha256=result.model_sha256,

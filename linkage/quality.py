@@ -168,18 +168,22 @@ def verdict(summary: dict[str, Any], rates: pd.DataFrame) -> list[str]:
 # The report
 
 
-def _linked_file(workspace: Workspace, name: str) -> Path:
-    path = workspace.linked / name
+def _linked_file(workspace: Workspace, name: str, read: Callable[[Path], Path] = lambda final: final) -> Path:
+    path = read(workspace.linked / name)
     if not path.exists():
         raise InputError(str(path), "the linkage outputs are missing", hint="run 'ehl link' first")
     return path
 
 
-def write_report(workspace: Workspace, place: Callable[[Path], Path] = lambda final: final) -> Path:
+def write_report(
+    workspace: Workspace,
+    place: Callable[[Path], Path] = lambda final: final,
+    read: Callable[[Path], Path] = lambda final: final,
+) -> Path:
     """Write ``reports/linkage/report.md`` and its charts from the linked zone; returns the report path.
 
-    ``place(final)`` says where each file is written (an audited step's ``stage``); the returned
-    path is the final one.
+    ``place(final)`` says where each file is written and ``read(final)`` where each linked table
+    is read (an audited step's ``stage`` and ``staged``); the returned path is the final one.
     """
     import matplotlib
 
@@ -188,11 +192,11 @@ def write_report(workspace: Workspace, place: Callable[[Path], Path] = lambda fi
 
     out = workspace.reports / "linkage"
     make_zone_folder(out)
-    summary = json.loads(_linked_file(workspace, "link_summary.json").read_text())
-    rates = pd.read_parquet(_linked_file(workspace, "match_rates.parquet"))
-    candidates = pd.read_parquet(_linked_file(workspace, "candidate_pairs.parquet"))
-    links = pd.read_parquet(_linked_file(workspace, "links.parquet"))
-    model = json.loads(_linked_file(workspace, "model.json").read_text())
+    summary = json.loads(_linked_file(workspace, "link_summary.json", read).read_text())
+    rates = pd.read_parquet(_linked_file(workspace, "match_rates.parquet", read))
+    candidates = pd.read_parquet(_linked_file(workspace, "candidate_pairs.parquet", read))
+    links = pd.read_parquet(_linked_file(workspace, "links.parquet", read))
+    model = json.loads(_linked_file(workspace, "model.json", read).read_text())
 
     # match-weight histogram: every scored candidate pair, and each client's best candidate
     fig, ax = plt.subplots(figsize=(7, 3.5))

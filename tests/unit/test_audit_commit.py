@@ -185,7 +185,7 @@ def test_link_commits_nothing_when_its_closing_entry_fails(
         "match_rates.parquet",
         "link_summary.json",
     ]
-    finals = [ws.linked / n for n in names]
+    finals = [ws.linked / n for n in names] + [ws.reports / "linkage" / "report.md"]
     assert_fails_closed(ws, "link", "link", lambda: stages.run_link(ctx), monkeypatch, finals)
 
     # the report written again by the command 'ehl link report', a governed step of its own
