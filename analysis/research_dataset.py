@@ -21,6 +21,7 @@ The panel is built in DuckDB: a 100k x 49 person-month grid joined to sparse act
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -497,17 +498,23 @@ def build_tables(inputs: ResearchDatasetInputs, spec: PanelSpec = PanelSpec()) -
     return ResearchTables(clients=clients, panel=panel, comparison_people=people, comparison_pool=pool)
 
 
-def write_tables(tables: ResearchTables, analysis_dir: Path) -> dict[str, Path]:
+def write_tables(
+    tables: ResearchTables, analysis_dir: Path, place: Callable[[Path], Path] = lambda final: final
+) -> dict[str, Path]:
+    """Write the four analysis tables; ``place(final)`` says where (an audited step's ``stage``).
+
+    Returns the final paths.
+    """
     paths = {
         "clients": analysis_dir / "clients.parquet",
         "panel": analysis_dir / "panel.parquet",
         "comparison_people": analysis_dir / "comparison_people.parquet",
         "comparison_pool": analysis_dir / "comparison_pool.parquet",
     }
-    write_parquet(tables.clients, paths["clients"])
-    write_parquet(tables.panel, paths["panel"])
-    write_parquet(tables.comparison_people, paths["comparison_people"])
-    write_parquet(tables.comparison_pool, paths["comparison_pool"])
+    write_parquet(tables.clients, place(paths["clients"]))
+    write_parquet(tables.panel, place(paths["panel"]))
+    write_parquet(tables.comparison_people, place(paths["comparison_people"]))
+    write_parquet(tables.comparison_pool, place(paths["comparison_pool"]))
     return paths
 
 
@@ -541,8 +548,7 @@ def build_research_dataset(
         present = [p for p in inputs.all() if p.exists()]
         step.inputs(*present)
         tables = build_tables(inputs, spec)
-        paths = write_tables(tables, workspace.analysis)
-        step.outputs(*paths.values())
+        paths = write_tables(tables, workspace.analysis, place=step.stage)
         panel = tables.panel
         n_linked = int(tables.clients["linked"].sum())
         step.counts(
@@ -558,7 +564,7 @@ def build_research_dataset(
             pool_people=len(tables.comparison_people),
             months_before=months_before,
             months_after=months_after,
-            panel_hash=content_hash(paths["panel"]),
+            panel_hash=content_hash(step.staged(paths["panel"])),
         )
     return ResearchDatasetResult(
         clients_path=paths["clients"],

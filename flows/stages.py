@@ -69,10 +69,16 @@ class PipelineContext:
 
     def acting(self, role: Role | str) -> str:
         """The name this process acts under in ``role``: the authenticated OS account (or, in a
-        DEMO deployment, the demo persona of the role). Never a typed name."""
-        from ig_policies.identity import current_identity
+        DEMO deployment, the demo persona of the role). Never a typed name.
 
-        return current_identity(demo=self.deployment().demo).name_for(role)
+        The account is resolved once per context (a process does not change accounts); inside a
+        stage the engine's own resolved identity is used (``engine.actor_for``).
+        """
+        if "identity" not in self._started:
+            from ig_policies.identity import current_identity
+
+            self._started["identity"] = current_identity(demo=self.deployment().demo)
+        return self._started["identity"].name_for(role)
 
     def engine(self, **options: Any):
         """The policy engine: the deployed (or, in DEMO, the given) signed policy, verified.
@@ -240,7 +246,7 @@ def run_validate(ctx: PipelineContext) -> StageOutcome:
         result = validate_extracts(
             ws,
             engine,
-            ctx.acting(Role.DATA_PROCESSOR),
+            engine.actor_for(Role.DATA_PROCESSOR),
             ctx.spark(),
             options.datasets,
             inputs=dict(options.inputs) or None,
@@ -276,7 +282,7 @@ def run_pseudonymise(ctx: PipelineContext) -> StageOutcome:
         result = pseudonymise_extracts(
             ws,
             engine,
-            ctx.acting(Role.DATA_PROCESSOR),
+            engine.actor_for(Role.DATA_PROCESSOR),
             ctx.spark(),
             master_secret=ctx.master_secret(),
             key_version=options.key_version,
@@ -296,7 +302,6 @@ def run_link(ctx: PipelineContext) -> StageOutcome:
     from linkage.link import link_records
     from linkage.link_backend import db_api_for_run
     from linkage.linkage_config import load_linkage_config
-    from linkage.quality import write_report
 
     ws, options = ctx.workspace, ctx.settings.linkage
     inputs = [ws.pseudonymised / "employment_support", ws.pseudonymised / "health_demographics"]
@@ -321,13 +326,14 @@ def run_link(ctx: PipelineContext) -> StageOutcome:
         result = link_records(
             ws,
             engine,
-            ctx.acting(Role.DATA_PROCESSOR),
+            engine.actor_for(Role.DATA_PROCESSOR),
             db_api,
             model_path=options.model,
             config=config,
             seed=options.seed,
+            report=True,  # the report is staged and audited with the links it describes
         )
-        report = write_report(ws)
+        report = result.report_path
         summary = {
             "clients": result.clients,
             "matched": result.matched,
@@ -378,12 +384,11 @@ def run_link_report(ctx: PipelineContext) -> StageOutcome:
         if not needed.exists():
             raise InputError(str(needed), "there is no linkage to report on", hint="run 'ehl link' first")
     with engine.step(
-        ctx.acting(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_report", reads_linked_data=True
+        engine.actor_for(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_report", reads_linked_data=True
     ) as step:
         step.inputs(summary_path, rates_path)
-        path = quality.write_report(ws)
+        path = quality.write_report(ws, place=step.stage)
         sentences = quality.verdict(json.loads(summary_path.read_text()), pd.read_parquet(rates_path))
-        step.outputs(path)
     report = LinkReport(path, tuple(sentences))
     elapsed = time.perf_counter() - started
     return StageOutcome("link_report", False, elapsed, {}, (str(path),), report, details=cleared)
@@ -408,14 +413,14 @@ def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
     policy = engine.policy
     key = ctx.master_secret().derive("research-pseudonym", policy.project.id, policy.linkage.key_version)
     with engine.step(
-        ctx.acting(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True
+        engine.actor_for(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True
     ) as step:
         from linkage.identifiable.truth import pseudonymised_truth
 
         truth_pairs = pseudonymised_truth(ws, key, quality.linked_programmes(ws))
-        result = quality.evaluate(ws, truth_pairs, load_linkage_config(ctx.settings.linkage.config))
+        config = load_linkage_config(ctx.settings.linkage.config)
+        result = quality.evaluate(ws, truth_pairs, config, place=step.stage)
         step.inputs(ws.linked / "links.parquet")
-        step.outputs(result.report_path)
         step.detail(
             precision=round(result.precision, 4), recall=round(result.recall, 4), f1=round(result.f1, 4)
         )
@@ -441,7 +446,7 @@ def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
     params = options.model_dump()
 
     def run(engine) -> StageWork:
-        result = build_research_dataset(ws, engine, ctx.acting(Role.DATA_PROCESSOR), **params)
+        result = build_research_dataset(ws, engine, engine.actor_for(Role.DATA_PROCESSOR), **params)
         summary = {
             "enrolments": result.n_enrolments,
             "linked": result.n_linked,
@@ -479,7 +484,7 @@ def run_analysis(ctx: PipelineContext, name: str | Analysis) -> StageOutcome:
 
     def run(engine) -> StageWork:
         analyse = entry.run_function()
-        result = analyse(ws, engine, ctx.acting(Role.RESEARCHER), **options.keyword_arguments())
+        result = analyse(ws, engine, engine.actor_for(Role.RESEARCHER), **options.keyword_arguments())
         statuses = [status for _, _, status in result.requests]
         summary = {
             "outputs_requested": len(result.requests),

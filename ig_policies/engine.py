@@ -6,6 +6,12 @@ datasets, fields and analysis the step needs, and the retention date; it refuses
 naming the rule and what to do) before the step starts, and writes one audit entry per step:
 ``refused``, ``failed`` (the exception type and message) or ``allowed`` (content hashes of inputs and
 outputs, row counts, details). Refusals while loading are audited too.
+
+The audit log fails closed: a step's outputs are written in full to staging paths beside their
+final places (``step.stage(final)``), and the engine renames them into place only once the
+closing entry is written. If that entry cannot be written, nothing is renamed, the staging is
+removed and the step ends with ``AuditUnavailable`` (exit 4): the log then shows the step as
+started and never finished, and nothing on disk says otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import contextlib
 import datetime as dt
 import json
 import os
+import secrets
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +29,14 @@ from typing import Any
 
 from ig_policies.audit import AuditLog, AuditSettings
 from ig_policies.deployment import Deployment, load_deployment
-from ig_policies.errors import ConfigError, PolicyRefused
+from ig_policies.errors import (
+    AuditUnavailable,
+    ConfigError,
+    EhlError,
+    PolicyRefused,
+    TamperedError,
+    environment_problem,
+)
 from ig_policies.identity import Identity, current_identity
 from ig_policies.policy import Analysis, Dataset, Policy, Role, policy_from_document, read_policy_document
 from ig_policies.signing import (
@@ -32,7 +47,7 @@ from ig_policies.signing import (
     load_trust_store,
     verify_policy_signature,
 )
-from ig_policies.workspace import Workspace, content_hash
+from ig_policies.workspace import Workspace, content_hash, put_in_place, staging_folder
 
 __all__ = ["ACTIONS_AFTER_EXPIRY", "Analysis", "FieldSelection", "PolicyEngine", "Role", "Step"]
 
@@ -57,8 +72,18 @@ class FieldSelection:
     missing: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class _Staged:
+    """One output of a step, written in full at ``staged`` and renamed to ``final`` on commit."""
+
+    staged: Path
+    final: Path
+    keep_on_failure: bool
+
+
 class Step:
-    """What a running step tells the audit log. Returned by ``engine.step(...)``."""
+    """What a running step tells the audit log, and the outputs it has staged. Returned by
+    ``engine.step(...)``."""
 
     def __init__(self, workspace: Workspace):
         self._workspace = workspace
@@ -66,6 +91,66 @@ class Step:
         self._outputs: list[Path] = []
         self._counts: dict[str, int] = {}
         self._details: dict[str, Any] = {}
+        self._staged: dict[Path, _Staged] = {}
+        self._folders: list[Path] = []
+        self._tag = secrets.token_hex(4)  # several steps of one run stage beside the same folder
+
+    def stage(self, final: str | os.PathLike[str], *, keep_on_failure: bool = False) -> Path:
+        """Where to write the output ``final`` in full; it is put in place only after the audit log
+        has recorded the step.
+
+        The path is in this step's staging folder beside ``final`` (``.staging-<pid>-<tag>/``, 0700,
+        in the same zone and filesystem, so committing is a rename, never a copy). Write a file or
+        a whole directory (e.g. Spark's Parquet output) there, and read it back there while the
+        step runs. The output is recorded (``outputs``) and hashed where it was staged. With
+        ``keep_on_failure`` it is also put in place after a ``failed`` entry (e.g. the quarantine
+        tables that say why validation stopped); otherwise a failed step leaves nothing.
+        """
+        final = Path(final)
+        key = final.resolve()
+        if key in self._staged:
+            raise ValueError(f"{self._label(final)} is already staged by this step")
+        folder = staging_folder(final.parent, self._tag)
+        if folder not in self._folders:
+            self._folders.append(folder)
+        staged = folder / final.name
+        self._staged[key] = _Staged(staged, final, keep_on_failure)
+        self._outputs.append(final)
+        return staged
+
+    def staged(self, final: str | os.PathLike[str]) -> Path:
+        """Where ``final`` is being written by this step (``final`` itself if it is not staged)."""
+        found = self._staged.get(Path(final).resolve())
+        return found.staged if found is not None else Path(final)
+
+    def _adopt(self, inner: Step) -> None:
+        """Take over the staged outputs of a step run inside this one: they commit with this step."""
+        self._staged.update(inner._staged)
+        self._folders.extend(f for f in inner._folders if f not in self._folders)
+
+    def _commit(self, only_kept: bool = False) -> None:
+        """Rename the staged outputs into place (after the audit entry), then remove the staging.
+
+        The renames follow one another: a crash between two leaves some outputs new and some as
+        they were (plus ``.old-<pid>`` leftovers the next start-up removes); the stage ledger is
+        written only after this returns, so a resume runs the stage again.
+        """
+        try:
+            for item in self._staged.values():
+                if only_kept and not item.keep_on_failure:
+                    continue
+                if item.staged.exists() or item.staged.is_symlink():
+                    try:
+                        put_in_place(item.staged, item.final)
+                    except OSError as exc:  # the entry is written; the ledger will not claim it
+                        raise environment_problem(exc, str(item.final.parent), "write") from None
+        finally:
+            self._discard()
+
+    def _discard(self) -> None:
+        """Remove this step's staging folders and whatever is still in them."""
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _label(self, path: Path) -> str:
         p = Path(path).resolve()
@@ -108,7 +193,8 @@ class Step:
     def _record(self, hash_outputs: bool) -> dict[str, Any]:
         outputs = []
         for path in self._outputs:
-            digest = content_hash(path) if hash_outputs and path.exists() else None
+            written = self.staged(path)
+            digest = content_hash(written) if hash_outputs and written.exists() else None
             outputs.append({"path": self._label(path), "sha256": digest})
         return {"inputs": self._inputs, "outputs": outputs, "counts": self._counts, "details": self._details}
 
@@ -140,6 +226,7 @@ class PolicyEngine:
         self.audit = audit
         self._today = today
         self._allow_expired = allow_expired
+        self._open_steps: list[Step] = []  # a step opened inside another commits with it
 
     def __repr__(self) -> str:
         return f"PolicyEngine(policy={self.policy.project.id!r}, hash={self.policy_hash[:12]})"
@@ -390,17 +477,48 @@ class PolicyEngine:
 
     # ---- steps -----------------------------------------------------------------------------
 
+    def _entry(
+        self,
+        actor: str,
+        role: Role | str,
+        action: str,
+        datasets: Iterable[str] = (),
+        analysis: Analysis | str | None = None,
+    ) -> dict[str, Any]:
+        """The fields every entry of a step carries (who, as what, doing what, under which policy)."""
+        return {
+            "actor": actor,
+            "role": str(role.value if isinstance(role, Role) else role),
+            "action": action,
+            "policy_id": self.policy.project.id,
+            "policy_hash": self.policy_hash,
+            "datasets": list(datasets),
+            "analysis": str(analysis.value if isinstance(analysis, Analysis) else analysis)
+            if analysis
+            else None,
+            **_mode(self.identity),
+        }
+
+    def staged(self, final: str | os.PathLike[str]) -> Path:
+        """Where an open step (innermost first) is writing ``final``; ``final`` itself if none is.
+
+        For code that reads back, inside an outer step, what an inner step staged (an analysis
+        reading the status of the output request it has just made).
+        """
+        for record in reversed(self._open_steps):
+            found = record.staged(final)
+            if found != Path(final):
+                return found
+        return Path(final)
+
     def require(self, actor: str, role: Role | str, action: str) -> None:
         """Refuse (audited, as ``step`` would) before a step touches anything on disk; allow
         silently, leaving the step's own entries to ``step``."""
         try:
             self.check(actor, role, action)
         except PolicyRefused as exc:
-            self.audit.append(
-                actor=actor, role=str(getattr(role, "value", role)), action=action,
-                policy_id=self.policy.project.id, policy_hash=self.policy_hash, datasets=[], analysis=None,
-                **_mode(self.identity), decision="refused", rule=exc.rule, reason=exc.message,
-            )  # fmt: skip
+            base = self._entry(actor, role, action)
+            self.audit.append(**base, decision="refused", rule=exc.rule, reason=exc.message)
             raise
 
     @contextlib.contextmanager
@@ -414,21 +532,19 @@ class PolicyEngine:
         analysis: Analysis | str | None = None,
         reads_linked_data: bool = False,
     ) -> Iterator[Step]:
-        """Check, run and audit one step (see the module docstring)."""
+        """Check, run and audit one step, and commit what it staged (see the module docstring).
+
+        In order: ``refused`` (and PolicyRefused) if the policy does not allow it; ``started``; the
+        step's work, writing its outputs to ``step.stage(final)``; ``allowed`` with the outputs'
+        hashes; only then the renames into place. A step opened inside another (an analysis
+        requesting its outputs) writes its own entries and hands its staged outputs to the outer
+        step, which commits them after its own ``allowed`` entry. If the work raises, ``failed`` is
+        written and only outputs staged with ``keep_on_failure`` are put in place. If a closing
+        entry cannot be written, nothing is put in place and ``AuditUnavailable`` (exit 4) says so.
+        """
         datasets = (datasets,) if isinstance(datasets, str) else tuple(datasets)
         fields = ((fields,) if isinstance(fields, str) else tuple(fields)) if fields is not None else None
-        base: dict[str, Any] = {
-            "actor": actor,
-            "role": str(role.value if isinstance(role, Role) else role),
-            "action": action,
-            "policy_id": self.policy.project.id,
-            "policy_hash": self.policy_hash,
-            "datasets": list(datasets),
-            "analysis": str(analysis.value if isinstance(analysis, Analysis) else analysis)
-            if analysis
-            else None,
-            **_mode(self.identity),
-        }
+        base = self._entry(actor, role, action, datasets, analysis)
         try:
             self.check(actor, role, action, datasets, fields, analysis, reads_linked_data)
         except PolicyRefused as exc:
@@ -436,20 +552,69 @@ class PolicyEngine:
             raise
         started = self.audit.append(**base, decision="started", rule=None, reason="")  # fails closed
         record = Step(self.workspace)
+        outer = self._open_steps[-1] if self._open_steps else None
+        self._open_steps.append(record)
         try:
-            yield record
-        except BaseException as exc:
-            if isinstance(exc, GeneratorExit):
+            try:
+                yield record
+            except BaseException as exc:
+                if isinstance(exc, GeneratorExit):
+                    record._discard()
+                    raise
+                self._close(
+                    record, base, action, decision="failed", reason=f"{type(exc).__name__}: {exc}",
+                    started_seq=started["seq"], hash_outputs=False,
+                )  # fmt: skip
+                record._commit(only_kept=True)
                 raise
-            self.audit.append(
-                **base, **record._record(hash_outputs=False), decision="failed", rule=None,
-                reason=f"{type(exc).__name__}: {exc}", started_seq=started["seq"],
-            )  # fmt: skip
+            self._close(record, base, action, decision="allowed", reason="", started_seq=started["seq"])
+            if outer is not None:
+                outer._adopt(record)
+            else:
+                record._commit()
+        finally:
+            self._open_steps.remove(record)
+
+    def _close(
+        self,
+        record: Step,
+        base: dict[str, Any],
+        action: str,
+        *,
+        decision: str,
+        reason: str,
+        started_seq: int,
+        hash_outputs: bool = True,
+    ) -> None:
+        """Write a step's closing entry; if it cannot be written, discard what the step staged."""
+        try:
+            content = record._record(hash_outputs=hash_outputs)
+        except BaseException:
+            record._discard()
             raise
-        self.audit.append(
-            **base, **record._record(hash_outputs=True), decision="allowed", rule=None, reason="",
-            started_seq=started["seq"],
-        )  # fmt: skip
+        try:
+            self.audit.append(
+                **base, **content, decision=decision, rule=None, reason=reason, started_seq=started_seq
+            )
+        except TamperedError:
+            record._discard()  # a log that was altered is its own, louder failure (exit 5)
+            raise
+        except Exception as exc:
+            record._discard()
+            raise _not_committed(action, exc) from exc
+
+
+def _not_committed(action: str, exc: Exception) -> AuditUnavailable:
+    """The plain message when a step's closing audit entry could not be written."""
+    cause = exc.message if isinstance(exc, EhlError) else f"{type(exc).__name__}: {exc}"
+    return AuditUnavailable(
+        f"Nothing that the step '{action}' produced was kept: its closing audit entry could not be "
+        f"written, and by the rule 'audit_before_commit' no output is put in place before the audit "
+        f"log records it. {cause}",
+        hint="make the audit log writable again (start the audit writer, free disk space, or lift a "
+        "read-only or immutable flag on the audit folder), then run the command again; the audit log "
+        "shows this step as started and never finished",
+    )
 
 
 def _acting_identity(deployment: Deployment, own: Identity, claimed: Identity) -> Identity:

@@ -124,7 +124,7 @@ STAGING_MODE = 0o700
 STAGING_PREFIX = ".staging-"
 #: Temporary names of the atomic writers carry the pid so a dead run's leftovers can be told apart.
 _LEFTOVER = re.compile(
-    r"^\.(?:staging-(?P<staging>\d+)|.+\.pid(?P<tmp>\d+)\..*\.tmp.*|.+\.old-(?P<old>\d+))$"
+    r"^\.(?:staging-(?P<staging>\d+)(?:-[0-9a-f]+)?|.+\.pid(?P<tmp>\d+)\..*\.tmp.*|.+\.old-(?P<old>\d+))$"
 )
 
 
@@ -338,13 +338,45 @@ def _leftovers(folder: Path, depth: int = 3) -> Iterator[Path]:
             yield from _leftovers(child, depth - 1)
 
 
-def staging_folder(parent: str | os.PathLike[str]) -> Path:
-    """This run's staging folder inside ``parent`` (which must be in the zone of its rows), 0700."""
-    folder = Path(parent) / f"{STAGING_PREFIX}{os.getpid()}"
+def staging_folder(parent: str | os.PathLike[str], tag: str | None = None) -> Path:
+    """This run's staging folder inside ``parent`` (which must be in the zone of its rows), 0700.
+
+    ``tag`` (lower-case hex) tells apart several staging folders of one run in the same place,
+    e.g. one per audited step (``.staging-<pid>-<tag>``); the start-up sweep recognises both forms.
+    A setgid parent keeps its setgid bit on the folder, so what is written there already has the
+    zone's group when it is renamed into the zone.
+    """
+    name = f"{STAGING_PREFIX}{os.getpid()}" + (f"-{tag}" if tag else "")
+    folder = Path(parent) / name
     make_zone_folder(folder.parent)
     folder.mkdir(mode=STAGING_MODE, exist_ok=True)
-    folder.chmod(STAGING_MODE)
+    folder.chmod(STAGING_MODE | (folder.parent.stat().st_mode & stat.S_ISGID))
     return folder
+
+
+def put_in_place(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
+    """Rename the finished file or folder ``staged`` to ``final`` (same filesystem: no copy).
+
+    It is sealed to the modes of ``final``'s folder first. An existing ``final`` is moved aside
+    (``.<name>.old-<pid>``) and removed only once the new one is in place, so readers see the old
+    complete output or the new complete one; a crash in between leaves the aside copy for the
+    start-up sweep (``remove_stale_staging``).
+    """
+    staged, final = Path(staged), Path(final)
+    make_zone_folder(final.parent)
+    seal_tree(staged, like=final.parent)
+    old = None
+    if final.exists() or final.is_symlink():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(staged, final)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,14 +419,17 @@ def _tighten_folder(folder: Path, mode: int) -> None:
         folder.chmod(mode)
 
 
-def seal_tree(path: str | os.PathLike[str]) -> None:
+def seal_tree(path: str | os.PathLike[str], like: str | os.PathLike[str] | None = None) -> None:
     """Tighten a finished file or folder tree (e.g. Spark's output) to what its parent folder allows.
 
     Folders get the parent's mode (at most 2750) and files 0640 or 0600 (see ``_file_mode``).
+    ``like`` names the folder whose rules apply instead of the parent: the zone folder a staged
+    output is about to be renamed into.
     """
     top = Path(path)
-    parent_mode = stat.S_IMODE(top.parent.stat().st_mode) & 0o2750 | 0o700
-    file_mode = _file_mode(top.parent)
+    rules = Path(like) if like is not None else top.parent
+    parent_mode = stat.S_IMODE(rules.stat().st_mode) & 0o2750 | 0o700
+    file_mode = _file_mode(rules)
     if top.is_file():
         top.chmod(file_mode)
         return
@@ -451,14 +486,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             tmp.mkdir()
-        seal_tree(tmp)  # Spark/Hadoop write 0644 whatever the umask
-        old = None
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        put_in_place(tmp, final)  # sealed first: Spark/Hadoop write 0644 whatever the umask
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,8 +13,9 @@ candidate is the same patient are duplicate enrolments of one person and share a
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ class LinkResult:
     comparisons: int
     trained: bool
     timings: dict[str, float] = field(default_factory=dict)
+    #: ``reports/linkage/report.md`` when the step wrote the report too (``link_records(report=True)``)
+    report_path: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,19 +319,32 @@ def link_tables(
     )
 
 
-def write_linked(workspace: Workspace, outcome: LinkOutcome, config: LinkageConfig) -> LinkResult:
-    """Write the linked zone atomically: links, model, clerical review, match rates, summary."""
+def write_linked(
+    workspace: Workspace,
+    outcome: LinkOutcome,
+    config: LinkageConfig,
+    place: Callable[[Path], Path] = lambda final: final,
+) -> LinkResult:
+    """Write the linked zone atomically: links, model, clerical review, match rates, summary.
+
+    ``place(final)`` says where each file is written (the audited step's ``stage``: put in place
+    after its audit entry); the result names the final paths.
+    """
     from linkage import quality
 
     linked = workspace.linked
-    links_path = write_parquet(outcome.links, linked / "links.parquet")
+    links_path = linked / "links.parquet"
+    write_parquet(outcome.links, place(links_path))
     model_path = linked / "model.json"
-    model_sha = splink_model.save_model(outcome.model, model_path)
-    clerical_path = write_parquet(outcome.clerical, linked / "clerical_review.parquet")
-    candidates_path = write_parquet(outcome.candidates, linked / "candidate_pairs.parquet")
+    model_sha = splink_model.save_model(outcome.model, place(model_path))
+    clerical_path = linked / "clerical_review.parquet"
+    write_parquet(outcome.clerical, place(clerical_path))
+    candidates_path = linked / "candidate_pairs.parquet"
+    write_parquet(outcome.candidates, place(candidates_path))
     groups = quality.client_groups(workspace, config)
     rates = quality.match_rates(outcome.links, groups)
-    match_rates_path = write_parquet(rates, linked / "match_rates.parquet")
+    match_rates_path = linked / "match_rates.parquet"
+    write_parquet(rates, place(match_rates_path))
     status = outcome.links["match_status"].value_counts()
     comparisons = outcome.blocking_counts[-1].cumulative if outcome.blocking_counts else 0
     summary = {
@@ -346,7 +362,8 @@ def write_linked(workspace: Workspace, outcome: LinkOutcome, config: LinkageConf
         ],
         "timings_seconds": {k: round(v, 3) for k, v in outcome.timings.items()},
     }
-    summary_path = write_json(linked / "link_summary.json", summary)
+    summary_path = linked / "link_summary.json"
+    write_json(place(summary_path), summary)
     return LinkResult(
         links_path=links_path,
         model_path=model_path,
@@ -374,11 +391,14 @@ def link_records(
     model_path: str | Path | None = None,
     config: LinkageConfig | None = None,
     seed: int = 42,
+    report: bool = False,
 ) -> LinkResult:
     """The link stage, through the policy engine (audited): link clients to patients, write ``linked/``.
 
     The threshold and clerical review band come from the signed policy. With ``model_path`` an
-    approved model is re-used as it is (no training); its hash is recorded either way.
+    approved model is re-used as it is (no training); its hash is recorded either way. With
+    ``report`` the linkage report (``reports/linkage/``) is written in the same step, from the
+    staged tables, and put in place with them.
     """
     from ig_policies.policy import DatasetKind, Role
 
@@ -401,8 +421,12 @@ def link_records(
             model=model,
             seed=seed,
         )
-        result = write_linked(workspace, outcome, config)
-        step.outputs(result.links_path, result.model_path, result.clerical_path, result.match_rates_path)
+        result = write_linked(workspace, outcome, config, place=step.stage)
+        if report:
+            from linkage import quality
+
+            written = quality.write_report(workspace, place=step.stage, read=step.staged)
+            result = dataclasses.replace(result, report_path=written)
         step.counts(rows_in=result.clients, rows_accepted=result.matched)
         step.detail(
             model_sha256=result.model_sha256,

@@ -11,6 +11,7 @@ synthetic truth measures precision, recall and F1 on the truth in research pseud
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,15 +168,23 @@ def verdict(summary: dict[str, Any], rates: pd.DataFrame) -> list[str]:
 # The report
 
 
-def _linked_file(workspace: Workspace, name: str) -> Path:
-    path = workspace.linked / name
+def _linked_file(workspace: Workspace, name: str, read: Callable[[Path], Path] = lambda final: final) -> Path:
+    path = read(workspace.linked / name)
     if not path.exists():
         raise InputError(str(path), "the linkage outputs are missing", hint="run 'ehl link' first")
     return path
 
 
-def write_report(workspace: Workspace) -> Path:
-    """Write ``reports/linkage/report.md`` and its charts from the linked zone; returns the report path."""
+def write_report(
+    workspace: Workspace,
+    place: Callable[[Path], Path] = lambda final: final,
+    read: Callable[[Path], Path] = lambda final: final,
+) -> Path:
+    """Write ``reports/linkage/report.md`` and its charts from the linked zone; returns the report path.
+
+    ``place(final)`` says where each file is written and ``read(final)`` where each linked table
+    is read (an audited step's ``stage`` and ``staged``); the returned path is the final one.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,11 +192,11 @@ def write_report(workspace: Workspace) -> Path:
 
     out = workspace.reports / "linkage"
     make_zone_folder(out)
-    summary = json.loads(_linked_file(workspace, "link_summary.json").read_text())
-    rates = pd.read_parquet(_linked_file(workspace, "match_rates.parquet"))
-    candidates = pd.read_parquet(_linked_file(workspace, "candidate_pairs.parquet"))
-    links = pd.read_parquet(_linked_file(workspace, "links.parquet"))
-    model = json.loads(_linked_file(workspace, "model.json").read_text())
+    summary = json.loads(_linked_file(workspace, "link_summary.json", read).read_text())
+    rates = pd.read_parquet(_linked_file(workspace, "match_rates.parquet", read))
+    candidates = pd.read_parquet(_linked_file(workspace, "candidate_pairs.parquet", read))
+    links = pd.read_parquet(_linked_file(workspace, "links.parquet", read))
+    model = json.loads(_linked_file(workspace, "model.json", read).read_text())
 
     # match-weight histogram: every scored candidate pair, and each client's best candidate
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -197,7 +206,7 @@ def write_report(workspace: Workspace) -> Path:
     ax.set_xlabel("match weight (bits)")
     ax.set_ylabel("pairs")
     ax.legend()
-    _save(fig, out / "match_weight_histogram.png")
+    _save(fig, place(out / "match_weight_histogram.png"))
 
     # m and u probabilities of every non-null level
     rows = [
@@ -220,7 +229,7 @@ def write_report(workspace: Workspace) -> Path:
     ax.set_xscale("log")
     ax.invert_yaxis()
     ax.legend(fontsize=7)
-    _save(fig, out / "m_u_parameters.png")
+    _save(fig, place(out / "m_u_parameters.png"))
 
     # match rates by group
     grouped = rates[rates["group"] != "overall"]
@@ -230,7 +239,7 @@ def write_report(workspace: Workspace) -> Path:
     ax.set_yticks(np.arange(len(grouped)), labels, fontsize=7)
     ax.set_xlabel("match rate (%)")
     ax.invert_yaxis()
-    _save(fig, out / "match_rates_by_group.png")
+    _save(fig, place(out / "match_rates_by_group.png"))
 
     lines = ["# Linkage report", "", "## Verdict", ""]
     lines += [f"- {sentence}" for sentence in verdict(summary, rates)]
@@ -257,7 +266,8 @@ def write_report(workspace: Workspace) -> Path:
     lines += ["", "![Match rates by group](match_rates_by_group.png)", ""]
     lines += ["## Match weights", "", "![Match weight histogram](match_weight_histogram.png)", ""]
     lines += ["## Model parameters", "", "![m and u probabilities](m_u_parameters.png)", ""]
-    return write_text(out / "report.md", "\n".join(lines) + "\n")
+    write_text(place(out / "report.md"), "\n".join(lines) + "\n")
+    return out / "report.md"
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -372,8 +382,15 @@ def threshold_curve(
     return pd.DataFrame(rows, columns=["threshold", "tp", "fp", "fn", "precision", "recall", "f1"])
 
 
-def evaluate(workspace: Workspace, truth: pd.DataFrame, config: LinkageConfig | None = None) -> Evaluation:
+def evaluate(
+    workspace: Workspace,
+    truth: pd.DataFrame,
+    config: LinkageConfig | None = None,
+    place: Callable[[Path], Path] = lambda final: final,
+) -> Evaluation:
     """Score ``linked/`` against the truth and write ``reports/linkage/evaluation.md`` and its curve.
+
+    ``place(final)`` says where each file is written (an audited step's ``stage``).
 
     ``truth`` is already in research pseudonyms, (client_pseudonym, true_patient) per client, as
     made by ``linkage.identifiable.truth.pseudonymised_truth`` for ``linked_programmes(workspace)``:
@@ -416,10 +433,10 @@ def evaluate(workspace: Workspace, truth: pd.DataFrame, config: LinkageConfig | 
     ax.set_xscale("logit")
     ax.set_xlabel("match probability threshold")
     ax.legend()
-    _save(fig, out / "threshold_f1.png")
-    write_parquet(scores["by_group"], out / "evaluation_by_group.parquet")
+    _save(fig, place(out / "threshold_f1.png"))
+    write_parquet(scores["by_group"], place(out / "evaluation_by_group.parquet"))
     write_json(
-        out / "evaluation.json",
+        place(out / "evaluation.json"),
         {k: scores[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1")}
         | {"excluded_true_pairs": int(excluded.sum())}
         | {"threshold_curve": curve.to_dict(orient="records")},
@@ -454,7 +471,8 @@ def evaluate(workspace: Workspace, truth: pd.DataFrame, config: LinkageConfig | 
         f"| {r.threshold:g} | {r.precision:.3f} | {r.recall:.3f} | {r.f1:.3f} |" for r in curve.itertuples()
     ]
     lines += ["", "![Threshold and F1](threshold_f1.png)", ""]
-    report = write_text(out / "evaluation.md", "\n".join(lines) + "\n")
+    report = out / "evaluation.md"
+    write_text(place(report), "\n".join(lines) + "\n")
     return Evaluation(
         precision=scores["precision"],
         recall=scores["recall"],

@@ -241,7 +241,8 @@ class OutputGate:
             request_id = _new_request_id(workspace, name)
             final = workspace.pending / request_id
             status = BLOCKED if report.outcome is Outcome.FAIL else PENDING
-            with atomic_directory(final) as tmp:
+            staged = step.stage(final)  # put in place only after the audit entry (see PolicyEngine.step)
+            with atomic_directory(staged) as tmp:
                 save_output(_drawn(output, rules, report), tmp / "output")
                 write_json(tmp / "check_report.json", report.to_dict())
                 write_text(tmp / "check_report.txt", report.to_text())
@@ -261,7 +262,6 @@ class OutputGate:
                 )
                 output_sha256 = content_hash(tmp / "output")
                 self._store(tmp, request.to_dict(), output_sha256)
-            step.outputs(final)
             step.counts(items_withheld=len({f.key for f in report.withheld}))
             step.detail(request_id=request_id, kind=kind, source=output.source, outcome=report.outcome.value)
             # What release re-checks the pending files against: a file swapped later is refused.

@@ -268,7 +268,7 @@ def _health_events_table(df: DataFrame, drop: set[str], research_key: SparkHmacK
 def _write_table(
     df: DataFrame, dest: Path, metadata: dict[str, Any], observations: Mapping[str, Observation]
 ) -> dict[str, dict[str, int]]:
-    """Write a Spark table atomically, with its metadata file (including the flag counts observed
+    """Write a Spark table atomically at ``dest`` (the step's staging), with its metadata file (including the flag counts observed
     while writing, per extract) inside the table's directory. Returns those counts.
 
     The counts come from ``DataFrame.observe``: collected during the write, so the identifiers are
@@ -436,7 +436,7 @@ def _run(
             "sources": employment,
             "programmes": {n: _programme(n) for n in employment},
         }
-        flags_by_extract = _write_table(table, dest, metadata, observations)
+        flags_by_extract = _write_table(table, step.stage(dest), metadata, observations)
         outputs[EMPLOYMENT_TABLE] = dest
         for name in employment:
             rows = flags_by_extract[name]["rows"]
@@ -467,7 +467,7 @@ def _run(
             )
         dest = workspace.pseudonymised / name
         metadata = {**base_metadata, "table": name, "sources": [name]}
-        flags = _write_table(table, dest, metadata, {name: observation})[name]
+        flags = _write_table(table, step.stage(dest), metadata, {name: observation})[name]
         outputs[name] = dest
         rows_out = flags["rows"]  # every row left after the opt-out is written: none is filtered
         rows_in = rows_out + opted_out[name]
@@ -475,7 +475,6 @@ def _run(
             ExtractSummary(name, str(kinds[name]), name, rows_in, opted_out[name], rows_out, flags)
         )
 
-    step.outputs(*outputs.values())
     step.counts(
         rows_in=sum(s.rows_in for s in summaries),
         rows_accepted=sum(s.rows_out for s in summaries),

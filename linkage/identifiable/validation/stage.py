@@ -25,7 +25,7 @@ import datetime as dt
 import errno
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -285,29 +285,42 @@ def _judge(
     return result, checked
 
 
+def in_place(final: Path, keep_on_failure: bool = False) -> Path:
+    """Write an output straight to its final path (atomically): validation without the engine."""
+    return final
+
+
 def _write_outputs(
     workspace: Workspace,
     result: DatasetValidation,
     checked: DataFrame,
     extract: IngestedExtract,
     write_validated: bool,
+    place: Callable[..., Path] = in_place,
 ) -> DatasetValidation:
-    """Write quarantine (always) and validated rows (when allowed); re-count what was written."""
+    """Write quarantine (always) and validated rows (when allowed); re-count what was written.
+
+    ``place(final, keep_on_failure=...)`` says where each output is written (the audited step's
+    staging, see ``Step.stage``); the result names the final paths.
+    """
     from pyspark.sql import functions as F
 
-    q_path = quarantine_path(workspace, result.dataset)
+    q_final = quarantine_path(workspace, result.dataset)
+    q_path = place(q_final, keep_on_failure=True)  # the rows and reasons a person needs to read
     quarantined = checked.where(F.col(REASON_CODE).isNotNull()).select(
         SOURCE_ROW, REASON_FIELD, REASON_CODE, REASON
     )
     with _writing(q_path), atomic_directory(q_path) as tmp:
         quarantined.coalesce(1).write.parquet(str(tmp))
     written_q = _parquet_rows(q_path)
-    report = quarantine_report_path(workspace, result.dataset)
+    report_final = quarantine_report_path(workspace, result.dataset)
+    report = place(report_final, keep_on_failure=True)
     with _writing(report):
         first = write_quarantine_report(q_path, report, extract.received.path, extract.headings)
-    v_path = validated_path(workspace, result.dataset)
+    v_final = validated_path(workspace, result.dataset)
     written_v = 0
     if write_validated:
+        v_path = place(v_final)
         keep = [*extract.fields, *([PROGRAMME] if PROGRAMME in checked.columns else []), SOURCE_ROW]
         accepted = checked.where(F.col(REASON_CODE).isNull()).select(*keep)
         with _writing(v_path), atomic_directory(v_path) as tmp:
@@ -319,14 +332,14 @@ def _write_outputs(
                 f"{result.dataset}: row accounting broken after writing: {result.rows_in} rows in, "
                 f"{written_v} validated + {written_q} quarantined written; the validated table was removed"
             )
-    elif v_path.exists():
-        shutil.rmtree(v_path)
+    elif v_final.exists():  # a stale table must never be passed on: removed at once
+        shutil.rmtree(v_final)
     return DatasetValidation(
         **{
             **result.__dict__,
-            "quarantine_path": q_path,
-            "validated_path": v_path if write_validated else None,
-            "quarantine_report": report,
+            "quarantine_path": q_final,
+            "validated_path": v_final if write_validated else None,
+            "quarantine_report": report_final,
             "first_quarantined": first,
         }
     )
@@ -389,17 +402,21 @@ def check_extracts(
     tolerances: Mapping[str, float],
     inputs: Mapping[str, Path] | None = None,
     as_of: dt.date | None = None,
+    place: Callable[..., Path] = in_place,
 ) -> ValidationResult:
     """Validate extracts without the policy engine (the stage function adds the engine and audit).
 
     Raises ``InputError`` for an unreadable file before anything is judged or written. Otherwise
     returns the result; extracts over a tolerance have no validated table (see ``DatasetValidation.problems``).
+    ``place`` says where each output is written (default: in place; the stage passes ``step.stage``).
     """
     as_of = as_of or dt.date.today()
     inputs = dict(inputs or {})
     staging = staging_folder(workspace.landing / VALIDATED_DIR)  # identifiable rows: landing, 0700
     try:
-        return _check_staged(workspace, spark, configs, permitted_fields, tolerances, inputs, as_of, staging)
+        return _check_staged(
+            workspace, spark, configs, permitted_fields, tolerances, inputs, as_of, staging, place
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -413,6 +430,7 @@ def _check_staged(
     inputs: Mapping[str, Path],
     as_of: dt.date,
     staging: Path,
+    place: Callable[..., Path],
 ) -> ValidationResult:
     extracts: list[tuple[DatasetConfig, IngestedExtract]] = []
     try:
@@ -433,7 +451,7 @@ def _check_staged(
         judged.append((result, checked, extract))
 
     docs = data_docs_dir(workspace)
-    with _writing(docs), atomic_directory(docs) as tmp:
+    with _writing(docs), atomic_directory(place(docs, keep_on_failure=True)) as tmp:
         pages = gx_context.build_data_docs(tmp)
     pages = {name: docs / page.relative_to(tmp) for name, page in pages.items()}
 
@@ -441,7 +459,7 @@ def _check_staged(
     final: list[DatasetValidation] = []
     try:
         for result, checked, extract in judged:
-            written = _write_outputs(workspace, result, checked, extract, write_validated=all_passed)
+            written = _write_outputs(workspace, result, checked, extract, all_passed, place)
             final.append(
                 DatasetValidation(**{**written.__dict__, "data_docs_page": pages.get(result.dataset)})
             )
@@ -518,16 +536,15 @@ def validate_extracts(
                 if _exists(received, workspace, c)
             ]
         )
-        result = check_extracts(workspace, spark, chosen, permitted, tolerances, received, as_of)
+        result = check_extracts(
+            workspace, spark, chosen, permitted, tolerances, received, as_of, place=step.stage
+        )
         step.counts(
             rows_in=result.rows_in,
             rows_accepted=result.rows_accepted,
             rows_quarantined=result.rows_quarantined,
         )
         step.detail(validation=[d.summary() for d in result.datasets], data_docs=str(result.data_docs_index))
-        for d in result.datasets:
-            step.outputs(*(p for p in (d.validated_path, d.quarantine_path) if p is not None))
-        step.outputs(data_docs_dir(workspace))
         raise_for_problems(result)
     return result
 
