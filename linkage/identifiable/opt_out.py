@@ -52,13 +52,13 @@ def read_opt_out_list(spark: SparkSession, path: Path) -> DataFrame:
     return listing.select(nhs.alias("_opt_out_nhs")).where(F.col("_opt_out_nhs") != "").distinct()
 
 
-def remove_opted_out(
-    health: dict[str, DataFrame], opted_out: DataFrame
-) -> tuple[dict[str, DataFrame], dict[str, int]]:
-    """Health datasets without the opted-out patients, and how many rows each lost.
+def remove_opted_out(health: dict[str, DataFrame], opted_out: DataFrame) -> dict[str, DataFrame]:
+    """Health datasets without the opted-out patients.
 
     Rows are removed when their NHS number is on the list, or when their ``patient_id`` belongs to a
-    patient removed from a dataset that has both columns (the demographics table).
+    patient removed from a dataset that has both columns (the demographics table). Nothing runs
+    here: the caller counts the rows removed as rows read minus rows written, so the joins run
+    once, in the write, rather than again for a count of each table.
     """
     from pyspark.sql import functions as F
 
@@ -74,7 +74,6 @@ def remove_opted_out(
         removed_ids = F.broadcast(removed_ids.distinct())
 
     kept: dict[str, DataFrame] = {}
-    removed: dict[str, int] = {}
     for name, df in health.items():
         out = df
         if OPT_OUT_COLUMN in out.columns:
@@ -82,5 +81,4 @@ def remove_opted_out(
         if removed_ids is not None and "patient_id" in out.columns:
             out = out.join(removed_ids, out["patient_id"] == removed_ids["_opt_out_patient"], "left_anti")
         kept[name] = out
-        removed[name] = df.count() - out.count()
-    return kept, removed
+    return kept

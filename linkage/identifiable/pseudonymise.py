@@ -385,14 +385,15 @@ def _run(
     health = [n for n in frames if kinds[n] != DatasetKind.EMPLOYMENT_SUPPORT]
 
     # 1. National Data Opt-out, before anything else touches health data.
-    opted_out = dict.fromkeys(frames, 0)
+    # Rows read per health extract (parquet footers: no join runs); the opted-out rows are those
+    # read minus those written, since nothing after the opt-out filters rows.
+    rows_read: dict[str, int] = {}
     opt_out_path = engine.opt_out_list_path()
     if opt_out_path is not None and health:
         listing = read_opt_out_list(spark, opt_out_path)  # refuses when the list is missing
         step.inputs(opt_out_path)
-        kept, removed = remove_opted_out({n: frames[n] for n in health}, listing)
-        frames.update(kept)
-        opted_out.update(removed)
+        rows_read = {n: frames[n].count() for n in health}
+        frames.update(remove_opted_out({n: frames[n] for n in health}, listing))
 
     base_metadata = {
         "project_id": project,
@@ -470,9 +471,9 @@ def _run(
         flags = _write_table(table, step.stage(dest), metadata, {name: observation})[name]
         outputs[name] = dest
         rows_out = flags["rows"]  # every row left after the opt-out is written: none is filtered
-        rows_in = rows_out + opted_out[name]
+        rows_in = rows_read.get(name, rows_out)
         summaries.append(
-            ExtractSummary(name, str(kinds[name]), name, rows_in, opted_out[name], rows_out, flags)
+            ExtractSummary(name, str(kinds[name]), name, rows_in, rows_in - rows_out, rows_out, flags)
         )
 
     step.counts(

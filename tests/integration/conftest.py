@@ -1,7 +1,8 @@
 """One small synthetic region with planted canary identifiers, and the approved pipeline run on it.
 
-Generating and running the pipeline costs about a minute, so it happens once per test session;
-tests that need a fresh workspace copy the raw region (``raw_region``) instead of regenerating it.
+Running the pipeline costs two to three minutes on 2 idle cores (validation and pseudonymisation on
+Spark are most of it), so it happens once per test session; tests that need a fresh workspace copy
+the raw region (``raw_region``) instead of regenerating it.
 """
 
 from __future__ import annotations

@@ -325,14 +325,10 @@ def test_words_per_encoding_are_read_from_the_metadata_or_the_data(encoded_pairs
 # Integration: the pseudonymisation stage writes the encodings, the link model compares them
 
 
-@pytest.fixture(scope="module")
-def pseudonymised(spark, tmp_path_factory):
-    from linkage.identifiable.pseudonymise import pseudonymise_extracts
-    from tests.unit.test_pseudonymise import PROCESSOR, engine_for, make_workspace
-
-    ws = make_workspace(tmp_path_factory.mktemp("bloom-stage") / "ws")
-    result = pseudonymise_extracts(ws, engine_for(ws), PROCESSOR, spark, master_secret=SECRET)
-    return ws, result
+@pytest.fixture
+def pseudonymised(pseudonymised_run):
+    """The pseudonymisation tests' run (``tests/unit/conftest.py``): default Bloom settings."""
+    return pseudonymised_run.workspace, pseudonymised_run.result
 
 
 def test_stage_writes_encodings_and_records_their_parameters(pseudonymised):

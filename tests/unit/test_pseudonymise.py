@@ -174,13 +174,11 @@ def engine_for(ws: Workspace):
     return PolicyEngine.load(DEMO_POLICY, ws, trust_store=DEMO_TRUST, today=TODAY, actor=PROCESSOR)
 
 
-@pytest.fixture(scope="module")
-def run(spark, tmp_path_factory):
-    ws = make_workspace(tmp_path_factory.mktemp("pseudo") / "ws")
-    engine = engine_for(ws)
-    result = pseudonymise_extracts(ws, engine, PROCESSOR, spark, master_secret=SECRET)
-    tables = {name: pd.read_parquet(path) for name, path in result.outputs.items()}
-    return ws, engine, result, tables
+@pytest.fixture
+def run(pseudonymised_run):
+    """The shared run (``tests/unit/conftest.py``), shared with the Bloom-filter stage tests."""
+    r = pseudonymised_run
+    return r.workspace, r.engine, r.result, r.tables
 
 
 def test_validated_and_pseudonymised_files_are_readable_by_their_owner_only(run):
@@ -319,13 +317,27 @@ def test_canary_scan_finds_no_identifier_or_key_in_anything_written(run):
         assert not found, f"{path.relative_to(ws.root)} contains identifiers or key material"
 
 
-def test_key_rotation_through_the_cli_re_pseudonymises(run, monkeypatch):
+def _copy_workspace(ws: Workspace, dest: Path) -> Workspace:
+    """A copy of a workspace with its DEMO audit writer (beside it), so its audit log goes on."""
+    import shutil
+
+    from ig_policies.audit import demo_writer_directory
+
+    shutil.copytree(ws.root, dest)
+    writer = demo_writer_directory(ws)
+    if writer.exists():
+        shutil.copytree(writer, demo_writer_directory(Workspace(dest.resolve())))
+    return Workspace.open(dest)
+
+
+def test_key_rotation_through_the_cli_re_pseudonymises(run, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from flows.cli import app
 
-    ws, engine, _, tables = run
-    settings = ws.root.parent / "settings.yaml"
+    shared, _, _, tables = run
+    ws = _copy_workspace(shared, tmp_path / "ws")  # the shared run stays as it was
+    settings = tmp_path / "settings.yaml"
     settings.write_text("spark: {master: 'local[2]', driver_memory: 2g, shuffle_partitions: 2}\n")
     monkeypatch.setenv("EHL_SETTINGS", str(settings))
     monkeypatch.setenv("EHL_MASTER_SECRET", TEST_MASTER_SECRET)
