@@ -270,8 +270,39 @@ def _prepare_workspace(workspace: Path) -> None:
 
     ws = Workspace.open(workspace)
     # pending/ is written by the researcher's requests until the output gate runs apart (see #17)
-    owners = {"data_processor": PROCESSOR, "ig_officer": OFFICER_1, "audit_writer": WRITER}
+    owners = {
+        "data_processor": PROCESSOR,
+        "researcher": RESEARCHER,
+        "ig_officer": OFFICER_1,
+        "audit_writer": WRITER,
+    }
     for zone, access in ZONE_ACCESS.items():
         owner = RESEARCHER if zone == "pending" else owners[access.writer]
         shutil.chown(ws.zone(zone), owner)
     apply_zone_permissions(ws, ZoneGroups(**GROUPS))
+
+
+def place_region(site: Site, source: Path, zones: tuple[str, ...] = ("landing", "reference")) -> None:
+    """Put a synthetic region's extracts (made elsewhere, by root) in the site's zones as a TRE's
+    file transfer would: owned by the processor, with the zone's group, no more open than the zone."""
+    from ig_policies.workspace import ZONES, seal_tree
+
+    for zone in zones:
+        target = site.workspace / ZONES[zone]
+        group = target.stat().st_gid
+        for item in sorted((source / ZONES[zone]).iterdir()):
+            copied = target / item.name
+            if item.is_dir():
+                shutil.copytree(item, copied)
+            else:
+                shutil.copy2(item, copied)
+            for path in [copied, *(copied.rglob("*") if copied.is_dir() else [])]:
+                os.chown(path, pwd_uid(PROCESSOR), group)
+            seal_tree(copied)
+
+
+def pwd_uid(account: str) -> int:
+    """The uid of an account of the site."""
+    import pwd
+
+    return pwd.getpwnam(account).pw_uid
