@@ -23,6 +23,7 @@ from flows.cli.common import (
 )
 from ig_policies.errors import EXIT_USAGE
 from ig_policies.policy import Role
+from ig_policies.workspace import Workspace
 
 if TYPE_CHECKING:
     from flows.pipeline import ApprovedPlan
@@ -174,7 +175,7 @@ def demo(
     from ig_policies.errors import EhlError, TamperedError
 
     started = time.perf_counter()
-    ws = open_workspace(workspace)
+    ws = Workspace.open(workspace)  # the DEMO deployment for it is made next
     ensure_demo_master_secret(ws)
     deployment = ensure_demo_deployment(ws)
     console.print(f"[bold]ehl demo[/] — synthetic region of {people:,} people in {ws.root} (DEMO-ONLY keys)")
