@@ -93,7 +93,7 @@ def roles_run(site: Site, tmp_path_factory: pytest.TempPathFactory) -> RolesRun:
 
 
 def _stage_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line.split("✓", 1)[1].split(":")[0].strip() for line in done.stdout.splitlines() if "✓" in line]
+    return [line.split("✓", 1)[1].split(": ")[0].strip() for line in done.stdout.splitlines() if "✓" in line]
 
 
 def test_the_processor_runs_the_processing_and_is_told_who_runs_the_analyses(roles_run: RolesRun) -> None:
