@@ -129,6 +129,8 @@ class ResearchDatasetResult:
     n_panel_months: int
     n_pool_people: int
     n_pool_months: int
+    #: the linkage's match rates by group, copied from ``linked/`` (None if the link wrote none)
+    match_rates_path: Path | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -518,6 +520,27 @@ def write_tables(
     return paths
 
 
+#: The linkage's match rates by group: written by the link stage to ``linked/``, and copied to
+#: ``analysis/`` for the equity audit's linkage-skew check (researchers cannot read ``linked/``).
+MATCH_RATES = "match_rates.parquet"
+
+
+def copy_match_rates(
+    workspace: Workspace, place: Callable[[Path], Path] = lambda final: final
+) -> Path | None:
+    """Copy ``linked/match_rates.parquet`` (rates and counts by group, no people) into ``analysis/``.
+
+    The equity audit needs them, and it runs as a researcher, who may read ``analysis/`` but not
+    ``linked/``. A stale copy is removed when the linkage wrote none, so no analysis reads old rates.
+    """
+    source, copy = workspace.linked / MATCH_RATES, workspace.analysis / MATCH_RATES
+    if not source.exists():
+        copy.unlink(missing_ok=True)
+        return None
+    write_parquet(pd.read_parquet(source), place(copy))
+    return copy
+
+
 def build_research_dataset(
     workspace: Workspace,
     engine: Any,
@@ -549,6 +572,10 @@ def build_research_dataset(
         step.inputs(*present)
         tables = build_tables(inputs, spec)
         paths = write_tables(tables, workspace.analysis, place=step.stage)
+        rates = copy_match_rates(workspace, place=step.stage)
+        if rates is not None:
+            step.inputs(workspace.linked / MATCH_RATES)
+            paths["match_rates"] = rates
         panel = tables.panel
         n_linked = int(tables.clients["linked"].sum())
         step.counts(
@@ -571,6 +598,7 @@ def build_research_dataset(
         panel_path=paths["panel"],
         comparison_people_path=paths["comparison_people"],
         comparison_pool_path=paths["comparison_pool"],
+        match_rates_path=paths.get("match_rates"),
         n_enrolments=len(tables.clients),
         n_linked=n_linked,
         n_panel_people=int(panel["client_pseudonym"].nunique()),

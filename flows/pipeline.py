@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from analysis.registry import registered  # noqa: E402
 from flows import stages  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from flows.stages import PipelineContext, StageOutcome  # noqa: E402
-from ig_policies.errors import EhlError, PolicyRefused  # noqa: E402
+from ig_policies.errors import EhlError, InputError, PolicyRefused  # noqa: E402
 from ig_policies.policy import Role  # noqa: E402
 from ig_policies.workspace import Workspace  # noqa: E402
 
@@ -125,9 +126,106 @@ def _context(
     )
 
 
-def _stage_names(ctx: PipelineContext, analyses: list[str] | None) -> list[str]:
+#: The research dataset's tables: an analyses-only run starts only when they are all there.
+RESEARCH_DATASET_TABLES = ("clients", "panel", "comparison_people", "comparison_pool")
+#: The rules that mean "this account does not hold the role" (not: the policy cannot be used).
+_NOT_IN_ROLE = frozenset({"user_not_in_role", "not_in_role_group", "not_authenticated_account"})
+
+
+@dataclass(frozen=True)
+class ApprovedPlan:
+    """What ``ehl run approved`` does for the account running it.
+
+    The processing stages are the data processor's and the analyses the researcher's; an account
+    runs the stages of the roles it holds (the policy names it and it is in the role's OS group),
+    and one acting in both (the DEMO) runs the whole pipeline. ``next_step`` says, in plain
+    English, what another role must run next (or is None).
+    """
+
+    roles: tuple[Role, ...]
+    stages: tuple[str, ...]
+    next_step: str | None
+
+
+def roles_held(
+    ctx: PipelineContext, roles: tuple[Role, ...] = (Role.DATA_PROCESSOR, Role.RESEARCHER)
+) -> tuple[Role, ...]:
+    """The roles of ``roles`` this account may act in (checked as each stage will be; not audited)."""
+    engine = ctx.engine()
+    held = []
+    for role in roles:
+        try:
+            engine.check(ctx.acting(role), role, "run_approved")
+        except PolicyRefused as exc:
+            if exc.rule not in _NOT_IN_ROLE:
+                raise  # e.g. an expired policy: no role helps, and the refusal says why
+            continue
+        held.append(role)
+    return tuple(held)
+
+
+def plan_approved_run(ctx: PipelineContext, analyses: list[str] | None) -> ApprovedPlan:
+    """The stages of the approved pipeline this account runs, or a refusal naming its rule.
+
+    Refuses (audited, exit 3) an account that holds neither role; refuses (exit 4) an
+    analyses-only run before the research dataset exists.
+    """
+    held = roles_held(ctx)
+    account = ctx.acting(Role.DATA_PROCESSOR)
+    if not held:
+        engine = ctx.engine()
+        refusal = PolicyRefused(
+            "no_role_for_any_stage",
+            f"The account '{account}' holds neither role of the approved pipeline: the processing "
+            "(validate, pseudonymise, link, research dataset) is the data processor's and the analyses are "
+            "the researchers'.",
+            hint="run it from a data processor's or a researcher's account; the IG officer names accounts in "
+            "the policy and the TRE administrator adds them to the role's OS group",
+        )
+        engine.audit.append(
+            actor=account, role=None, action="run_approved", policy_id=engine.policy.project.id,
+            policy_hash=engine.policy_hash, datasets=[], analysis=None,
+            **({"mode": "DEMO"} if engine.identity.demo else {}),
+            decision="refused", rule=refusal.rule, reason=refusal.message,
+        )  # fmt: skip
+        raise refusal
     chosen = analyses if analyses is not None else stages.permitted_analyses(ctx)
-    return [*PROCESSOR_STAGES, *(f"analysis:{registered(name).analysis.value}" for name in chosen)]
+    analysis_stages = [f"analysis:{registered(name).analysis.value}" for name in chosen]
+    planned: list[str] = []
+    next_step = None
+    if Role.DATA_PROCESSOR in held:
+        planned += PROCESSOR_STAGES
+    if Role.RESEARCHER in held:
+        if Role.DATA_PROCESSOR not in held:
+            missing = [
+                t for t in RESEARCH_DATASET_TABLES if not (ctx.workspace.analysis / f"{t}.parquet").exists()
+            ]
+            if missing:
+                raise InputError(
+                    str(ctx.workspace.analysis / f"{missing[0]}.parquet"),
+                    "the research dataset has not been built yet, so the analyses have nothing to run on",
+                    hint="a data processor runs 'ehl run approved' first (it builds the research dataset); "
+                    "then run this command again",
+                )
+        planned += analysis_stages
+    elif analysis_stages:
+        next_step = (
+            f"The analyses ({', '.join(chosen)}) are the researchers' work, and the account '{account}' is not "
+            "a researcher, so they were not run. A researcher runs them on this research dataset with: "
+            "ehl run approved"
+        )
+    return ApprovedPlan(held, tuple(planned), next_step)
+
+
+def approved_plan(
+    workspace: str,
+    policy: str | None,
+    settings: str | None,
+    trust_store: str | None,
+    analyses: list[str] | None,
+) -> ApprovedPlan:
+    """``plan_approved_run`` for these flow parameters (what a command shows before the flow runs)."""
+    return plan_approved_run(_context(workspace, policy, settings, trust_store), analyses)
 
 
 # ---- one stage as its own flow run (the deployments in prefect.yaml) --------------------------
@@ -220,14 +318,20 @@ def approved_linkage_flow(
 ) -> list[dict[str, Any]]:
     """Validate, pseudonymise, link, build the research dataset and run the permitted analyses.
 
-    Every stage option comes from the settings file (``model`` overrides ``linkage.model``).
+    Each stage runs only for an account that holds its role (``plan_approved_run``): a data
+    processor's run stops after the research dataset and logs which command a researcher runs;
+    a researcher's runs only the analyses, once the research dataset is there. Every stage option comes from the settings file (``model`` overrides ``linkage.model``).
     Outputs end in ``outputs/pending/`` for an IG officer (``output_release_flow`` or
     ``ehl outputs review``). Re-running resumes after the last completed stage and does no work
     when nothing changed.
     """
     ctx = _context(workspace, policy, settings, trust_store, {"linkage": {"model": model}})
-    policy_check_task(ctx, Role.DATA_PROCESSOR)
-    return [_run_stage(ctx, stage) for stage in _stage_names(ctx, analyses)]
+    plan = plan_approved_run(ctx, analyses)
+    policy_check_task(ctx, plan.roles[0])
+    results = [_run_stage(ctx, stage) for stage in plan.stages]
+    if plan.next_step:
+        get_run_logger().info(plan.next_step)
+    return results
 
 
 # ---- release: waits for an IG officer --------------------------------------------------------

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from flows.offline import apply_offline_defaults
 from flows.settings import SparkSettings
+from ig_policies.workspace import private_scratch
 
 apply_offline_defaults()
 
@@ -23,7 +23,7 @@ def spark_conf(settings: SparkSettings, scratch_dir: Path | None = None) -> dict
     """The Spark configuration the pipeline relies on, as a plain dict (inspectable in tests)."""
     from splink.backends.spark import similarity_jar_location
 
-    scratch = scratch_dir or Path(tempfile.gettempdir()) / "ehl-spark"
+    scratch = scratch_dir or private_scratch("ehl-spark")  # one per account, 0700
     conf = {
         "spark.app.name": settings.app_name,
         "spark.master": settings.master,

@@ -190,6 +190,8 @@ def _run(
     ledger = StageLedger(ctx.workspace)
     started = time.perf_counter()
     engine = ctx.engine(actor=actor)  # every stage starts with the policy check, even a skipped one
+    # the account must hold the stage's role before the stage reads its zones or its ledger
+    engine.require(actor, stage_role(stage), stage)
     cleared = clear_dead_runs(ctx.workspace)
     plan = ledger.plan(stage, inputs, {**params, "policy_hash": engine.policy_hash})
     if ctx.resume and plan.up_to_date:
@@ -442,6 +444,7 @@ def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
             for name in ("employment_support", "health_demographics", "health_conditions", "health_activity")
         ),
         ws.reference / "lsoa_lookup.csv",
+        ws.linked / "match_rates.parquet",
     ]
     params = options.model_dump()
 
@@ -458,6 +461,7 @@ def run_research_dataset(ctx: PipelineContext) -> StageOutcome:
             result.panel_path,
             result.comparison_people_path,
             result.comparison_pool_path,
+            *([result.match_rates_path] if result.match_rates_path is not None else []),
         ]
         return summary, outputs, result
 
@@ -477,7 +481,7 @@ def run_analysis(ctx: PipelineContext, name: str | Analysis) -> StageOutcome:
         ws.analysis / "panel.parquet",
         ws.analysis / "comparison_people.parquet",
         ws.analysis / "comparison_pool.parquet",
-        ws.linked / "match_rates.parquet",
+        ws.analysis / "match_rates.parquet",
         *_files_under(ws.reference),
         *entry.input_files(options),
     ]

@@ -117,11 +117,13 @@ class AuditWriter:
         anchor, which only the writer's account can change, is what refuses a new chain.
         """
         found = []
-        try:
-            if _governed_stages(self.workspace_root / ".state" / "stages.json"):
-                found.append("a stage ledger (.state/stages.json)")
-        except PermissionError:
-            pass
+        # the processing stages' ledger and the analyses' (``flows.stage_ledger``)
+        for ledger in (".state/stages.json", "research/stages.json"):
+            try:
+                if _governed_stages(self.workspace_root / ledger):
+                    found.append(f"a stage ledger ({ledger})")
+            except PermissionError:
+                continue
         for zone in ("outputs/pending", "outputs/released"):
             folder = self.workspace_root / zone
             try:

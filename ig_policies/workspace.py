@@ -2,15 +2,16 @@
 
 Zones exist so that *where* a file lives says *who* may read it: identifiable extracts stay in
 ``landing/`` and are read only by ingest, validation and pseudonymisation; researchers work from
-``analysis/``; only ``outputs/released/`` ever leaves the TRE. Every write is atomic (temporary path,
+``analysis/`` (read-only to them: the data processors write it) and keep their own working files in
+``research/``; only ``outputs/released/`` ever leaves the TRE. Every write is atomic (temporary path,
 then ``os.replace``) so a crash never leaves a half-written table that a later stage could mistake
 for a complete one.
 
 Who may read and write each zone is data (``ZONE_ACCESS``), applied to the directories by
 ``apply_zone_permissions``. With a ``ZoneGroups`` (the OS group of each role, from the deployment)
 each zone directory gets its role's group and a setgid mode, so files inherit the group; with none
-(the demo, one account) the identifiable, pseudonymised and linked zones are 0700 and the others
-0750. Every writer here gives files at most 0640, and 0600 where the directory is not
+(the demo, one account) the identifiable, pseudonymised and linked zones, the stage ledger and the
+researchers' working folder are 0700 and the others 0750. Every writer here gives files at most 0640, and 0600 where the directory is not
 group-readable, whatever the process umask; ``restrict_umask`` sets 027 for the rest (the ``ehl``
 CLI and the Prefect flows call it at start-up). Spark writes with Hadoop's own permissions (0644),
 so ``atomic_directory`` tightens a finished table before its rename.
@@ -56,6 +57,8 @@ ZONES: dict[str, str] = {
     "reports": "reports",
     "reference": "reference",
     "truth": "truth",
+    "state": ".state",
+    "research": "research",
 }
 
 #: The roles that own or read zones: the three policy roles, the audit log's writer and the output
@@ -97,6 +100,11 @@ ZONE_ACCESS: dict[str, ZoneAccess] = {
     "pseudonymised": _PROCESSORS_ONLY,
     "linked": _PROCESSORS_ONLY,
     "truth": _PROCESSORS_ONLY,  # synthetic identities: as sensitive as landing
+    # the processing stages' ledger (content hashes, paths, parameters): what resumes a run
+    "state": _PROCESSORS_ONLY,
+    # the researchers' own working folder: the analyses' stage ledger; nothing in it leaves the
+    # TRE except through an output request
+    "research": ZoneAccess("researcher", frozenset({"researcher"}), "researcher", 0o2770, 0o700),
     # validation Data Docs can show failing values, so reports stay with the processors
     "reports": ZoneAccess("data_processor", frozenset({"data_processor"}), "data_processor", 0o2750, 0o750),
     # the research dataset: written by processors, read by researchers
@@ -265,14 +273,9 @@ def apply_zone_permissions(workspace: Workspace, groups: ZoneGroups | None = Non
             _set_mode(path, access.alone_mode)
             continue
         gid = _group_id(zone, group)
-        current = path.stat()
-        if current.st_gid == gid and stat.S_IMODE(current.st_mode) == access.grouped_mode:
-            # Already right: leave it. The owner may not be in the readers' group (the output gate
-            # owns pending/, whose group is the officers'), and a chmod by such an owner would
-            # clear the setgid bit that gives new folders the officers' group.
-            continue
-        try:
-            os.chown(path, -1, gid)
+        try:  # only what differs: the owner may be outside the readers' group (see ``_set_mode``)
+            if path.stat().st_gid != gid:
+                os.chown(path, -1, gid)
         except OSError as exc:
             raise EnvironmentProblem(
                 str(path),
@@ -280,11 +283,23 @@ def apply_zone_permissions(workspace: Workspace, groups: ZoneGroups | None = Non
                 hint="set the workspace up as root or as an account that belongs to that group",
             ) from None
         _set_mode(path, access.grouped_mode)
+        if stat.S_IMODE(path.stat().st_mode) != access.grouped_mode:
+            # the kernel drops setgid when an account outside the group sets the mode; files
+            # made in the zone would then get the writer's own group, which its readers lack
+            raise EnvironmentProblem(
+                str(path),
+                f"workspace zone {zone!r} must be mode {access.grouped_mode:o} with the OS group {group!r}, "
+                f"and this account, which is not in that group, cannot set it",
+                hint="the TRE administrator sets the zones up as root (see docs/ARCHITECTURE.md, 'Deployment')",
+            )
 
 
 def _set_mode(path: Path, mode: int) -> None:
+    """Give ``path`` ``mode``, touching it only if it differs: an unchanged mode is never re-set,
+    because setting it again as an account outside the folder's group would drop its setgid bit."""
     try:
-        path.chmod(mode)
+        if stat.S_IMODE(path.stat().st_mode) != mode:
+            path.chmod(mode)
     except OSError as exc:  # e.g. an immutable folder: the zone's rule cannot be guaranteed
         raise environment_problem(exc, str(path), "write") from None
 
@@ -336,6 +351,28 @@ def _leftovers(folder: Path, depth: int = 3) -> Iterator[Path]:
             yield child
         elif depth > 1 and child.is_dir() and not child.is_symlink() and not child.name.startswith("."):
             yield from _leftovers(child, depth - 1)
+
+
+def private_scratch(name: str) -> Path:
+    """This account's own scratch folder ``<tmp>/<name>-<uid>`` (Spark's shuffle files, DuckDB's
+    spill), 0700: each account that runs a stage gets its own, so a shared machine's accounts
+    neither collide on one folder nor read each other's intermediate rows.
+
+    Raises ``EnvironmentProblem`` if the folder exists but belongs to another account or is open
+    to others (someone made it first to read what spills into it).
+    """
+    folder = Path(tempfile.gettempdir()) / f"{name}-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise EnvironmentProblem(
+            str(folder),
+            "this account's scratch folder belongs to another account or is open to others "
+            f"(mode {stat.filemode(info.st_mode)}), so intermediate rows written there could be read",
+            hint=f"remove {folder} (the TRE administrator can) and run the command again",
+        )
+    return folder
 
 
 def staging_folder(parent: str | os.PathLike[str], tag: str | None = None) -> Path:
@@ -404,19 +441,8 @@ def make_zone_folder(directory: str | os.PathLike[str]) -> Path:
         mode = stat.S_IMODE(folder.parent.stat().st_mode) & 0o2750
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
-            _tighten_folder(folder, mode | 0o700)
+            _set_mode(folder, mode | 0o700)  # a setgid it inherited stays (see ``_set_mode``)
     return directory
-
-
-def _tighten_folder(folder: Path, mode: int) -> None:
-    """Give ``folder`` ``mode`` unless it has it already.
-
-    A folder made in a setgid zone already has the zone's group and setgid bit; a chmod by an
-    owner outside that group (the output gate in the officers' ``pending/``) would clear the
-    setgid bit, and the folder's files would then get the owner's own group.
-    """
-    if stat.S_IMODE(folder.stat().st_mode) != mode:
-        folder.chmod(mode)
 
 
 def seal_tree(path: str | os.PathLike[str], like: str | os.PathLike[str] | None = None) -> None:
@@ -433,10 +459,10 @@ def seal_tree(path: str | os.PathLike[str], like: str | os.PathLike[str] | None 
     if top.is_file():
         top.chmod(file_mode)
         return
-    _tighten_folder(top, parent_mode)
+    _set_mode(top, parent_mode)
     for dirpath, dirnames, filenames in os.walk(top):
         for name in dirnames:
-            _tighten_folder(Path(dirpath, name), parent_mode)
+            _set_mode(Path(dirpath, name), parent_mode)
         for name in filenames:
             target = Path(dirpath, name)
             if not target.is_symlink():

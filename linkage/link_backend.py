@@ -12,13 +12,13 @@ laptop and on a cluster.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from ig_policies.errors import ConfigError
+from ig_policies.workspace import private_scratch
 
 Backend = Literal["spark", "duckdb"]
 
@@ -43,7 +43,7 @@ def duckdb_api(memory_limit: str = "8GB", threads: int | None = None, temp_dir: 
     con = duckdb.connect(":memory:")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET threads = {int(threads or os.cpu_count() or 2)}")
-    spill = temp_dir or Path(tempfile.gettempdir()) / "ehl-duckdb"
+    spill = temp_dir or private_scratch("ehl-duckdb")  # one per account, 0700
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{spill.as_posix()}'")
     con.execute("SET preserve_insertion_order = false")

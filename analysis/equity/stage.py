@@ -63,7 +63,8 @@ def run_equity_audit(
         "clients": workspace.analysis / "clients.parquet",
         "census": ref / "census_economic_activity_by_group.csv",
         "lookup": ref / "lsoa_lookup.csv",
-        "match_rates": workspace.linked / "match_rates.parquet",
+        # copied from linked/ by the research dataset (researchers may not read linked/)
+        "match_rates": workspace.analysis / "match_rates.parquet",
     }
     with engine.step(
         actor, Role.RESEARCHER, "equity_audit", analysis=Analysis.EQUITY_AUDIT, reads_linked_data=True

@@ -65,7 +65,15 @@ if TYPE_CHECKING:
 
 
 def open_workspace(workspace: Path | None) -> Workspace:
-    return Workspace.open(workspace)
+    """The workspace as this machine's deployment opens it (its fixed root, its role groups), so
+    opening it never resets a zone to the one-account modes, which would drop the setgid bit that
+    gives a zone's files their readers' group; with no deployment file at all (a developer's
+    synthetic workspace), the folder given."""
+    from ig_policies.deployment import deployment_path, load_deployment
+
+    if not deployment_path().exists():
+        return Workspace.open(workspace)
+    return load_deployment().open_workspace(workspace)
 
 
 def policy_path(policy: Path | None) -> Path | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,11 @@ from flows.cli.common import (
     progress,
 )
 from ig_policies.errors import EXIT_USAGE
+from ig_policies.policy import Role
+from ig_policies.workspace import Workspace
+
+if TYPE_CHECKING:
+    from flows.pipeline import ApprovedPlan
 
 app = typer.Typer(
     no_args_is_help=True, help="Run the approved pipeline (or its release step) as Prefect flows."
@@ -34,9 +39,12 @@ def _run_approved(
     settings: Path | None,
     trust_store: Path | None,
     analyses: list[str] | None,
-) -> list[dict]:
-    """Run ``approved_linkage_flow`` with a progress bar fed by the flow's stage events."""
-    from analysis.registry import PIPELINE_ORDER
+) -> tuple[ApprovedPlan, list[dict]]:
+    """Run ``approved_linkage_flow`` with a progress bar fed by the flow's stage events.
+
+    The stages are those of the roles the account holds (``pipeline.plan_approved_run``); what
+    another role must run next is printed at the end.
+    """
     from flows import pipeline
     from flows.settings import load_settings
 
@@ -45,8 +53,16 @@ def _run_approved(
         import os
 
         os.environ["PREFECT_API_URL"] = run_settings.prefect.api_url
-    total = len(pipeline.PROCESSOR_STAGES) + len(analyses if analyses is not None else PIPELINE_ORDER)
-    with progress("Approved pipeline: starting (policy check)", total=total) as advance:
+
+    def text(path: Path | None) -> str | None:
+        return str(path) if path else None
+
+    plan = pipeline.approved_plan(str(workspace), text(policy), text(settings), text(trust_store), analyses)
+    if plan.roles == (Role.RESEARCHER,):
+        console.print(
+            "Approved pipeline as a researcher: the analyses, on the research dataset in analysis/."
+        )
+    with progress("Approved pipeline: starting (policy check)", total=len(plan.stages)) as advance:
 
         def on_stage(outcome) -> None:
             advance(1, description=f"Approved pipeline: {outcome.stage} done")
@@ -54,15 +70,18 @@ def _run_approved(
 
         pipeline.stage_listeners.append(on_stage)
         try:
-            return pipeline.approved_linkage_flow(
+            results = pipeline.approved_linkage_flow(
                 workspace=str(workspace),
-                policy=str(policy) if policy else None,
-                settings=str(settings) if settings else None,
-                trust_store=str(trust_store) if trust_store else None,
+                policy=text(policy),
+                settings=text(settings),
+                trust_store=text(trust_store),
                 analyses=analyses,
             )
         finally:
             pipeline.stage_listeners.remove(on_stage)
+    if plan.next_step:
+        console.print(plan.next_step, soft_wrap=True)
+    return plan, results
 
 
 @app.command("approved")
@@ -83,19 +102,23 @@ def approved(
 
     Every option of the single-stage commands is a key of the settings file (--settings), in
     the sections validation, pseudonymisation, linkage, research_dataset and analyses.NAME.
-    The stages act as the account running the command, which the policy (and the deployment's
-    groups) must name in each stage's role.
+    The stages act as the account running the command, and it runs those of the roles it holds
+    (the policy names it and it is in the role's OS group): a data processor's run ends with the
+    research dataset and says what a researcher runs next; a researcher's runs only the analyses,
+    once the research dataset is there. An account in neither role is refused (no_role_for_any_stage).
     """
     ws = open_workspace(workspace)
-    _run_approved(ws.root, policy_path(policy), settings, trust_store, analysis)
-    print_outputs(
-        [
-            ("Outputs waiting for IG review", ws.pending),
+    plan, _ = _run_approved(ws.root, policy_path(policy), settings, trust_store, analysis)
+    written = []
+    if Role.DATA_PROCESSOR in plan.roles:
+        written += [
+            ("Research dataset", ws.analysis),
             ("Linkage report", ws.reports / "linkage"),
             ("Data Docs", ws.reports / "data_docs"),
-            ("Audit log", ws.audit),
         ]
-    )
+    if Role.RESEARCHER in plan.roles:
+        written.append(("Outputs waiting for IG review", ws.pending))
+    print_outputs([*written, ("Audit log", ws.audit)])
 
 
 @app.command("release")
@@ -152,7 +175,7 @@ def demo(
     from ig_policies.errors import EhlError, TamperedError
 
     started = time.perf_counter()
-    ws = open_workspace(workspace)
+    ws = Workspace.open(workspace)  # the DEMO deployment for it is made next
     ensure_demo_master_secret(ws)
     deployment = ensure_demo_deployment(ws)
     console.print(f"[bold]ehl demo[/] — synthetic region of {people:,} people in {ws.root} (DEMO-ONLY keys)")

@@ -219,9 +219,11 @@ def site() -> Iterator[Site]:
         yield Site(base, deployment, workspace, policy, trust_store, keys, master_key, master_passphrase)
     finally:
         _stop_audit_writer()
-        for path, mode in restore:
-            path.chmod(mode)
         shutil.rmtree(base, ignore_errors=True)
+        # another site on this machine (a test run in parallel) still needs the interpreter's folders
+        if not any(base.parent.glob("ehl-sod-*")):
+            for path, mode in restore:
+                path.chmod(mode)
         os.umask(umask)
 
 
@@ -322,6 +324,7 @@ def _prepare_workspace(workspace: Path) -> None:
     ws = Workspace.open(workspace)
     owners = {
         "data_processor": PROCESSOR,
+        "researcher": RESEARCHER,
         "ig_officer": OFFICER_1,
         "audit_writer": WRITER,
         "output_gate": GATE,
@@ -329,3 +332,29 @@ def _prepare_workspace(workspace: Path) -> None:
     for zone, access in ZONE_ACCESS.items():
         shutil.chown(ws.zone(zone), owners[access.writer])
     apply_zone_permissions(ws, ZoneGroups(**GROUPS))
+
+
+def place_region(site: Site, source: Path, zones: tuple[str, ...] = ("landing", "reference")) -> None:
+    """Put a synthetic region's extracts (made elsewhere, by root) in the site's zones as a TRE's
+    file transfer would: owned by the processor, with the zone's group, no more open than the zone."""
+    from ig_policies.workspace import ZONES, seal_tree
+
+    for zone in zones:
+        target = site.workspace / ZONES[zone]
+        group = target.stat().st_gid
+        for item in sorted((source / ZONES[zone]).iterdir()):
+            copied = target / item.name
+            if item.is_dir():
+                shutil.copytree(item, copied)
+            else:
+                shutil.copy2(item, copied)
+            for path in [copied, *(copied.rglob("*") if copied.is_dir() else [])]:
+                os.chown(path, pwd_uid(PROCESSOR), group)
+            seal_tree(copied)
+
+
+def pwd_uid(account: str) -> int:
+    """The uid of an account of the site."""
+    import pwd
+
+    return pwd.getpwnam(account).pw_uid

@@ -139,6 +139,41 @@ def test_research_dataset_and_analysis_stages_take_their_options_from_the_settin
         )
 
 
+def test_the_approved_run_runs_the_stages_of_the_roles_the_account_holds(tmp_path: Path) -> None:
+    from flows.pipeline import PROCESSOR_STAGES, plan_approved_run
+    from ig_policies.errors import InputError
+
+    ws = Workspace.open(tmp_path / "ws")
+    analyses = ["equity_audit", "concordance"]
+    every = plan_approved_run(_context(ws), analyses)  # the DEMO: one account in every role
+    assert every.stages == (*PROCESSOR_STAGES, "analysis:equity_audit", "analysis:concordance")
+    assert every.next_step is None
+
+    def as_only(role: str, name: str) -> PipelineContext:
+        policy = write_demo_policy(tmp_path / f"{role}.yaml", {"users": [{"name": name, "role": role}]})
+        return replace(_context(ws), policy_path=policy)
+
+    processing = plan_approved_run(as_only("data_processor", PROCESSOR), analyses)
+    assert processing.stages == tuple(PROCESSOR_STAGES)
+    assert "researchers' work" in processing.next_step and "ehl run approved" in processing.next_step
+
+    researcher = as_only("researcher", RESEARCHER)
+    with pytest.raises(InputError, match="research dataset has not been built"):
+        plan_approved_run(researcher, analyses)
+    for table in ("clients", "panel", "comparison_people", "comparison_pool"):
+        (ws.analysis / f"{table}.parquet").write_bytes(b"")
+    assert plan_approved_run(researcher, analyses).stages == ("analysis:equity_audit", "analysis:concordance")
+
+    with pytest.raises(PolicyRefused, match="no_role_for_any_stage"):
+        plan_approved_run(as_only("ig_officer", DEMO_USERS["ig_officer"]), analyses)
+    refusal = AuditLog.for_workspace(ws).entries()[-1]
+    assert (refusal["action"], refusal["decision"], refusal["rule"]) == (
+        "run_approved",
+        "refused",
+        "no_role_for_any_stage",
+    )
+
+
 # ---- one list of analyses ------------------------------------------------------------------
 
 

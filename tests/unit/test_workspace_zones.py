@@ -88,7 +88,7 @@ def test_every_zone_has_one_access_rule_and_identifiable_zones_are_processors_on
 def test_a_workspace_alone_is_0700_for_identifiable_zones_and_0750_for_the_others(tmp_path: Path) -> None:
     ws = Workspace.open(tmp_path / "ws")
     for name in ZONES:
-        expected = 0o700 if name in (*PROCESSOR_ZONES, "truth") else 0o750
+        expected = 0o700 if name in (*PROCESSOR_ZONES, "truth", "state", "research") else 0o750
         assert _mode(ws.zone(name)) == expected, name
     (ws.pseudonymised).chmod(0o755)  # loosened by hand: opening it again restores the rule
     Workspace.open(ws.root)
