@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,13 +188,18 @@ def request_outputs(
     """Request each output through the output gate; return (name, id, status) and the folders.
 
     The status comes from the gate's receipt: with role groups the researcher cannot read
-    ``pending/`` (the officers' zone), and the gate alone writes it.
+    ``pending/`` (the officers' zone), and the gate alone writes it. The folders are those this
+    account can read (the DEMO gate's, in this process), so the analysis step records and hashes
+    them; a gate running as a service records its folders in its own audit entries, and the
+    researcher's step names the request ids.
     """
     done, folders = [], []
+    readable = os.access(workspace.pending, os.R_OK | os.X_OK)
     for name, output in outputs:
         receipt = submit_output(workspace, engine, actor, output, name, justification)
         done.append((name, receipt.request_id, receipt.status))
-        folders.append(workspace.pending / receipt.request_id)
+        if readable:
+            folders.append(workspace.pending / receipt.request_id)
     return tuple(done), tuple(folders)
 
 

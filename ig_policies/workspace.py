@@ -387,7 +387,9 @@ def staging_folder(parent: str | os.PathLike[str], tag: str | None = None) -> Pa
     folder = Path(parent) / name
     make_zone_folder(folder.parent)
     folder.mkdir(mode=STAGING_MODE, exist_ok=True)
-    folder.chmod(STAGING_MODE | (folder.parent.stat().st_mode & stat.S_ISGID))
+    _set_mode(
+        folder, STAGING_MODE | (folder.parent.stat().st_mode & stat.S_ISGID)
+    )  # a chmod could drop setgid
     return folder
 
 
@@ -440,8 +442,10 @@ def make_zone_folder(directory: str | os.PathLike[str]) -> Path:
     for folder in reversed(missing):
         mode = stat.S_IMODE(folder.parent.stat().st_mode) & 0o2750
         with contextlib.suppress(FileExistsError):
-            folder.mkdir()
-            _set_mode(folder, mode | 0o700)  # a setgid it inherited stays (see ``_set_mode``)
+            # born with the mode (setgid comes from the parent), so no chmod is needed: a chmod by
+            # an account outside the folder's group would drop the setgid (see ``_set_mode``)
+            folder.mkdir(mode=(mode | 0o700) & 0o777)
+            _set_mode(folder, mode | 0o700)
     return directory
 
 

@@ -245,6 +245,7 @@ def test_vendoring_keeps_only_the_files_the_pages_load_and_is_idempotent(tmp_pat
 
     assert vendor_assets(folder, manifest, npm=npm) is True
     assert vendor_assets(folder, manifest, npm=str(tmp_path / "no-such-npm")) is False  # current
+    assert folder.stat().st_mode & 0o777 == 0o755  # every account that builds Data Docs reads them
 
     kept = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     assert kept == [STAMP_NAME, "scope-fonts@1.0.0/css/all.css", "scope-fonts@1.0.0/webfonts/f.woff2"]

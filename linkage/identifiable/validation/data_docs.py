@@ -217,6 +217,9 @@ def vendor_assets(
             _extract(tarball, package, staging / package.folder)
         shutil.rmtree(tarballs)
         (staging / STAMP_NAME).write_text(_manifest_digest(manifest_path) + "\n", encoding="utf-8")
+        # public stylesheets and scripts, read by every account that builds Data Docs (the data
+        # processor's, not the installer's): mkdtemp made the folder 0700
+        staging.chmod(0o755)
         if folder.exists():
             retired = folder.with_name(f".{folder.name}-old")
             shutil.rmtree(retired, ignore_errors=True)
