@@ -27,6 +27,7 @@ import grp
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -287,7 +288,10 @@ class OutputGate:
             fields, output_sha256 = verify_request(
                 self._key.public_key(), request.directory, request.request_id
             )
-            self._store(request.directory, fields | {"justification": justification.strip()}, output_sha256)
+            # a new copy, put in place only after the audit entry (see PolicyEngine.step)
+            staged = step.stage(request.directory)
+            shutil.copytree(request.directory, staged)
+            self._store(staged, fields | {"justification": justification.strip()}, output_sha256)
             step.detail(request_id=request.request_id)
         return GateReceipt(request.request_id, request.name, request.status, request.outcome, request.summary)
 

@@ -309,3 +309,39 @@ def test_a_dead_runs_step_staging_is_swept_at_start_up(workspace: Workspace) -> 
     mine.mkdir()
     assert remove_stale_staging(workspace) == [leftover]
     assert not leftover.exists() and mine.exists()
+
+
+@needs_chattr
+def test_retention_deletes_nothing_when_its_closing_entry_fails(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleting is an action too: the data goes only once the audit log has recorded it."""
+    import datetime as dt
+
+    from ig_policies.retention import enforce_retention
+
+    write_text(workspace.linked / "links.parquet", "x" * 100)
+    write_text(workspace.analysis / "panel.parquet" / "part-0", "y" * 50)
+    officer = DEMO_USERS["ig_officer"]
+    late = PolicyEngine.load(
+        DEMO_POLICY, workspace, trust_store=DEMO_TRUST_STORE, today=dt.date(2029, 7, 1),
+        allow_expired=True, actor=officer,
+    )  # fmt: skip
+    before = _snapshot(workspace)
+    with (
+        audit_log_fails_when_closing("retention_enforce", monkeypatch) as frozen,
+        pytest.raises(AuditUnavailable, match="audit_before_commit"),
+    ):
+        enforce_retention(late, officer)
+    assert frozen
+    assert _snapshot(workspace) == before  # everything back where it was, no staging left
+    log = AuditLog.for_workspace(workspace)
+    assert [e["action"] for e in unfinished_steps(log.entries())] == ["retention_enforce"]
+
+    done = enforce_retention(late, officer)  # the log is writable again: now it is deleted
+    assert (
+        done.files == 2
+        and list(workspace.linked.iterdir()) == []
+        and list(workspace.analysis.iterdir()) == []
+    )
+    assert log.entries()[-1]["details"]["deleted"] is True and log.verify().ok
