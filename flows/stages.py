@@ -380,14 +380,14 @@ def run_link_report(ctx: PipelineContext) -> StageOutcome:
     ws = ctx.workspace
     started = time.perf_counter()
     engine = ctx.engine()
+    actor = engine.actor_for(Role.DATA_PROCESSOR)
+    engine.require(actor, Role.DATA_PROCESSOR, "link_report")  # before it looks into linked/
     cleared = clear_dead_runs(ws)
     summary_path, rates_path = ws.linked / "link_summary.json", ws.linked / "match_rates.parquet"
     for needed in (summary_path, rates_path):
         if not needed.exists():
             raise InputError(str(needed), "there is no linkage to report on", hint="run 'ehl link' first")
-    with engine.step(
-        engine.actor_for(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_report", reads_linked_data=True
-    ) as step:
+    with engine.step(actor, Role.DATA_PROCESSOR, "link_report", reads_linked_data=True) as step:
         step.inputs(summary_path, rates_path)
         path = quality.write_report(ws, place=step.stage)
         sentences = quality.verdict(json.loads(summary_path.read_text()), pd.read_parquet(rates_path))
@@ -403,6 +403,9 @@ def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
 
     ws = ctx.workspace
     started = time.perf_counter()
+    engine = ctx.engine()
+    actor = engine.actor_for(Role.DATA_PROCESSOR)
+    engine.require(actor, Role.DATA_PROCESSOR, "link_evaluate")  # before it looks into truth/ or linked/
     truth = ws.truth / "record_links.parquet"
     if not truth.exists():
         raise InputError(
@@ -410,13 +413,10 @@ def run_link_evaluate(ctx: PipelineContext) -> StageOutcome:
             "this workspace has no ground truth, so linkage accuracy cannot be measured",
             hint="'ehl link evaluate' works only on synthetic workspaces made by 'ehl synth'",
         )
-    engine = ctx.engine()
     cleared = clear_dead_runs(ws)
     policy = engine.policy
     key = ctx.master_secret().derive("research-pseudonym", policy.project.id, policy.linkage.key_version)
-    with engine.step(
-        engine.actor_for(Role.DATA_PROCESSOR), Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True
-    ) as step:
+    with engine.step(actor, Role.DATA_PROCESSOR, "link_evaluate", reads_linked_data=True) as step:
         from linkage.identifiable.truth import pseudonymised_truth
 
         truth_pairs = pseudonymised_truth(ws, key, quality.linked_programmes(ws))

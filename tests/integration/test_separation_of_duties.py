@@ -229,3 +229,42 @@ def test_two_officers_review_and_release_and_nobody_reviews_twice(site: Site, re
     assert [d.owner() for d in decisions] == [OFFICER_1, OFFICER_2]  # each officer's own file
     verified = site.ehl(OFFICER_1, "outputs", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_released_bundle_edited_by_its_own_releaser_is_caught(site: Site, requested: str) -> None:
+    """The officer who released a bundle owns its files: they change a count, recompute the
+    manifest and SHA256SUMS so the bundle agrees with itself, and verify still says tampered,
+    because the bundle's hash was recorded in the audit log at release (which no role can write)."""
+    bundle = site.workspace / "outputs" / "released" / requested
+    assert bundle.is_dir(), "runs after the two-officer release above"
+    edit = (
+        "import hashlib, json, pathlib\n"
+        f"b = pathlib.Path({str(bundle)!r})\n"
+        "h = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()\n"
+        "csv = next(p for p in b.glob('*.csv'))\n"
+        "lines = csv.read_text().splitlines()\n"
+        "lines[1] = lines[1].rsplit(',', 1)[0] + ',7'\n"  # a suppressed-size count, say
+        "csv.write_text('\\n'.join(lines) + '\\n')\n"
+        "m = json.loads((b / 'manifest.json').read_text())\n"
+        "m['files'] = {n: h(b / n) for n in m['files']}\n"
+        "(b / 'manifest.json').write_text(json.dumps(m, indent=2))\n"
+        "names = [*m['files'], 'manifest.json']\n"
+        "(b / 'SHA256SUMS').write_text(''.join(f'{h(b / n)}  {n}\\n' for n in names))\n"
+    )
+    done = site.python(OFFICER_2, edit)
+    assert done.returncode == 0, done.stdout + done.stderr
+    verified = site.ehl(OFFICER_1, "outputs", "verify")
+    assert verified.returncode == 5, verified.stdout + verified.stderr
+    assert requested in verified.stdout + verified.stderr
+
+
+def test_the_linkage_report_is_a_processors_step_refused_to_a_researcher(site: Site) -> None:
+    tried = site.ehl(RESEARCHER, "link", "report")
+    assert tried.returncode == 3, tried.stdout + tried.stderr
+    assert "user_not_in_role" in tried.stderr or "not_in_role_group" in tried.stderr, tried.stderr
+    refusal = site.audit_entries()[-1]
+    assert (refusal["action"], refusal["decision"], refusal["account"]) == (
+        "link_report",
+        "refused",
+        RESEARCHER,
+    ), refusal
