@@ -3,7 +3,7 @@
 How an analysis output reaches the outside world:
 
 1. An analysis builds a typed output and calls ``request_output`` (or ``stage_output``, which
-   parks it in ``analysis/outputs/<name>/`` for the researcher to request later with
+   parks it in ``research/outputs/<name>/`` for the researcher to request later with
    ``ehl outputs request NAME --justification ...``). The output goes to the output gate
    (``analysis.disclosure.gate``, its own OS account), which checks it at once and writes
    ``outputs/pending/<id>/`` with its check report, a preview of the protected table and the
@@ -199,11 +199,11 @@ def _check_name(name: str) -> None:
 
 def staged_dir(workspace: Workspace) -> Path:
     """Where analyses park outputs for the researcher to request (inside the TRE)."""
-    return workspace.analysis / "outputs"
+    return workspace.zone("research") / "outputs"  # the researchers' own zone: they write it
 
 
 def stage_output(workspace: Workspace, output: DisclosureOutput, name: str, rules: OutputRules) -> Path:
-    """Park an output under ``analysis/outputs/<name>/`` for ``ehl outputs request NAME`` later.
+    """Park an output under ``research/outputs/<name>/`` for ``ehl outputs request NAME`` later.
 
     A figure is drawn now from its protected table (a render function cannot be saved), so
     staging runs the checks once to obtain that table; protection does not depend on earlier
@@ -310,7 +310,7 @@ def request_output(
 
 
 def request_staged(workspace: Workspace, engine: Any, actor: str, name: str, justification: str) -> str:
-    """Request an output an analysis staged under ``analysis/outputs/<name>/``."""
+    """Request an output an analysis staged under ``research/outputs/<name>/``."""
     directory = staged_dir(workspace) / name
     if not (directory / "output.json").exists():
         staged = list_staged(workspace)
