@@ -96,13 +96,16 @@ def raw_region(tmp_path_factory: pytest.TempPathFactory, master_secret_session) 
 
 
 def copy_region(raw: Path, dest: Path) -> Workspace:
-    """A copy of a workspace, with its (DEMO) audit writer's key and anchor, so its log goes on."""
+    """A copy of a workspace, with its (DEMO) audit writer's key and anchor, so its log goes on,
+    and its DEMO output gate's key, so the requests it signed still verify."""
     from ig_policies.audit import demo_writer_directory
+    from ig_policies.gate_keys import demo_gate_directory
 
     shutil.copytree(raw, dest)
-    writer = demo_writer_directory(Workspace(raw.resolve()))
-    if writer.exists():
-        shutil.copytree(writer, demo_writer_directory(Workspace(dest.resolve())))
+    for beside in (demo_writer_directory, demo_gate_directory):
+        kept = beside(Workspace(raw.resolve()))
+        if kept.exists():
+            shutil.copytree(kept, beside(Workspace(dest.resolve())))
     return Workspace.open(dest)
 
 
