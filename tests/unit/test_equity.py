@@ -268,6 +268,9 @@ def _stage_workspace(workspace, pop: pd.DataFrame, clients: pd.DataFrame) -> Non
         {"group": ["sex", "sex"], "level": ["F", "M"], "clients": [3000, 3000], "matched": [2400, 2700]}
     ).assign(match_rate=lambda d: d["matched"] / d["clients"])
     write_parquet(rates, workspace.linked / "match_rates.parquet")
+    write_parquet(
+        rates, workspace.analysis / "match_rates.parquet"
+    )  # the research dataset's copy, which researchers read
 
 
 @pytest.mark.usefixtures("master_secret_env")
