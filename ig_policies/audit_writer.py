@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import grp
 import json
 import os
 import pwd
-import signal
 import socket
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +46,8 @@ from ig_policies.audit import (
     read_anchor,
     write_public_file,
 )
-from ig_policies.errors import AuditUnavailable, ConfigError, EhlError, TamperedError
+from ig_policies.errors import AuditUnavailable, EhlError, TamperedError
+from ig_policies.unix_socket import peer_credentials, serve_unix_socket
 
 MAX_REQUEST = 1 << 20  # one entry is a few kB; anything this large is not a request
 REQUEST_TIMEOUT = 10.0  # a silent client holds the writer up for at most this long
@@ -247,18 +245,11 @@ def _read_request(conn: socket.socket) -> dict[str, Any]:
     return request
 
 
-def peer_uid(conn: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket, from the kernel (SO_PEERCRED)."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
-
-
 def handle(writer: AuditWriter, conn: socket.socket) -> None:
     """Answer one connection: one request, one reply."""
     try:
         conn.settimeout(REQUEST_TIMEOUT)
-        account = account_name(peer_uid(conn))
+        account = account_name(peer_credentials(conn)[0])
         request = _read_request(conn)
         kind = request.get("request")
         if kind == "append":
@@ -307,45 +298,14 @@ def serve(
     truncated or rolled-back log. ``ready`` (a callable) is called once the socket accepts connections.
     """
     writer.tip()  # fail closed before anyone can connect
-    path = Path(socket_path)
-    gid = None
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ConfigError(
-                f"The group {group!r} for the audit socket does not exist.",
-                hint="create the role group (or pass the group that holds the role accounts) with --group",
-            ) from None
-    if path.exists() or path.is_socket():
-        path.unlink()
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o117)  # the socket is born 0660: no moment when others can connect
-    try:
-        server.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o660)
-    if gid is not None:
-        os.chown(path, -1, gid)
-    server.listen(16)
-
-    def _stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        if ready is not None:
-            ready()
-        while True:
-            conn, _ = server.accept()
-            with conn:
-                handle(writer, conn)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-        path.unlink(missing_ok=True)
+    serve_unix_socket(
+        socket_path,
+        lambda conn: handle(writer, conn),
+        socket_name="audit socket",
+        group=group,
+        group_hint="create the role group (or pass the group that holds the role accounts) with --group",
+        ready=ready,
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,10 +23,10 @@ import grp
 import os
 import pwd
 import socket
-import struct
 from dataclasses import dataclass
 
 from ig_policies.policy import Role
+from ig_policies.unix_socket import peer_credentials
 
 #: The demo policy's persona per role: the names a DEMO deployment's one account acts under.
 DEMO_PERSONAS: dict[Role, str] = {
@@ -101,6 +101,5 @@ def peer_identity(conn: socket.socket, demo: bool = False) -> Identity:
     peer process is not available over the socket), so a group the administrator removed the
     account from no longer counts, even for a process started before.
     """
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, gid = struct.unpack("3i", creds)
+    uid, gid = peer_credentials(conn)
     return Identity(account=account_name(uid), uid=uid, groups=group_names(uid, (gid,)), demo=demo, peer=True)

@@ -23,12 +23,10 @@ DEMO writer does): ``GateSettings.signing_key`` instead of ``socket``.
 from __future__ import annotations
 
 import contextlib
-import grp
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import tempfile
@@ -54,6 +52,7 @@ from ig_policies.errors import (
 )
 from ig_policies.gate_keys import SIGNATURE_NAME, sign_request, verify_request
 from ig_policies.policy import OutputRules, Role
+from ig_policies.unix_socket import serve_unix_socket
 from ig_policies.workspace import Workspace, atomic_directory, content_hash, write_json, write_text
 
 #: The largest output the gate takes (all its files together): tables of aggregates and a PNG are
@@ -375,45 +374,14 @@ def serve(
     ready: Any = None,
 ) -> None:
     """Listen on ``socket_path`` (mode 0660, group ``group``) until SIGTERM/SIGINT, one request at a time."""
-    path = Path(socket_path)
-    gid = None
-    if group is not None:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ConfigError(
-                f"The group {group!r} for the output gate's socket does not exist.",
-                hint="create the group of the researcher accounts, or pass the right one with --group",
-            ) from None
-    if path.exists() or path.is_socket():
-        path.unlink()
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o117)  # born 0660: no moment when others can connect
-    try:
-        server.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o660)
-    if gid is not None:
-        os.chown(path, -1, gid)
-    server.listen(16)
-
-    def _stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        if ready is not None:
-            ready()
-        while True:
-            conn, _ = server.accept()
-            with conn:
-                service.handle(conn)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-        path.unlink(missing_ok=True)
+    serve_unix_socket(
+        socket_path,
+        service.handle,
+        socket_name="output gate's socket",
+        group=group,
+        group_hint="create the group of the researcher accounts, or pass the right one with --group",
+        ready=ready,
+    )
 
 
 # --------------------------------------------------------------------------------------------
