@@ -374,7 +374,6 @@ def run_link_report(ctx: PipelineContext) -> StageOutcome:
 
     import pandas as pd
 
-    from ig_policies.policy import Role
     from linkage import quality
 
     ws = ctx.workspace

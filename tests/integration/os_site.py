@@ -244,23 +244,11 @@ def _start_audit_writer(base: Path, workspace: Path) -> dict[str, str]:
     state.chmod(0o2750)  # the public key and the signed anchor: read by the writer's group
     (state / "public.pem").chmod(0o640)
     socket = run / "audit.sock"
-    proc = subprocess.Popen(
-        [
-            "runuser", "-u", WRITER, "--", "env", f"PYTHONPATH={ROOT}", f"PATH={Path(sys.executable).parent}:/usr/bin:/bin",
-            str(Path(sys.executable).with_name("ehl")), "audit", "serve", "--workspace", str(workspace),
-            "--key", str(settings.signing_key), "--anchor", str(settings.anchor), "--socket", str(socket),
-            "--group", STAFF,
-        ],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    _start_service(
+        WRITER, "the audit writer", socket, [],
+        "audit", "serve", "--workspace", str(workspace), "--key", str(settings.signing_key),
+        "--anchor", str(settings.anchor), "--socket", str(socket), "--group", STAFF,
     )  # fmt: skip
-    _writer.append(proc)
-    deadline = time.monotonic() + 60
-    while not socket.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(
-                "the audit writer did not start: " + (proc.stdout.read() if proc.stdout else "")
-            )
-        time.sleep(0.2)
     return {"public_key": str(settings.public_key), "anchor": str(settings.anchor), "socket": str(socket)}
 
 
@@ -287,12 +275,18 @@ def _start_output_gate(base: Path, deployment: Path, gate: dict[str, str]) -> No
     """The output gate, as its own account, on a socket only the researchers' group may use."""
     socket = Path(gate["socket"])
     key = base / "output-gate" / "signing.key"
+    _start_service(
+        GATE, "the output gate", socket, [f"EHL_DEPLOYMENT={deployment}", f"HOME={base}"],
+        "gate", "serve", "--key", str(key), "--socket", str(socket), "--group", GROUPS["researcher"],
+    )  # fmt: skip
+
+
+def _start_service(account: str, what: str, socket: Path, env: list[str], *args: str) -> None:
+    """Run ``ehl ARGS`` as ``account`` (a service: the audit writer, the output gate) and wait for its socket."""
     proc = subprocess.Popen(
         [
-            "runuser", "-u", GATE, "--", "env", f"PYTHONPATH={ROOT}", f"EHL_DEPLOYMENT={deployment}",
-            f"PATH={Path(sys.executable).parent}:/usr/bin:/bin", f"HOME={base}",
-            str(Path(sys.executable).with_name("ehl")), "gate", "serve", "--key", str(key),
-            "--socket", str(socket), "--group", GROUPS["researcher"],
+            "runuser", "-u", account, "--", "env", f"PYTHONPATH={ROOT}", *env,
+            f"PATH={Path(sys.executable).parent}:/usr/bin:/bin", str(Path(sys.executable).with_name("ehl")), *args,
         ],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -300,9 +294,7 @@ def _start_output_gate(base: Path, deployment: Path, gate: dict[str, str]) -> No
     deadline = time.monotonic() + 60
     while not socket.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(
-                "the output gate did not start: " + (proc.stdout.read() if proc.stdout else "")
-            )
+            raise AssertionError(f"{what} did not start: " + (proc.stdout.read() if proc.stdout else ""))
         time.sleep(0.2)
 
 
