@@ -182,12 +182,7 @@ def plan_approved_run(ctx: PipelineContext, analyses: list[str] | None) -> Appro
             hint="run it from a data processor's or a researcher's account; the IG officer names accounts in "
             "the policy and the TRE administrator adds them to the role's OS group",
         )
-        engine.audit.append(
-            actor=account, role=None, action="run_approved", policy_id=engine.policy.project.id,
-            policy_hash=engine.policy_hash, datasets=[], analysis=None,
-            **({"mode": "DEMO"} if engine.identity.demo else {}),
-            decision="refused", rule=refusal.rule, reason=refusal.message,
-        )  # fmt: skip
+        engine.record_refusal(account, None, "run_approved", refusal)
         raise refusal
     chosen = analyses if analyses is not None else stages.permitted_analyses(ctx)
     analysis_stages = [f"analysis:{registered(name).analysis.value}" for name in chosen]
@@ -320,7 +315,8 @@ def approved_linkage_flow(
 
     Each stage runs only for an account that holds its role (``plan_approved_run``): a data
     processor's run stops after the research dataset and logs which command a researcher runs;
-    a researcher's runs only the analyses, once the research dataset is there. Every stage option comes from the settings file (``model`` overrides ``linkage.model``).
+    a researcher's runs only the analyses, once the research dataset is there. Every stage option
+    comes from the settings file (``model`` overrides ``linkage.model``).
     Outputs end in ``outputs/pending/`` for an IG officer (``output_release_flow`` or
     ``ehl outputs review``). Re-running resumes after the last completed stage and does no work
     when nothing changed.

@@ -480,7 +480,7 @@ class PolicyEngine:
     def _entry(
         self,
         actor: str,
-        role: Role | str,
+        role: Role | str | None,
         action: str,
         datasets: Iterable[str] = (),
         analysis: Analysis | str | None = None,
@@ -488,7 +488,7 @@ class PolicyEngine:
         """The fields every entry of a step carries (who, as what, doing what, under which policy)."""
         return {
             "actor": actor,
-            "role": str(role.value if isinstance(role, Role) else role),
+            "role": str(role.value if isinstance(role, Role) else role) if role is not None else None,
             "action": action,
             "policy_id": self.policy.project.id,
             "policy_hash": self.policy_hash,
@@ -517,9 +517,24 @@ class PolicyEngine:
         try:
             self.check(actor, role, action)
         except PolicyRefused as exc:
-            base = self._entry(actor, role, action)
-            self.audit.append(**base, decision="refused", rule=exc.rule, reason=exc.message)
+            self.record_refusal(actor, role, action, exc)
             raise
+
+    def record_refusal(
+        self,
+        actor: str,
+        role: Role | str | None,
+        action: str,
+        refusal: PolicyRefused,
+        datasets: Iterable[str] = (),
+        analysis: Analysis | str | None = None,
+    ) -> None:
+        """Write the ``refused`` entry for ``refusal`` (its rule and message); the caller raises it.
+
+        ``role`` is None for a refusal that is about no single role (e.g. an account holding none).
+        """
+        base = self._entry(actor, role, action, datasets, analysis)
+        self.audit.append(**base, decision="refused", rule=refusal.rule, reason=refusal.message)
 
     @contextlib.contextmanager
     def step(
@@ -544,12 +559,12 @@ class PolicyEngine:
         """
         datasets = (datasets,) if isinstance(datasets, str) else tuple(datasets)
         fields = ((fields,) if isinstance(fields, str) else tuple(fields)) if fields is not None else None
-        base = self._entry(actor, role, action, datasets, analysis)
         try:
             self.check(actor, role, action, datasets, fields, analysis, reads_linked_data)
         except PolicyRefused as exc:
-            self.audit.append(**base, decision="refused", rule=exc.rule, reason=exc.message)
+            self.record_refusal(actor, role, action, exc, datasets, analysis)
             raise
+        base = self._entry(actor, role, action, datasets, analysis)
         started = self.audit.append(**base, decision="started", rule=None, reason="")  # fails closed
         record = Step(self.workspace)
         outer = self._open_steps[-1] if self._open_steps else None
