@@ -49,11 +49,12 @@ def spark_conf(settings: SparkSettings, scratch_dir: Path | None = None) -> dict
         ),
         # Splink's fuzzy-comparison UDFs (Jaro-Winkler etc.)
         "spark.jars": similarity_jar_location(),
-        # PySpark 4 records the Python call site of every DataFrame and Column call for its error
-        # messages: several JVM round trips and a stack walk per call, which made building an
-        # expression about six times slower (3 ms instead of 0.5 ms per call, measured here) and
-        # was most of the time each stage spends on small extracts. The pipeline never shows
-        # Spark's messages to its users anyway (they can quote the plan, so they are withheld).
+        # PySpark 4 records the Python call site of every DataFrame and Column call, so that its
+        # error messages can name the Python line: several JVM round trips and a stack walk per
+        # call. Building an expression was about six times slower with it (3 ms instead of 0.5 ms
+        # per call, measured here); on the tests' 3,000-person region validate took 46 s instead
+        # of 40 s and pseudonymise 23 s instead of 17 s. Spark's errors still say what failed;
+        # only that Python line is lost.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     conf.update(settings.config)
